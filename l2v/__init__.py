@@ -1,0 +1,14 @@
+"""l2v — LLM2Vec from scratch: a decoder-only LLM turned into a text encoder.
+
+Public API (tutorials, assignments and reference checks call exactly these):
+    load_model(path, dtype=None, device=None, causal=True) -> Transformer
+    model(input_ids, attention_mask=None, causal=None, output_hidden_states=False)
+    model.lm_head(hidden) -> logits
+"""
+
+from .config import ModelConfig
+from .loading import CheckpointError, load_model
+from .model import Transformer, build_attention_mask
+
+__all__ = ["ModelConfig", "Transformer", "build_attention_mask", "load_model", "CheckpointError"]
+__version__ = "0.1.0"

@@ -1,0 +1,138 @@
+"""Reading and writing Hugging Face model folders — safetensors only, never pickle.
+
+A folder holds `config.json` and either `model.safetensors` or shards listed in
+`model.safetensors.index.json`. The model is built on the meta device (no memory, no random
+init) and the tensors are then *assigned* into it, so loading a 7B model costs about one copy of
+its weights rather than two.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .config import ModelConfig
+from .model import Transformer
+
+SINGLE_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint does not fit the model its config describes."""
+
+
+def load_model(path, dtype=None, device=None, causal: bool = True) -> Transformer:
+    """Load an HF-layout LLaMA/Mistral folder into l2v's `Transformer`.
+
+    dtype: None keeps the dtype the weights are stored in. causal: the default attention mode
+    (LLM2Vec embedders use False); each call can still override it.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"model folder not found: {folder}")
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"no config.json in model folder {folder}")
+    config = ModelConfig.from_json(config_file)
+    shards = _weight_files(folder)
+
+    with torch.device("meta"):
+        model = Transformer(config, causal=causal)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if config.tie_word_embeddings:
+        expected.pop("lm_head.weight")  # the same tensor as model.embed_tokens.weight
+    _check_names_and_shapes(expected, shards)
+
+    state = {}
+    for file in shards:
+        with safe_open(file, framework="pt", device=str(device or "cpu")) as f:
+            for name in f.keys():
+                if name in expected:
+                    t = f.get_tensor(name)
+                    state[name] = t if dtype is None else t.to(dtype)
+    if config.tie_word_embeddings:
+        state["lm_head.weight"] = state["model.embed_tokens.weight"]
+    model.load_state_dict(state, strict=True, assign=True)
+    if config.tie_word_embeddings:
+        model.tie_weights()  # assign=True put two Parameter objects in place: make them one again
+    return model.eval()
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    if (folder / SINGLE_FILE).is_file():
+        return [folder / SINGLE_FILE]
+    index = folder / INDEX_FILE
+    if index.is_file():
+        weight_map = json.loads(index.read_text()).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise CheckpointError(f"{index} has no 'weight_map'")
+        files = [folder / name for name in sorted(set(weight_map.values()))]
+        for file in files:
+            if not file.is_file():
+                raise FileNotFoundError(f"shard {file.name} listed in {index} is missing")
+        return files
+    hint = ""
+    if any(folder.glob("*.bin")) or any(folder.glob("*.pt")):
+        hint = " (found pickle files: l2v reads safetensors only, never pickle)"
+    raise FileNotFoundError(f"no {SINGLE_FILE} or {INDEX_FILE} in {folder}{hint}")
+
+
+def _check_names_and_shapes(expected: dict[str, tuple], files: list[Path]):
+    """Compare the checkpoint's tensor names and shapes with the model's, reading headers only."""
+    found = {}
+    for file in files:
+        with safe_open(file, framework="pt") as f:
+            for name in f.keys():
+                found[name] = tuple(f.get_slice(name).get_shape())
+    if "lm_head.weight" not in expected:  # tied head: a stored copy is accepted and ignored
+        found.pop("lm_head.weight", None)
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    if missing or unexpected:
+        lines = []
+        if missing:
+            lines.append(f"missing tensors ({len(missing)}): {', '.join(missing)}")
+        if unexpected:
+            lines.append(f"unexpected tensors ({len(unexpected)}): {', '.join(unexpected)}")
+        raise CheckpointError("checkpoint does not match config.json:\n  " + "\n  ".join(lines))
+    for name, shape in expected.items():
+        if found[name] != shape:
+            raise CheckpointError(f"shape mismatch for {name}: expected {shape}, got {found[name]}")
+
+
+@contextmanager
+def atomic_folder(dest):
+    """Yield a temporary folder beside `dest`; on success it replaces `dest` in one rename.
+
+    A crash or Ctrl-C leaves `dest` as it was (or absent), never half written.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        yield tmp
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def save_model_folder(folder, config: ModelConfig, state_dict: dict[str, torch.Tensor]):
+    """Write config.json + model.safetensors into an existing folder (HF layout, tied head omitted)."""
+    folder = Path(folder)
+    (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    tensors = {k: v.contiguous() for k, v in state_dict.items()}
+    if config.tie_word_embeddings:
+        tensors.pop("lm_head.weight", None)
+    save_file(tensors, str(folder / SINGLE_FILE), metadata={"format": "pt"})
