@@ -4,11 +4,19 @@ Public API (tutorials, assignments and reference checks call exactly these):
     load_model(path, dtype=None, device=None, causal=True) -> Transformer
     model(input_ids, attention_mask=None, causal=None, output_hidden_states=False)
     model.lm_head(hidden) -> logits
+    Encoder.from_pretrained(path, adapters=(), causal=False, pooling="mean", ...).encode(texts)
+    Tokenizer(folder), pool(hidden, mask, method)
 """
 
 from .config import ModelConfig
+from .encoder import Encoder
 from .loading import CheckpointError, load_model
 from .model import Transformer, build_attention_mask
+from .pooling import pool
+from .tokenizer import Batch, Tokenizer
 
-__all__ = ["ModelConfig", "Transformer", "build_attention_mask", "load_model", "CheckpointError"]
+__all__ = [
+    "Batch", "CheckpointError", "Encoder", "ModelConfig", "Tokenizer", "Transformer",
+    "build_attention_mask", "load_model", "pool",
+]
 __version__ = "0.1.0"

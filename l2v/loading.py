@@ -118,6 +118,7 @@ def atomic_folder(dest):
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it owner-only
     try:
         yield tmp
         if dest.exists():

@@ -69,3 +69,40 @@ def padded_batch(lengths, T, vocab=101, side="right", seed=0):
             mask[b, T - n:] = 1
     ids = ids.masked_fill(mask == 0, 0)
     return ids, mask
+
+
+TINY_CORPUS = [
+    "The cat sat on the mat.", "A dog ran in the park.", "Stock markets fell sharply today.",
+    "Photosynthesis turns light into sugar.", "Paris is the capital of France.",
+    "The quick brown fox jumps over the lazy dog.", "Rain is expected tomorrow in the north.",
+] * 20
+
+
+def write_tiny_tokenizer(folder, vocab_size=400, add_bos=True):
+    """A byte-level BPE trained on a few sentences, with LLaMA-2-style <s> ... settings."""
+    import json
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  special_tokens=["<pad>", "<s>", "</s>"], show_progress=False)
+    tok.train_from_iterator(TINY_CORPUS, trainer)
+    tok.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps(dict(
+        add_bos_token=add_bos, add_eos_token=False, bos_token="<s>", eos_token="</s>", pad_token="<pad>")))
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_folder(tmp_path_factory):
+    """A tiny random LLaMA (vocab 400) with a real tokenizer: enough for Encoder and training tests."""
+    cfg = transformers.LlamaConfig(**dict(_BASE, vocab_size=400, num_key_value_heads=2,
+                                          bos_token_id=1, eos_token_id=2, pad_token_id=0))
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    folder = tmp_path_factory.mktemp("tiny-encoder")
+    model.save_pretrained(folder)
+    write_tiny_tokenizer(folder)
+    return folder

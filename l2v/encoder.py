@@ -1,0 +1,115 @@
+"""`Encoder`: a decoder LLM used as a text encoder, in the sentence-transformers style.
+
+    enc = Encoder.from_pretrained("weights/smollm2-135m-instruct")       # bidirectional + mean
+    q = enc.encode_query(["how do plants make food?"], instruction="Retrieve a passage that answers the question")
+    d = enc.encode_document(["Photosynthesis turns light into sugar.", "Paris is in France."])
+    enc.similarity(q, d)                                                   # (1, 2) cosine similarities
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .loading import load_model
+from .pooling import POOLINGS, pool
+from .tokenizer import Tokenizer
+
+ACCEPTED = "a string, a list of strings, or a list of [instruction, text] pairs"
+
+
+class Encoder:
+    def __init__(self, model, tokenizer: Tokenizer, *, pooling: str = "mean", max_length: int = 512):
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}: choose one of {', '.join(POOLINGS)}")
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.pooling, self.max_length = pooling, max_length
+
+    @classmethod
+    def from_pretrained(cls, path, *, adapters: Sequence = (), causal: bool = False, pooling: str = "mean",
+                        max_length: int = 512, dtype=None, device=None) -> "Encoder":
+        """Load a model folder; `adapters` (PEFT-format LoRA folders) are merged into it in order,
+        as LLM2Vec stacks MNTP and then SimCSE. `causal=False` is LLM2Vec's bidirectional mode."""
+        model = load_model(path, dtype=dtype, device=device, causal=causal)
+        if adapters:
+            from .lora import merge_adapters
+
+            merge_adapters(model, adapters)
+        return cls(model, Tokenizer(path), pooling=pooling, max_length=max_length)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.lm_head.weight.device
+
+    @property
+    def dim(self) -> int:
+        return self.model.config.hidden_size
+
+    def encode(self, texts, *, instruction: str | None = None, batch_size: int = 32, normalize: bool = False,
+               show_progress_bar: bool | None = None, convert_to_numpy: bool = True):
+        """Embed texts → (N, D) (or (D,) for one string). Items may be [instruction, text] pairs;
+        `instruction` applies to plain strings. Instruction tokens are attended to, not pooled."""
+        single = isinstance(texts, str)
+        instructions, bodies = _split_inputs([texts] if single else texts, instruction)
+        prefixes = self.tokenizer.encode_batch(instructions)
+        sequences = [self.tokenizer.layout(p, b, self.max_length)
+                     for p, b in zip(prefixes, self.tokenizer.encode_batch(bodies))]
+
+        # Longest first: batches of similar lengths waste little on padding, and an out-of-memory
+        # error shows at once rather than at the end. Results go back in input order.
+        order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i][0]))
+        out = torch.empty(len(sequences), self.dim, dtype=torch.float32)
+        starts = range(0, len(order), batch_size)
+        show = len(starts) > 1 if show_progress_bar is None else show_progress_bar
+        with torch.inference_mode():
+            for s in tqdm(starts, desc="encode", unit="batch", disable=not show):
+                idx = order[s : s + batch_size]
+                batch = self.tokenizer.pad([sequences[i] for i in idx]).to(self.device)
+                out[idx] = self.embed(batch).float().cpu()
+        if normalize:
+            out = torch.nn.functional.normalize(out, dim=-1)
+        if single:
+            out = out[0]
+        return out.numpy() if convert_to_numpy else out
+
+    def embed(self, batch):
+        """One padded Batch → (B, D) pooled embeddings, with gradients if enabled (training uses this)."""
+        hidden = self.model(batch.input_ids, batch.attention_mask)  # (B, T, D)
+        mask = batch.attention_mask if self.pooling == "bos" else batch.pool_mask
+        return pool(hidden, mask, self.pooling)
+
+    def encode_query(self, texts, *, instruction: str | None = None, **kwargs):
+        return self.encode(texts, instruction=instruction, **kwargs)
+
+    def encode_document(self, texts, **kwargs):
+        """Documents carry no instruction (as in LLM2Vec's retrieval setup)."""
+        return self.encode(texts, instruction=None, **kwargs)
+
+    @staticmethod
+    def similarity(a, b):
+        """Cosine similarity matrix (len(a), len(b)) between two sets of embeddings."""
+        return (_unit_rows(a) @ _unit_rows(b).T).numpy()
+
+
+def _unit_rows(x) -> torch.Tensor:
+    x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+    return torch.nn.functional.normalize(x.reshape(-1, x.shape[-1]), dim=-1)  # (N, D), a vector → (1, D)
+
+
+def _split_inputs(items, instruction: str | None) -> tuple[list[str], list[str]]:
+    if not isinstance(items, Sequence) or isinstance(items, bytes):
+        raise TypeError(f"texts must be {ACCEPTED}; got {type(items).__name__}")
+    instructions, bodies = [], []
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            instructions.append(instruction or "")
+            bodies.append(item)
+        elif isinstance(item, (list, tuple)) and len(item) == 2 and all(isinstance(x, str) for x in item):
+            instructions.append(item[0])
+            bodies.append(item[1])
+        else:
+            raise TypeError(f"texts must be {ACCEPTED}; item {i} is {item!r}")
+    return instructions, bodies

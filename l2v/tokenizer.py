@@ -1,0 +1,125 @@
+"""Batches of token ids for the encoder and for training, over the `tokenizers` library.
+
+One sequence is laid out as
+
+    [BOS]  instruction tokens  text tokens  [EOS]
+    └──── prefix: attended, ─┘ └─ pooled ──────┘
+          never pooled
+
+Instruction and text are tokenised *separately* and their ids joined, so the boundary is known
+exactly. (The official llm2vec searched for a separator string in the joined text and crashed on
+whitespace mismatches, its issues #80 and #107.)
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+# LLM2Vec's MNTP mask token for LLaMA and Mistral, which have no mask token of their own.
+DEFAULT_MASK_TOKEN = "_"
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # (B, T) token ids, padding = pad id
+    attention_mask: torch.Tensor  # (B, T) 1 = real token (instruction or text), 0 = padding
+    pool_mask: torch.Tensor  # (B, T) 1 = text token to pool over (no BOS, no instruction)
+
+    def to(self, device) -> "Batch":
+        return Batch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.pool_mask)))
+
+
+class Tokenizer:
+    def __init__(self, folder, padding_side: str = "left", mask_token: str = DEFAULT_MASK_TOKEN):
+        from tokenizers import Tokenizer as _HFTokenizer
+
+        folder = Path(folder)
+        file = folder / "tokenizer.json"
+        if not file.is_file():
+            raise FileNotFoundError(f"no tokenizer.json in {folder}")
+        if padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', not {padding_side!r}")
+        self.tk = _HFTokenizer.from_file(str(file))
+        self.tk.no_padding()
+        self.tk.no_truncation()
+        cfg_file = folder / "tokenizer_config.json"
+        cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+        self.add_bos = bool(cfg.get("add_bos_token", False))
+        self.add_eos = bool(cfg.get("add_eos_token", False))
+        self.bos_id = self._id(cfg.get("bos_token"))
+        self.eos_id = self._id(cfg.get("eos_token"))
+        # Padding is masked out everywhere, so any id works; LLaMA-2 has no pad token at all.
+        self.pad_id = self._id(cfg.get("pad_token"))
+        if self.pad_id is None:
+            self.pad_id = self.eos_id if self.eos_id is not None else 0
+        self.padding_side = padding_side  # left by default for embeddings, as the official LLM2Vec
+        self.mask_token = mask_token
+        self.mask_token_id = self.tk.token_to_id(mask_token)
+        if self.mask_token_id is None:
+            ids = self.encode(mask_token)
+            if len(ids) != 1:
+                raise ValueError(f"mask token {mask_token!r} is not a single token in this vocabulary (got {ids})")
+            self.mask_token_id = ids[0]
+        self.special_ids = {i for i in (self.bos_id, self.eos_id, self.pad_id) if i is not None}
+        self.special_ids |= {i for i, t in self.tk.get_added_tokens_decoder().items() if t.special}
+
+    def _id(self, token):
+        if isinstance(token, dict):  # {"content": "<s>", ...} in some tokenizer_config.json files
+            token = token.get("content")
+        return None if token is None else self.tk.token_to_id(token)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tk.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text` alone, no special tokens added."""
+        return self.tk.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.tk.encode_batch(texts, add_special_tokens=False)]
+
+    def decode(self, ids) -> str:
+        return self.tk.decode(list(ids), skip_special_tokens=False)
+
+    def __call__(self, texts: list[str], instructions: list[str] | None = None, max_length: int = 512) -> Batch:
+        """Tokenise, truncate and pad a batch. instructions[i] ("" for none) goes before texts[i]."""
+        prefixes = self.encode_batch(instructions) if instructions else [[] for _ in texts]
+        bodies = self.encode_batch(texts)
+        return self.pad([self.layout(p, b, max_length) for p, b in zip(prefixes, bodies)])
+
+    def layout(self, instruction_ids: list[int], text_ids: list[int], max_length: int):
+        """→ (ids, number of leading tokens not pooled). Truncation cuts the text's end, keeping EOS."""
+        prefix = ([self.bos_id] if self.add_bos else []) + instruction_ids
+        suffix = [self.eos_id] if self.add_eos else []
+        if not text_ids and not suffix:
+            # An empty text has no token to pool: the EOS token stands in for it, so it still gets
+            # a well-defined embedding (the same for every empty text with the same instruction).
+            text_ids = [self.eos_id if self.eos_id is not None else self.pad_id]
+        room = max_length - len(prefix) - len(suffix)
+        if room < 1:
+            raise ValueError(f"max_length {max_length} leaves no room for text after a {len(prefix)}-token prefix")
+        if len(text_ids) > room:
+            if not getattr(self, "_warned_truncation", False):
+                warnings.warn(f"text longer than max_length={max_length} tokens was truncated", stacklevel=3)
+                self._warned_truncation = True
+            text_ids = text_ids[:room]
+        return prefix + text_ids + suffix, len(prefix)
+
+    def pad(self, sequences: list[tuple[list[int], int]]) -> Batch:
+        """[(ids, n_prefix), ...] → a padded Batch on the configured side."""
+        B, T = len(sequences), max((len(ids) for ids, _ in sequences), default=0)
+        input_ids = torch.full((B, T), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros(B, T, dtype=torch.long)
+        pool_mask = torch.zeros(B, T, dtype=torch.long)
+        for b, (ids, n_prefix) in enumerate(sequences):
+            start = T - len(ids) if self.padding_side == "left" else 0
+            input_ids[b, start : start + len(ids)] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[b, start : start + len(ids)] = 1
+            pool_mask[b, start + n_prefix : start + len(ids)] = 1
+        return Batch(input_ids, attention_mask, pool_mask)
