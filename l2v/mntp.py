@@ -1,0 +1,217 @@
+"""LLM2Vec step 2: masked next-token prediction (MNTP).
+
+With attention made bidirectional, the decoder has never seen the future, and its states are
+worse for it. MNTP adapts it cheaply: mask some input tokens and train LoRA adapters to recover
+them — BERT's objective, with one decoder-shaped twist:
+
+    BERT:   the state at position i predicts the masked token at i.
+    MNTP:   the state at position i−1 predicts the masked token at i.
+
+A decoder's LM head was trained to read "the next token" off each state, so asking position i−1
+for token i keeps that habit and the adaptation is small. Everything below is the recipe in order:
+text → packed blocks → masking → loss (the shift is one line) → the shared training loop.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .loading import load_model
+from .lora import apply_lora, trainable_summary
+from .tokenizer import Tokenizer
+from .train import TrainConfig, train
+
+IGNORE = -100  # label of positions that carry no loss (cross_entropy's ignore_index)
+
+
+@dataclass(frozen=True)
+class Masking:
+    prob: float  # chance that a position is selected
+    mask_fraction: float  # of the selected: replaced by the mask token "_"
+    random_fraction: float  # of the selected: replaced by a random token (the rest stay unchanged)
+
+
+# The paper's choices (found by search in its appendix): LLaMA-family models like BERT's 80/10/10
+# at p = 0.2; Mistral does better with p = 0.8 and always the mask token.
+FAMILY_MASKING = {"llama": Masking(0.2, 0.8, 0.1), "mistral": Masking(0.8, 1.0, 0.0)}
+
+PRESETS = {
+    # The paper: 1000 steps, batch 32 × 512 tokens, lr 5e-5, LoRA r16/α32/p0.05, bf16 (one A100, ~100 min for 7B).
+    "paper": dict(steps=1000, batch_size=32, grad_accum=1, max_length=512, lr=5e-5, warmup_steps=0, save_every=200),
+    # Minutes on a 2-core CPU with SmolLM2-135M.
+    "cpu": dict(steps=60, batch_size=8, grad_accum=1, max_length=128, lr=2e-4, warmup_steps=5, save_every=20),
+}
+
+
+# ---------------------------------------------------------------- data
+
+
+def read_texts(source) -> list[str]:
+    """'wiki' (the cached Wikipedia excerpt), a .jsonl file of {"text": ...} rows, or a text file
+    with one document or paragraph a line. Blank lines are skipped."""
+    if str(source) == "wiki":
+        from .fetch import fetch_wiki
+
+        source = fetch_wiki()
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path}")
+    texts = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            if path.suffix == ".jsonl":
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}, line {n}: not valid JSON ({e.msg})") from None
+                if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                    raise ValueError(f"{path}, line {n}: expected an object with a string field 'text'")
+                texts.append(row["text"])
+            else:
+                texts.append(line.rstrip("\n"))
+    if not texts:
+        raise ValueError(f"no text in {path}")
+    return texts
+
+
+def pack_blocks(tokenizer: Tokenizer, texts: list[str], block_size: int) -> torch.Tensor:
+    """Concatenate all texts (an EOS after each) and cut into (N, block_size) blocks, dropping the
+    remainder — the official recipe packs wikitext-103 the same way, into 512-token blocks."""
+    stream = []
+    for ids in tokenizer.encode_batch(texts):
+        stream += ([tokenizer.bos_id] if tokenizer.add_bos else []) + ids + [tokenizer.eos_id]
+    n = len(stream) // block_size
+    if n == 0:
+        raise ValueError(f"the text has {len(stream)} tokens, shorter than one block of {block_size}")
+    return torch.tensor(stream[: n * block_size]).view(n, block_size)  # (N, block_size)
+
+
+def mask_tokens(ids: torch.Tensor, tokenizer: Tokenizer, masking: Masking, generator: torch.Generator):
+    """→ (inputs, labels). labels hold the original token where a position was selected, else −100.
+
+    Special tokens are never selected, and neither is position 0: no position i−1 exists to
+    predict it from.
+    """
+    labels = ids.clone()
+    prob = torch.full(ids.shape, masking.prob)
+    prob[torch.isin(ids, torch.tensor(sorted(tokenizer.special_ids)))] = 0.0
+    prob[:, 0] = 0.0
+    selected = torch.bernoulli(prob, generator=generator).bool()
+    labels[~selected] = IGNORE
+
+    inputs = ids.clone()
+    u = torch.rand(ids.shape, generator=generator)  # one draw decides mask / random / keep
+    to_mask = selected & (u < masking.mask_fraction)
+    to_random = selected & (u >= masking.mask_fraction) & (u < masking.mask_fraction + masking.random_fraction)
+    inputs[to_mask] = tokenizer.mask_token_id
+    inputs[to_random] = torch.randint(tokenizer.vocab_size, ids.shape, generator=generator)[to_random]
+    return inputs, labels
+
+
+# ---------------------------------------------------------------- loss
+
+
+def mntp_loss(model, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask=None):
+    """Cross-entropy of the masked tokens, each predicted from the position before it. → (loss, accuracy)."""
+    hidden = model(input_ids, attention_mask)  # (B, T, D), bidirectional
+    # The i−1 → i shift: the state at i−1 is scored against the label at i, i.e. CE(logits[:, :-1], labels[:, 1:]).
+    hidden, labels = hidden[:, :-1], labels[:, 1:]  # (B, T−1, D), (B, T−1)
+    # The LM head only where there is a label: ~20% of positions, instead of a (B, T, V) logits tensor.
+    where = labels != IGNORE
+    logits = model.lm_head(hidden[where]).float()  # (M, V)
+    target = labels[where]  # (M,)
+    loss = F.cross_entropy(logits, target)
+    accuracy = (logits.argmax(-1) == target).float().mean()
+    return loss, accuracy
+
+
+# ---------------------------------------------------------------- the stage
+
+
+class MNTPData:
+    """Packed blocks, a held-out eval slice, and deterministic batches: the micro-batch at
+    (step, micro) depends on nothing else, so resuming needs only the step number."""
+
+    def __init__(self, blocks: torch.Tensor, tokenizer: Tokenizer, masking: Masking, batch_size: int,
+                 grad_accum: int, seed: int, eval_blocks: int = 32):
+        n_eval = min(eval_blocks, len(blocks) // 10)
+        self.train, self.eval = blocks[n_eval:], blocks[:n_eval]
+        self.tokenizer, self.masking = tokenizer, masking
+        self.batch_size, self.grad_accum, self.seed = batch_size, grad_accum, seed
+
+    def batch(self, step: int, micro: int):
+        k = step * self.grad_accum + micro  # global micro-batch number
+        n, B = len(self.train), self.batch_size
+        positions = range(k * B, (k + 1) * B)  # positions in an endless stream of epochs
+        rows = [self._epoch_order(p // n)[p % n] for p in positions]
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + k)
+        return mask_tokens(self.train[rows], self.tokenizer, self.masking, g)
+
+    def _epoch_order(self, epoch: int) -> list[int]:
+        if getattr(self, "_cached_epoch", None) != epoch:
+            g = torch.Generator().manual_seed(self.seed + epoch)
+            self._cached_epoch, self._order = epoch, torch.randperm(len(self.train), generator=g).tolist()
+        return self._order
+
+    @torch.no_grad()
+    def evaluate(self, model, batch_size: int = 8) -> dict:
+        """Masked-token loss and accuracy on the held-out blocks (fixed masks), in eval mode."""
+        if len(self.eval) == 0:
+            return {}
+        was_training = model.training
+        model.eval()
+        g = torch.Generator().manual_seed(12345)
+        loss_sum, correct, count = 0.0, 0.0, 0
+        for s in range(0, len(self.eval), batch_size):
+            inputs, labels = mask_tokens(self.eval[s : s + batch_size], self.tokenizer, self.masking, g)
+            device = next(model.parameters()).device
+            m = int((labels[:, 1:] != IGNORE).sum())
+            loss, acc = mntp_loss(model, inputs.to(device), labels.to(device))
+            loss_sum, correct, count = loss_sum + loss.item() * m, correct + acc.item() * m, count + m
+        model.train(was_training)
+        return {"loss": loss_sum / count, "accuracy": correct / count}
+
+
+def run_mntp(model_dir, data, out_dir, *, preset: str = "cpu", steps=None, batch_size=None, grad_accum=None,
+             max_length=None, lr=None, mask_prob=None, seed: int = 42, device=None, dtype=None,
+             lora_r: int = 16, lora_alpha: float = 32, lora_dropout: float = 0.05, eval_every=None,
+             save_every=None, gradient_checkpointing: bool = False, resume: bool = False) -> list[dict]:
+    """The whole MNTP stage: load (bidirectional), LoRA, data, train, save the adapter in PEFT format."""
+    settings = dict(PRESETS[preset])
+    for key, value in dict(steps=steps, batch_size=batch_size, grad_accum=grad_accum, max_length=max_length,
+                           lr=lr, eval_every=eval_every, save_every=save_every).items():
+        if value is not None:
+            settings[key] = value
+    max_length = settings.pop("max_length")
+    cfg = TrainConfig(**settings, seed=seed, gradient_checkpointing=gradient_checkpointing)
+
+    model = load_model(model_dir, dtype=dtype, device=device, causal=False)
+    tokenizer = Tokenizer(model_dir)
+    masking = FAMILY_MASKING[model.config.model_type]
+    if mask_prob is not None:
+        masking = replace(masking, prob=mask_prob)
+    torch.manual_seed(seed)  # LoRA's A matrices
+    apply_lora(model, r=lora_r, alpha=lora_alpha, dropout=lora_dropout)
+    print(trainable_summary(model))
+
+    blocks = pack_blocks(tokenizer, read_texts(data), max_length)
+    data_ = MNTPData(blocks, tokenizer, masking, cfg.batch_size, cfg.grad_accum, seed)
+    print(f"MNTP data: {len(data_.train)} training blocks of {max_length} tokens ({len(data_.eval)} held out); "
+          f"masking p={masking.prob}, {masking.mask_fraction:.0%} '{tokenizer.mask_token}' / "
+          f"{masking.random_fraction:.0%} random")
+    dev = next(model.parameters()).device
+
+    def loss_fn(model, batch):
+        inputs, labels = (t.to(dev) for t in batch)
+        loss, acc = mntp_loss(model, inputs, labels)
+        return loss, {"accuracy": acc.item(), "tokens": inputs.numel()}
+
+    return train(model, loss_fn=loss_fn, batch_fn=data_.batch, cfg=cfg, out_dir=out_dir,
+                 eval_fn=data_.evaluate, resume=resume, desc="MNTP", base_model=str(model_dir))

@@ -1,0 +1,153 @@
+"""Issue 4: the hand-rolled LoRA against its definition and against peft, both file directions."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from torch.testing import assert_close
+
+import l2v
+from l2v.lora import (LoRALinear, apply_lora, load_adapter, lora_modules, lora_parameters, merge_lora,
+                      save_adapter, trainable_summary)
+from conftest import padded_batch
+
+peft = pytest.importorskip("peft")
+transformers = pytest.importorskip("transformers")
+
+
+def randomize_b(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in lora_modules(model).values():
+            m.lora_B.weight.copy_(torch.randn(m.lora_B.weight.shape, generator=g) * 0.1)
+
+
+def test_layer_definition():
+    torch.manual_seed(0)
+    base = torch.nn.Linear(12, 10, bias=False)
+    lora = LoRALinear(base, r=4, alpha=8, dropout=0.0)
+    x = torch.randn(3, 12)
+    assert torch.equal(lora(x), base(x))  # B = 0: exactly the base
+    torch.nn.init.normal_(lora.lora_B.weight)
+    want = x @ base.weight.T + 2.0 * (x @ lora.lora_A.weight.T @ lora.lora_B.weight.T)  # α/r = 2
+    assert_close(lora(x), want, atol=1e-6, rtol=0)
+    before = lora.weight.clone()
+    out = lora(x)
+    lora.merge()
+    assert_close(lora(x), out, atol=1e-6, rtol=0)
+    lora.unmerge()
+    assert_close(lora.weight, before, atol=1e-6, rtol=0)
+
+
+def test_apply_lora_trains_only_lora_and_keeps_base(tiny_folder):
+    model = apply_lora(l2v.load_model(tiny_folder("llama-gqa")[0]), r=4, alpha=8)
+    assert len(lora_modules(model)) == 3 * 7
+    assert "trainable parameters" in trainable_summary(model)
+    base = {k: v.clone() for k, v in model.state_dict().items() if "lora_" not in k}
+    assert all(k.endswith(".weight") and "lora" not in k for k in base)  # HF names unchanged
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    ids, mask = padded_batch([9, 5], T=9)
+    model.train()
+    model.lm_head(model(ids, mask)).logsumexp(-1).mean().backward()
+    assert all(p.grad is None for n, p in model.named_parameters() if "lora_" not in n)
+    assert all(p.grad is not None for p in lora_parameters(model))
+    opt.step()
+    after = model.state_dict()
+    assert all(torch.equal(base[k], after[k]) for k in base)
+
+
+def test_lora_stays_fp32_over_bf16_base(tiny_folder):
+    model = apply_lora(l2v.load_model(tiny_folder("llama-gqa")[0], dtype=torch.bfloat16))
+    assert all(p.dtype == torch.float32 for p in lora_parameters(model))
+    assert model.model.layers[0].self_attn.q_proj.weight.dtype == torch.bfloat16
+    out = model(padded_batch([9], T=9)[0])
+    assert out.dtype == torch.bfloat16
+
+
+def peft_model(folder, r=4, alpha=8):
+    hf = transformers.AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager")
+    cfg = peft.LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=list(l2v.lora.DEFAULT_TARGETS),
+                          init_lora_weights=False)
+    return peft.get_peft_model(hf, cfg).eval()
+
+
+def logits(model, ids, mask):
+    with torch.no_grad():
+        return model.lm_head(model(ids, mask))
+
+
+def test_l2v_adapter_loads_in_peft(tiny_folder, tmp_path):
+    folder = tiny_folder("llama-gqa")[0]
+    model = apply_lora(l2v.load_model(folder), r=4, alpha=8, dropout=0.0)
+    randomize_b(model)
+    save_adapter(model, tmp_path / "adapter", base_model=str(folder))
+    hf = transformers.AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager")
+    theirs = peft.PeftModel.from_pretrained(hf, tmp_path / "adapter").eval()
+    ids, mask = padded_batch([9, 6], T=9)
+    with torch.no_grad():
+        ref = theirs(ids, attention_mask=mask).logits
+    assert_close(logits(model.eval(), ids, mask)[mask.bool()], ref[mask.bool()], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("layout", ["causal-lm", "inner-model"])
+def test_peft_adapter_loads_in_l2v(tiny_folder, tmp_path, layout):
+    folder = tiny_folder("llama-gqa")[0]
+    torch.manual_seed(0)
+    theirs = peft_model(folder)
+    theirs.save_pretrained(tmp_path / "adapter")
+    ids, mask = padded_batch([9, 6], T=9)
+    with torch.no_grad():
+        ref = theirs(ids, attention_mask=mask).logits
+    if layout == "inner-model":  # what the official LLM2Vec adapters on the hub look like
+        file = tmp_path / "adapter" / "adapter_model.safetensors"
+        tensors = load_file(file)
+        assert all(k.startswith("base_model.model.model.layers.") for k in tensors)
+        save_file({k.replace("base_model.model.model.", "base_model.model."): v for k, v in tensors.items()}, file)
+    model = load_adapter(l2v.load_model(folder), tmp_path / "adapter").eval()
+    assert_close(logits(model, ids, mask)[mask.bool()], ref[mask.bool()], atol=1e-5, rtol=0)
+    merge_lora(model)  # merged equals unmerged
+    assert not lora_modules(model)
+    assert_close(logits(model, ids, mask)[mask.bool()], ref[mask.bool()], atol=1e-5, rtol=0)
+
+
+def test_encoder_merges_adapters_in_order(tiny_encoder_folder, tmp_path):
+    texts = ["The cat sat on the mat.", "A dog ran in the park."]
+    adapters = []
+    for i in range(2):
+        m = apply_lora(l2v.load_model(tiny_encoder_folder), r=4, alpha=8, dropout=0.0)
+        randomize_b(m, seed=i)
+        save_adapter(m, tmp_path / f"a{i}")
+        adapters.append(tmp_path / f"a{i}")
+    got = l2v.Encoder.from_pretrained(tiny_encoder_folder, adapters=adapters).encode(texts)
+    # by hand: W + Δ0 + Δ1
+    model = l2v.load_model(tiny_encoder_folder, causal=False)
+    for a in adapters:
+        merge_lora(load_adapter(model, a))
+    want = l2v.Encoder(model, l2v.Tokenizer(tiny_encoder_folder)).encode(texts)
+    assert_close(torch.tensor(got), torch.tensor(want), atol=1e-6, rtol=0)
+    plain = l2v.Encoder.from_pretrained(tiny_encoder_folder).encode(texts)
+    assert not torch.allclose(torch.tensor(got), torch.tensor(plain), atol=1e-4)
+
+
+def test_adapter_for_another_model_names_tensor_and_shapes(tiny_folder, tmp_path):
+    model = apply_lora(l2v.load_model(tiny_folder("llama-gqa")[0]), r=4)
+    save_adapter(model, tmp_path / "adapter")
+    other = tmp_path / "other"
+    shutil.copytree(tiny_folder("llama-mha")[0], other)  # same names, k/v projections twice as wide
+    with pytest.raises(l2v.CheckpointError, match=r"shape mismatch for base_model\.model\.model\.layers\.0\."
+                                                   r"self_attn\.k_proj\.lora_B\.weight: model expects \(48, 4\), "
+                                                   r"adapter has \(24, 4\)"):
+        load_adapter(l2v.load_model(other), tmp_path / "adapter")
+
+
+def test_adapter_errors(tiny_folder, tmp_path):
+    model = l2v.load_model(tiny_folder("llama-gqa")[0])
+    with pytest.raises(FileNotFoundError, match="adapter folder not found"):
+        load_adapter(model, tmp_path / "missing")
+    save_adapter(apply_lora(l2v.load_model(tiny_folder("llama-gqa")[0]), r=4), tmp_path / "a")
+    cfg = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
+    (tmp_path / "a" / "adapter_config.json").write_text(json.dumps({**cfg, "use_dora": True}))
+    with pytest.raises(ValueError, match="use_dora"):
+        load_adapter(model, tmp_path / "a")

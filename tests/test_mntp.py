@@ -1,0 +1,163 @@
+"""Issue 4: MNTP — the loss against transformers, masking statistics, the training loop's resume."""
+
+import json
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+import l2v
+from l2v.fetch import wiki_path
+from l2v.lora import apply_lora
+from l2v.mntp import (FAMILY_MASKING, IGNORE, Masking, MNTPData, mask_tokens, mntp_loss, pack_blocks,
+                      read_texts, run_mntp)
+from l2v.train import NonFiniteLossError, TrainConfig, train
+from conftest import TINY_CORPUS
+
+transformers = pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_encoder_folder):
+    return l2v.Tokenizer(tiny_encoder_folder)
+
+
+@pytest.fixture(scope="module")
+def blocks(tokenizer):
+    return pack_blocks(tokenizer, TINY_CORPUS, 16)
+
+
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidirectional"])
+def test_loss_equals_transformers_causal_lm_loss(tiny_encoder_folder, tokenizer, blocks, causal):
+    model = l2v.load_model(tiny_encoder_folder, causal=causal)
+    inputs, labels = mask_tokens(blocks[:4], tokenizer, FAMILY_MASKING["llama"], torch.Generator().manual_seed(0))
+    assert (labels != IGNORE).sum() > 5
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tiny_encoder_folder, attn_implementation="eager").eval()
+    T = inputs.shape[1]
+    mask = None if causal else torch.zeros(4, 1, T, T)  # bidirectional: a 4-D mask that hides nothing
+    with torch.no_grad():
+        ours, _ = mntp_loss(model, inputs, labels)
+        theirs = hf(input_ids=inputs, attention_mask=mask, labels=labels).loss  # HF shifts labels the same way
+    assert_close(ours, theirs, atol=1e-5, rtol=0)
+
+
+def test_masking_statistics(tokenizer):
+    ids = torch.randint(3, tokenizer.vocab_size, (400, 64))
+    ids[:, 0] = tokenizer.bos_id
+    ids[:, 30] = tokenizer.eos_id
+    inputs, labels = mask_tokens(ids, tokenizer, FAMILY_MASKING["llama"], torch.Generator().manual_seed(0))
+    selected = labels != IGNORE
+    maskable = 400 * (64 - 2)  # not BOS/position 0, not EOS
+    assert not selected[:, 0].any() and not selected[:, 30].any()
+    assert selected.sum() / maskable == pytest.approx(0.2, abs=0.01)
+    assert torch.equal(labels[selected], ids[selected])
+    became_mask = (inputs == tokenizer.mask_token_id) & selected
+    unchanged = (inputs == ids) & selected
+    n = selected.sum()
+    assert became_mask.sum() / n == pytest.approx(0.8, abs=0.02)
+    assert unchanged.sum() / n == pytest.approx(0.1 + 0.1 / tokenizer.vocab_size, abs=0.02)
+    assert torch.equal(inputs[~selected], ids[~selected])  # nothing else is touched
+
+
+def test_mistral_masking_is_all_mask_tokens(tokenizer):
+    ids = torch.randint(3, tokenizer.vocab_size, (200, 32))
+    inputs, labels = mask_tokens(ids, tokenizer, FAMILY_MASKING["mistral"], torch.Generator().manual_seed(1))
+    selected = labels != IGNORE
+    assert selected.sum() / (200 * 31) == pytest.approx(0.8, abs=0.01)
+    assert (inputs[selected] == tokenizer.mask_token_id).all()
+
+
+def test_packing(tokenizer):
+    blocks = pack_blocks(tokenizer, ["The cat sat.", "A dog ran."], 4)
+    stream = [tokenizer.bos_id] + tokenizer.encode("The cat sat.") + [tokenizer.eos_id] + \
+        [tokenizer.bos_id] + tokenizer.encode("A dog ran.") + [tokenizer.eos_id]
+    assert blocks.shape == (len(stream) // 4, 4)
+    assert blocks.flatten().tolist() == stream[: blocks.numel()]
+    with pytest.raises(ValueError, match="shorter than one block of 512"):
+        pack_blocks(tokenizer, ["short"], 512)
+
+
+def test_bad_data_files(tmp_path):
+    (tmp_path / "empty.txt").write_text("\n\n")
+    with pytest.raises(ValueError, match="no text in"):
+        read_texts(tmp_path / "empty.txt")
+    (tmp_path / "bad.jsonl").write_text('{"text": "fine"}\n{"txt": "oops"}\n')
+    with pytest.raises(ValueError, match="bad.jsonl, line 2: expected an object with a string field 'text'"):
+        read_texts(tmp_path / "bad.jsonl")
+    (tmp_path / "broken.jsonl").write_text('{"text": "fine"}\n\n{"text": \n')
+    with pytest.raises(ValueError, match="broken.jsonl, line 3: not valid JSON"):
+        read_texts(tmp_path / "broken.jsonl")
+    with pytest.raises(FileNotFoundError, match="data file not found"):
+        read_texts(tmp_path / "missing.txt")
+
+
+def make_run(folder, tokenizer, blocks, out, steps=6, save_every=3, loss_hook=None, resume=False):
+    """A small MNTP run through the shared loop; loss_hook(step) may interfere."""
+    model = l2v.load_model(folder, causal=False)
+    torch.manual_seed(0)
+    apply_lora(model, r=4, alpha=8, dropout=0.1)  # dropout on: the RNG state must be restored too
+    data = MNTPData(blocks, tokenizer, FAMILY_MASKING["llama"], batch_size=4, grad_accum=2, seed=0, eval_blocks=4)
+    calls = {"n": 0}
+
+    def loss_fn(model, batch):
+        step = calls["n"] // 2
+        calls["n"] += 1
+        loss, acc = mntp_loss(model, *batch)
+        if loss_hook:
+            loss = loss_hook(step, loss)
+        return loss, {"accuracy": acc.item(), "tokens": batch[0].numel()}
+
+    cfg = TrainConfig(steps=steps, batch_size=4, grad_accum=2, lr=1e-2, warmup_steps=2, save_every=save_every, seed=0)
+    return train(model, loss_fn=loss_fn, batch_fn=data.batch, cfg=cfg, out_dir=out, eval_fn=data.evaluate,
+                 resume=resume)
+
+
+def losses(records):
+    return [r["loss"] for r in records if "loss" in r]
+
+
+def test_resume_is_exact(tiny_encoder_folder, tokenizer, blocks, tmp_path):
+    straight = losses(make_run(tiny_encoder_folder, tokenizer, blocks, tmp_path / "a"))
+
+    def interrupt_at_4(step, loss):
+        if step == 3:
+            raise KeyboardInterrupt  # Ctrl-C during step 4: steps 1-3 are checkpointed
+        return loss
+
+    with pytest.raises(KeyboardInterrupt):
+        make_run(tiny_encoder_folder, tokenizer, blocks, tmp_path / "b", save_every=100, loss_hook=interrupt_at_4)
+    state = torch.load(tmp_path / "b" / "checkpoint" / "trainer_state.pt", weights_only=True)
+    assert state["step"] == 3
+    resumed = losses(make_run(tiny_encoder_folder, tokenizer, blocks, tmp_path / "b", resume=True))
+    assert len(straight) == len(resumed) == 6
+    assert_close(torch.tensor(resumed), torch.tensor(straight), atol=1e-6, rtol=0)
+    logged = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if "loss" in r] == [1, 2, 3, 4, 5, 6]  # no duplicates after resume
+    assert (tmp_path / "b" / "adapter_model.safetensors").is_file()
+    assert (tmp_path / "b" / "adapter_config.json").is_file()
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_encoder_folder, tokenizer, blocks, tmp_path):
+    def nan_at_5(step, loss):
+        return loss * float("nan") if step == 4 else loss
+
+    with pytest.raises(NonFiniteLossError, match="loss is nan at step 5"):
+        make_run(tiny_encoder_folder, tokenizer, blocks, tmp_path, save_every=2, loss_hook=nan_at_5)
+    state = torch.load(tmp_path / "checkpoint" / "trainer_state.pt", weights_only=True)
+    assert state["step"] == 4
+
+
+@pytest.mark.skipif(not wiki_path().is_file(), reason="run `l2v fetch wiki` first")
+def test_tiny_model_loss_falls_on_wiki(tiny_encoder_folder, tmp_path, capsys):
+    texts = read_texts("wiki")[:200]
+    (tmp_path / "wiki.txt").write_text("\n".join(texts))
+    records = run_mntp(tiny_encoder_folder, tmp_path / "wiki.txt", tmp_path / "out", steps=30, batch_size=8,
+                       max_length=64, lr=1e-2, eval_every=30, seed=0)
+    train_losses = losses(records)
+    assert sum(train_losses[-5:]) / 5 < sum(train_losses[:5]) / 5 - 0.05
+    evals = [r["eval"] for r in records if "eval" in r]
+    assert evals[-1]["loss"] < evals[0]["loss"] - 0.1  # measured: 5.97 → 5.82
+    assert evals[-1]["accuracy"] > evals[0]["accuracy"] + 0.05  # measured: 0.003 → 0.108
+    assert "MNTP: 30 steps" in capsys.readouterr().out
+    enc = l2v.Encoder.from_pretrained(tiny_encoder_folder, adapters=[tmp_path / "out"])
+    assert enc.encode("a trained encoder").shape == (48,)
