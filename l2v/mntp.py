@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from .loading import load_model
 from .lora import apply_lora, trainable_summary
 from .tokenizer import Tokenizer
-from .train import TrainConfig, train
+from .train import EpochSampler, resolve_settings, train
 
 IGNORE = -100  # label of positions that carry no loss (cross_entropy's ignore_index)
 
@@ -144,21 +144,12 @@ class MNTPData:
         n_eval = min(eval_blocks, len(blocks) // 10)
         self.train, self.eval = blocks[n_eval:], blocks[:n_eval]
         self.tokenizer, self.masking = tokenizer, masking
-        self.batch_size, self.grad_accum, self.seed = batch_size, grad_accum, seed
+        self.sampler = EpochSampler(len(self.train), batch_size, grad_accum, seed)
 
     def batch(self, step: int, micro: int):
-        k = step * self.grad_accum + micro  # global micro-batch number
-        n, B = len(self.train), self.batch_size
-        positions = range(k * B, (k + 1) * B)  # positions in an endless stream of epochs
-        rows = [self._epoch_order(p // n)[p % n] for p in positions]
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + k)
+        rows = self.sampler.indices(step, micro)
+        g = torch.Generator().manual_seed(self.sampler.micro_seed(step, micro))
         return mask_tokens(self.train[rows], self.tokenizer, self.masking, g)
-
-    def _epoch_order(self, epoch: int) -> list[int]:
-        if getattr(self, "_cached_epoch", None) != epoch:
-            g = torch.Generator().manual_seed(self.seed + epoch)
-            self._cached_epoch, self._order = epoch, torch.randperm(len(self.train), generator=g).tolist()
-        return self._order
 
     @torch.no_grad()
     def evaluate(self, model, batch_size: int = 8) -> dict:
@@ -184,13 +175,10 @@ def run_mntp(model_dir, data, out_dir, *, preset: str = "cpu", steps=None, batch
              lora_r: int = 16, lora_alpha: float = 32, lora_dropout: float = 0.05, eval_every=None,
              save_every=None, gradient_checkpointing: bool = False, resume: bool = False) -> list[dict]:
     """The whole MNTP stage: load (bidirectional), LoRA, data, train, save the adapter in PEFT format."""
-    settings = dict(PRESETS[preset])
-    for key, value in dict(steps=steps, batch_size=batch_size, grad_accum=grad_accum, max_length=max_length,
-                           lr=lr, eval_every=eval_every, save_every=save_every).items():
-        if value is not None:
-            settings[key] = value
-    max_length = settings.pop("max_length")
-    cfg = TrainConfig(**settings, seed=seed, gradient_checkpointing=gradient_checkpointing)
+    cfg, extra = resolve_settings(PRESETS, preset, steps=steps, batch_size=batch_size, grad_accum=grad_accum,
+                                  max_length=max_length, lr=lr, eval_every=eval_every, save_every=save_every,
+                                  seed=seed, gradient_checkpointing=gradient_checkpointing)
+    max_length = extra["max_length"]
 
     model = load_model(model_dir, dtype=dtype, device=device, causal=False)
     tokenizer = Tokenizer(model_dir)

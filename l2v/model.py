@@ -56,6 +56,13 @@ class Transformer(nn.Module):
         """Share one matrix between input embedding and LM head (must be redone after assign-loading)."""
         self.lm_head.weight = self.model.embed_tokens.weight
 
+    def set_attention_dropout(self, p: float):
+        """Dropout on attention probabilities in training mode (SimCSE's noise, p = 0.3 in the paper).
+        Sets the config and every attention module, so the change cannot silently miss one."""
+        self.config.attention_dropout = p
+        for layer in self.model.layers:
+            layer.self_attn.dropout = p
+
     @property
     def attn_impl(self) -> str:
         return self.model.layers[0].self_attn.impl

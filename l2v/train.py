@@ -53,6 +53,42 @@ class NonFiniteLossError(RuntimeError):
     pass
 
 
+def resolve_settings(presets: dict, preset: str, **overrides) -> tuple[TrainConfig, dict]:
+    """A stage's preset, overridden by what the caller gave (None keeps the preset's value).
+    → (the loop's TrainConfig, the stage's own remaining settings such as max_length)."""
+    if preset not in presets:
+        raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(presets)}")
+    settings = dict(presets[preset])
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    loop_keys = set(TrainConfig.__dataclass_fields__)
+    cfg = TrainConfig(**{k: v for k, v in settings.items() if k in loop_keys})
+    return cfg, {k: v for k, v in settings.items() if k not in loop_keys}
+
+
+class EpochSampler:
+    """Which items form micro-batch (step, micro): an endless stream of epochs, each a fresh
+    permutation seeded by (seed, epoch). A pure function of its arguments, so resuming at a step
+    needs no saved data position."""
+
+    def __init__(self, n_items: int, batch_size: int, grad_accum: int = 1, seed: int = 0):
+        self.n, self.batch_size, self.grad_accum, self.seed = n_items, batch_size, grad_accum, seed
+        self._epoch, self._order = None, None
+
+    def indices(self, step: int, micro: int) -> list[int]:
+        k = step * self.grad_accum + micro  # global micro-batch number
+        return [self._order_of(p // self.n)[p % self.n] for p in range(k * self.batch_size, (k + 1) * self.batch_size)]
+
+    def micro_seed(self, step: int, micro: int) -> int:
+        """A seed of this micro-batch's own, e.g. for MNTP's masks."""
+        return self.seed * 1_000_003 + step * self.grad_accum + micro
+
+    def _order_of(self, epoch: int) -> list[int]:
+        if self._epoch != epoch:
+            g = torch.Generator().manual_seed(self.seed + epoch)
+            self._epoch, self._order = epoch, torch.randperm(self.n, generator=g).tolist()
+        return self._order
+
+
 def lr_factor(step: int, cfg: TrainConfig) -> float:
     """Multiplier of cfg.lr at optimizer step `step` (0-based)."""
     if step < cfg.warmup_steps:

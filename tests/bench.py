@@ -1,6 +1,10 @@
 """Benchmarks: l2v against transformers (+ peft) on the same converted folder, same inputs, one run.
 
     python tests/bench.py encode [--model weights/smollm2-135m-instruct] [--threads 2]
+    python tests/bench.py mntp   [--batch-size 16 --max-length 128 --steps 3]
+
+Training steps run each implementation in a fresh subprocess, so peak resident memory
+(ru_maxrss) belongs to that implementation alone.
 
 Not a test (pytest does not collect it): speed goals live here, with numbers printed side by side.
 """
@@ -8,7 +12,11 @@ Not a test (pytest does not collect it): speed goals live here, with numbers pri
 from __future__ import annotations
 
 import argparse
+import json
 import platform
+import resource
+import subprocess
+import sys
 import time
 
 import torch
@@ -65,16 +73,85 @@ def bench_encode(args):
         print(f"{dtype:10} {a:10.0f} {b:10.0f} {a / b:6.2f}x")
 
 
+def mntp_batch(tokenizer, batch_size: int, max_length: int):
+    from l2v.mntp import FAMILY_MASKING, mask_tokens, pack_blocks, read_texts
+
+    blocks = pack_blocks(tokenizer, read_texts("wiki")[:400], max_length)[:batch_size]
+    return mask_tokens(blocks, tokenizer, FAMILY_MASKING["llama"], torch.Generator().manual_seed(0))
+
+
+def step_worker(args):
+    """One implementation's training steps, in this (fresh) process; prints a JSON line."""
+    from l2v.lora import DEFAULT_TARGETS, apply_lora
+    from l2v.mntp import mntp_loss
+
+    tk = l2v.Tokenizer(args.model)
+    inputs, labels = mntp_batch(tk, args.batch_size, args.max_length)
+    torch.manual_seed(0)
+    if args.impl == "l2v":
+        model = apply_lora(l2v.load_model(args.model, causal=False), r=16, alpha=32, dropout=0.05).train()
+
+        def loss():
+            return mntp_loss(model, inputs, labels)[0]
+    else:
+        import peft
+        import transformers
+
+        hf = transformers.AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+        model = peft.get_peft_model(hf, peft.LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05,
+                                                         target_modules=list(DEFAULT_TARGETS))).train()
+        T = inputs.shape[1]
+        bidirectional = torch.zeros(len(inputs), 1, T, T)  # a 4-D mask that hides nothing
+
+        def loss():
+            return model(input_ids=inputs, attention_mask=bidirectional, labels=labels).loss
+
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    times = []
+    for _ in range(args.steps + 1):  # the first is a warm-up
+        t = time.perf_counter()
+        loss().backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - t)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB → GiB
+    print(json.dumps({"s_per_step": min(times[1:]), "peak_gib": peak}))
+
+
+def bench_training(args):
+    results = {}
+    for impl in ("l2v", "hf"):
+        cmd = [sys.executable, __file__, "_step", "--impl", impl, "--model", args.model, "--threads",
+               str(args.threads), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
+               "--steps", str(args.steps)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        results[impl] = json.loads(out.strip().splitlines()[-1])
+    a, b = results["l2v"], results["hf"]
+    print(f"MNTP training step, {args.batch_size} x {args.max_length} tokens, LoRA r16 on 7 projections, fp32 "
+          f"(best of {args.steps})")
+    print(f"{'':24} {'l2v':>8} {'hf+peft':>8} {'ratio':>7}")
+    print(f"{'seconds per step':24} {a['s_per_step']:8.2f} {b['s_per_step']:8.2f} "
+          f"{b['s_per_step'] / a['s_per_step']:6.2f}x faster")
+    print(f"{'peak resident GiB':24} {a['peak_gib']:8.2f} {b['peak_gib']:8.2f} "
+          f"{a['peak_gib'] / b['peak_gib']:6.2f}x of hf")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["encode"])
+    parser.add_argument("what", choices=["encode", "mntp", "_step"])
     parser.add_argument("--model", default="weights/smollm2-135m-instruct")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--impl", choices=["l2v", "hf"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.what == "_step":
+        return step_worker(args)
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
-    {"encode": bench_encode}[args.what](args)
+    {"encode": bench_encode, "mntp": bench_training}[args.what](args)
 
 
 if __name__ == "__main__":

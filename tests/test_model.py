@@ -140,8 +140,8 @@ def test_mask_function():
 def test_attention_dropout_only_in_training(tiny_folder):
     folder, _ = tiny_folder("llama-gqa")
     model = l2v.load_model(folder, causal=False)
-    for layer in model.model.layers:
-        layer.self_attn.dropout = 0.3
+    model.set_attention_dropout(0.3)
+    assert all(layer.self_attn.dropout == 0.3 for layer in model.model.layers)
     ids, _ = padded_batch([9, 9], T=9)
     with torch.no_grad():
         assert torch.equal(model(ids), model(ids))  # eval: deterministic

@@ -1,0 +1,167 @@
+"""Issue 5: SimCSE and supervised contrastive training — the loss, the views, the frozen base, resume."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch.testing import assert_close
+
+import l2v
+from l2v.cli import main as cli
+from l2v.lora import apply_lora, save_adapter
+from l2v.simcse import alignment_uniformity, contrastive_loss, read_sentences, run_simcse, split_sentences, two_views
+from l2v.supervised import DatasetBatches, read_triples, run_supervised
+from conftest import TINY_CORPUS
+
+
+def test_loss_equals_an_independent_computation():
+    torch.manual_seed(0)
+    a, p, n = torch.randn(5, 8), torch.randn(5, 8), torch.randn(5, 8)
+    for negatives, scale in ((None, 20.0), (n, 50.0)):
+        cands = p if negatives is None else torch.cat([p, n])
+        sim = torch.nn.functional.cosine_similarity(a[:, None, :], cands[None, :, :], dim=-1)  # (5, 5|10)
+        want = torch.stack([-torch.log_softmax(sim[i] * scale, 0)[i] for i in range(5)]).mean()
+        # fp32: the loss is ~26 here, so compare relatively (7e-8 measured)
+        assert_close(contrastive_loss(a, p, negatives, scale=scale), want, atol=1e-6, rtol=1e-6)
+    with pytest.raises(ValueError, match="at least 2"):
+        contrastive_loss(a[:1], p[:1])
+
+
+@pytest.fixture
+def encoder(tiny_encoder_folder):
+    model = l2v.load_model(tiny_encoder_folder, causal=False)
+    model.set_attention_dropout(0.3)
+    return l2v.Encoder(model, l2v.Tokenizer(tiny_encoder_folder))
+
+
+def test_two_views_differ_in_training_and_encode_is_deterministic(encoder):
+    batch = encoder.tokenizer(TINY_CORPUS[:4])
+    encoder.model.train()
+    a, b = two_views(encoder, batch)
+    assert a.shape == b.shape == (4, 48)
+    assert not torch.allclose(a, b, atol=1e-4)  # dropout made two different views
+    encoder.model.eval()
+    with torch.no_grad():
+        a, b = two_views(encoder, batch)
+    assert torch.equal(a, b)
+    assert np.array_equal(encoder.encode(TINY_CORPUS[:4]), encoder.encode(TINY_CORPUS[:4]))
+    stats = alignment_uniformity(encoder, batch)
+    assert stats["alignment"] > 0 and stats["uniformity"] < 0
+
+
+def test_sentences(tmp_path):
+    assert split_sentences('He left. "Why?" she asked. It was 3 p.m. now. Done!') == [
+        "He left.", '"Why?" she asked.', "It was 3 p.m. now.", "Done!"]
+    (tmp_path / "one.txt").write_text("Only one sentence here.\n\n")
+    with pytest.raises(ValueError, match="1 sentence\\(s\\); contrastive training needs at least 2"):
+        read_sentences(tmp_path / "one.txt")
+
+
+@pytest.fixture
+def sentence_file(tmp_path):
+    path = tmp_path / "sentences.txt"
+    path.write_text("\n".join(dict.fromkeys(TINY_CORPUS)) + "\n")
+    return path
+
+
+def simcse(folder, data, out, **kw):
+    kw = dict(steps=4, batch_size=4, max_length=16, lr=1e-3, save_every=2, seed=0) | kw
+    return run_simcse(folder, kw.pop("adapter", None), data, out, **kw)
+
+
+def test_only_lora_trains_and_base_is_bit_identical(tiny_encoder_folder, sentence_file, tmp_path):
+    run = simcse(tiny_encoder_folder, sentence_file, tmp_path / "out")
+    assert [r["step"] for r in run if "loss" in r] == [1, 2, 3, 4]
+    assert {"alignment", "uniformity", "accuracy"} <= set(run[-1]["eval"])
+    # The adapter changes the encoder; merging it back leaves base weights untouched otherwise.
+    base = l2v.load_model(tiny_encoder_folder).state_dict()
+    enc = l2v.Encoder.from_pretrained(tiny_encoder_folder, adapters=[tmp_path / "out"])
+    merged = enc.model.state_dict()
+    assert all(torch.equal(base[k], merged[k]) for k in base if "proj" not in k)  # norms, embeddings
+    assert any(not torch.equal(base[k], merged[k]) for k in base if "proj" in k)
+
+
+def test_training_touches_only_lora(encoder):
+    apply_lora(encoder.model, r=4, alpha=8)
+    before = {k: v.clone() for k, v in encoder.model.state_dict().items() if "lora_" not in k}
+    encoder.model.train()
+    opt = torch.optim.AdamW([p for p in encoder.model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(2):
+        a, b = two_views(encoder, encoder.tokenizer(TINY_CORPUS[:4]))
+        contrastive_loss(a, b).backward()
+        assert all(p.grad is None for n, p in encoder.model.named_parameters() if "lora_" not in n)
+        opt.step()
+        opt.zero_grad()
+    after = encoder.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_simcse_resume_is_exact(tiny_encoder_folder, sentence_file, tmp_path, monkeypatch):
+    straight = [r["loss"] for r in simcse(tiny_encoder_folder, sentence_file, tmp_path / "a", steps=6)
+                if "loss" in r]
+    # Pretend the run died after step 3: keep the step-3 checkpoint, drop the rest of the log.
+    import l2v.train as tr
+
+    real_save = tr._save_checkpoint
+    monkeypatch.setattr(tr, "_save_checkpoint", lambda *a, **k: real_save(*a, **k) if a[4] <= 3 else None)
+    simcse(tiny_encoder_folder, sentence_file, tmp_path / "c", steps=6, save_every=3)
+    monkeypatch.undo()
+    resumed = [r["loss"] for r in simcse(tiny_encoder_folder, sentence_file, tmp_path / "c", steps=6,
+                                         save_every=3, resume=True) if "loss" in r]
+    assert_close(torch.tensor(resumed), torch.tensor(straight), atol=1e-6, rtol=0)
+
+
+def test_simcse_bad_input(tiny_encoder_folder, sentence_file, tmp_path):
+    with pytest.raises(ValueError, match="--batch-size must be at least 2"):
+        simcse(tiny_encoder_folder, sentence_file, tmp_path / "o", batch_size=1)
+    with pytest.raises(FileNotFoundError, match="MNTP adapter folder not found"):
+        simcse(tiny_encoder_folder, sentence_file, tmp_path / "o", adapter=tmp_path / "no-mntp")
+
+
+def test_simcse_starts_from_the_mntp_adapter(tiny_encoder_folder, sentence_file, tmp_path):
+    mntp = apply_lora(l2v.load_model(tiny_encoder_folder), r=4, alpha=8)
+    torch.nn.init.normal_(mntp.model.layers[0].self_attn.q_proj.lora_B.weight)
+    save_adapter(mntp, tmp_path / "mntp")
+    simcse(tiny_encoder_folder, sentence_file, tmp_path / "simcse", adapter=tmp_path / "mntp", steps=2)
+    both = l2v.Encoder.from_pretrained(tiny_encoder_folder, adapters=[tmp_path / "mntp", tmp_path / "simcse"])
+    only = l2v.Encoder.from_pretrained(tiny_encoder_folder, adapters=[tmp_path / "simcse"])
+    assert not np.allclose(both.encode("The cat sat."), only.encode("The cat sat."), atol=1e-4)
+
+
+def write_triples(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def triple(i, dataset):
+    return {"query": f"where did the cat {i} sit?", "positive": f"The cat {i} sat on the mat.",
+            "negative": f"A dog {i} ran in the park.", "dataset": dataset, "instruction": "Retrieve the answer:"}
+
+
+def test_supervised_runs_with_one_dataset_per_batch(tiny_encoder_folder, tmp_path):
+    rows = [triple(i, "a") for i in range(10)] + [triple(i, "b") for i in range(6)]
+    data = write_triples(tmp_path / "t.jsonl", rows)
+    batches = DatasetBatches([r["dataset"] for r in rows], batch_size=4, seed=0)
+    assert batches.per_epoch == 2 + 1
+    for step in range(9):
+        assert len({rows[i]["dataset"] for i in batches.indices(step, 0)}) == 1
+    run = run_supervised(tiny_encoder_folder, None, data, tmp_path / "out", steps=3, batch_size=4, max_length=24)
+    assert len([r for r in run if "loss" in r]) == 3 and "accuracy" in run[-1]["eval"]
+    assert (tmp_path / "out" / "adapter_model.safetensors").is_file()
+
+
+def test_supervised_bad_input(tiny_encoder_folder, tmp_path):
+    bad = write_triples(tmp_path / "bad.jsonl", [triple(0, "a"), {"query": "q", "positive": "p"}])
+    with pytest.raises(ValueError, match="bad.jsonl, line 2: missing field\\(s\\) negative"):
+        read_triples(bad)
+    few = write_triples(tmp_path / "few.jsonl", [triple(i, "a") for i in range(3)])
+    with pytest.raises(ValueError, match="no dataset has a full batch of 4 rows \\(a: 3\\)"):
+        run_supervised(tiny_encoder_folder, None, few, tmp_path / "o", steps=1, batch_size=4)
+
+
+def test_cli_simcse(tiny_encoder_folder, sentence_file, tmp_path, capsys):
+    cli(["simcse", "--model", str(tiny_encoder_folder), "--data", str(sentence_file), "--out", str(tmp_path / "o"),
+         "--steps", "2", "--batch-size", "3", "--max-length", "16"])
+    assert "SimCSE: 2 steps" in capsys.readouterr().out
+    assert l2v.Encoder.from_pretrained(tiny_encoder_folder, adapters=[tmp_path / "o"]).encode("x").shape == (48,)
