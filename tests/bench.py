@@ -2,6 +2,7 @@
 
     python tests/bench.py encode [--model weights/smollm2-135m-instruct] [--threads 2]
     python tests/bench.py mntp   [--batch-size 16 --max-length 128 --steps 3]
+    python tests/bench.py simcse [--batch-size 16 --max-length 128 --steps 3]
 
 Training steps run each implementation in a fresh subprocess, so peak resident memory
 (ru_maxrss) belongs to that implementation alone.
@@ -80,31 +81,60 @@ def mntp_batch(tokenizer, batch_size: int, max_length: int):
     return mask_tokens(blocks, tokenizer, FAMILY_MASKING["llama"], torch.Generator().manual_seed(0))
 
 
+def simcse_batch(tokenizer, batch_size: int, max_length: int):
+    """batch_size wiki sentences, cut or padded to exactly max_length tokens (left padding)."""
+    from l2v.simcse import read_sentences
+
+    ids = [x for x in tokenizer.encode_batch(read_sentences("wiki")[:2000]) if len(x) >= max_length // 2][:batch_size]
+    return tokenizer.pad([(x[:max_length], 0) for x in ids])
+
+
 def step_worker(args):
     """One implementation's training steps, in this (fresh) process; prints a JSON line."""
     from l2v.lora import DEFAULT_TARGETS, apply_lora
     from l2v.mntp import mntp_loss
+    from l2v.simcse import contrastive_loss, two_views
 
     tk = l2v.Tokenizer(args.model)
-    inputs, labels = mntp_batch(tk, args.batch_size, args.max_length)
     torch.manual_seed(0)
+    if args.what == "mntp":
+        inputs, labels = mntp_batch(tk, args.batch_size, args.max_length)
+    else:
+        batch = simcse_batch(tk, args.batch_size, args.max_length)
     if args.impl == "l2v":
         model = apply_lora(l2v.load_model(args.model, causal=False), r=16, alpha=32, dropout=0.05).train()
+        if args.what == "mntp":
+            def loss():
+                return mntp_loss(model, inputs, labels)[0]
+        else:
+            model.set_attention_dropout(0.3)
+            encoder = l2v.Encoder(model, tk)
 
-        def loss():
-            return mntp_loss(model, inputs, labels)[0]
+            def loss():
+                return contrastive_loss(*two_views(encoder, batch))
     else:
         import peft
         import transformers
 
-        hf = transformers.AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+        dropout = 0.3 if args.what == "simcse" else 0.0  # set at load: changing config later does not reach the modules
+        hf = transformers.AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32, attention_dropout=dropout)
         model = peft.get_peft_model(hf, peft.LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05,
                                                          target_modules=list(DEFAULT_TARGETS))).train()
-        T = inputs.shape[1]
-        bidirectional = torch.zeros(len(inputs), 1, T, T)  # a 4-D mask that hides nothing
+        if args.what == "mntp":
+            T = inputs.shape[1]
+            bidirectional = torch.zeros(len(inputs), 1, T, T)  # a 4-D mask that hides nothing
 
-        def loss():
-            return model(input_ids=inputs, attention_mask=bidirectional, labels=labels).loss
+            def loss():
+                return model(input_ids=inputs, attention_mask=bidirectional, labels=labels).loss
+        else:
+            ids, am, pm = (torch.cat([t, t]) for t in (batch.input_ids, batch.attention_mask, batch.pool_mask))
+            T = ids.shape[1]
+            padding_only = ((1.0 - am[:, None, None, :].float()) * torch.finfo(torch.float32).min).expand(-1, 1, T, T)
+
+            def loss():
+                h = model.base_model.model.model(input_ids=ids, attention_mask=padding_only).last_hidden_state
+                m = pm[..., None].float()
+                return contrastive_loss(*((h * m).sum(1) / m.sum(1)).chunk(2))
 
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     times = []
@@ -121,13 +151,14 @@ def step_worker(args):
 def bench_training(args):
     results = {}
     for impl in ("l2v", "hf"):
-        cmd = [sys.executable, __file__, "_step", "--impl", impl, "--model", args.model, "--threads",
+        cmd = [sys.executable, __file__, args.what, "--worker", "--impl", impl, "--model", args.model, "--threads",
                str(args.threads), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
                "--steps", str(args.steps)]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         results[impl] = json.loads(out.strip().splitlines()[-1])
     a, b = results["l2v"], results["hf"]
-    print(f"MNTP training step, {args.batch_size} x {args.max_length} tokens, LoRA r16 on 7 projections, fp32 "
+    what = "MNTP step" if args.what == "mntp" else "SimCSE step (two views, attention dropout 0.3)"
+    print(f"{what}, {args.batch_size} x {args.max_length} tokens, LoRA r16 on 7 projections, fp32 "
           f"(best of {args.steps})")
     print(f"{'':24} {'l2v':>8} {'hf+peft':>8} {'ratio':>7}")
     print(f"{'seconds per step':24} {a['s_per_step']:8.2f} {b['s_per_step']:8.2f} "
@@ -138,7 +169,8 @@ def bench_training(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["encode", "mntp", "_step"])
+    parser.add_argument("what", choices=["encode", "mntp", "simcse"])
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", default="weights/smollm2-135m-instruct")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -147,11 +179,11 @@ def main():
     parser.add_argument("--impl", choices=["l2v", "hf"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.what == "_step":
+    if args.worker:
         return step_worker(args)
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
-    {"encode": bench_encode, "mntp": bench_training}[args.what](args)
+    {"encode": bench_encode, "mntp": bench_training, "simcse": bench_training}[args.what](args)
 
 
 if __name__ == "__main__":

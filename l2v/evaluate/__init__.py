@@ -1,0 +1,67 @@
+"""A tiny MTEB-like evaluator: task folders, MTEB's protocols and metrics, the `l2v-mini` suite.
+
+    from l2v import Encoder
+    from l2v.evaluate import build_suite, evaluate, format_table
+    results = evaluate(Encoder.from_pretrained("weights/smollm2-135m-instruct"), build_suite())
+    print(format_table(results))
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .suite import build_suite, suite_folder
+from .tasks import MAIN_SCORES, Task, TaskError
+
+__all__ = ["MAIN_SCORES", "Task", "TaskError", "build_suite", "suite_folder", "evaluate", "format_table"]
+
+
+def evaluate(encoder, tasks: Sequence, batch_size: int = 32, show_progress: bool = True) -> list[dict]:
+    """Score an Encoder on tasks (Task objects or folders). Within a task every distinct
+    (text, role) is encoded once (Lee's 50 documents make 1,225 pairs); then the task is scored.
+    Nothing is shared across tasks: their instructions differ, and so do the embeddings."""
+    tasks = [t if isinstance(t, Task) else Task.load(t) for t in tasks]
+    results = []
+    for task in tqdm(tasks, desc="tasks", unit="task", disable=not show_progress):
+        start = time.perf_counter()
+        wanted = list(dict.fromkeys(task.texts()))  # distinct, in order
+        instruction = task.instruction or None
+        cache = {}
+        for role in ("query", "document"):
+            texts = [t for t, r in wanted if r == role]
+            if texts:  # instructions go on queries (and on both sides of symmetric tasks), never on documents
+                vectors = encoder.encode(texts, instruction=instruction if role == "query" else None,
+                                         batch_size=batch_size, show_progress_bar=False)
+                cache.update({(t, role): v for t, v in zip(texts, vectors)})
+
+        def embed(texts, role, cache=cache):
+            return np.stack([cache[(t, role)] for t in texts]) if texts else np.zeros((0, encoder.dim), np.float32)
+
+        scores = task.evaluate(embed)
+        results.append({"task": task.name, "type": task.type, "main_score_name": task.main_score,
+                        "seconds": round(time.perf_counter() - start, 2), **scores})
+    return results
+
+
+def format_table(results: list[dict]) -> str:
+    """One row per task, then the mean main score per task type and overall (× 100, as MTEB tables)."""
+    width = max(len(r["task"]) for r in results)
+    lines = [f"{'task':{width}}  {'type':19}  {'metric':15}  {'score':>6}", "-" * (width + 48)]
+    for r in results:
+        lines.append(f"{r['task']:{width}}  {r['type']:19}  {r['main_score_name']:15}  {100 * r['main_score']:6.2f}")
+    lines.append("-" * (width + 48))
+    for kind, mean in type_averages(results).items():
+        lines.append(f"{'average ' + kind:{width}}  {'':19}  {'':15}  {100 * mean:6.2f}")
+    return "\n".join(lines)
+
+
+def type_averages(results: list[dict]) -> dict[str, float]:
+    """Mean main score per task type (in MAIN_SCORES order), then 'all': the mean of the type means."""
+    by_type = {k: [r["main_score"] for r in results if r["type"] == k] for k in MAIN_SCORES}
+    means = {k: float(np.mean(v)) for k, v in by_type.items() if v}
+    means["all"] = float(np.mean(list(means.values())))
+    return means

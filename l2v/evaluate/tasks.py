@@ -1,0 +1,268 @@
+"""Task folders and how each task type is scored — MTEB's protocols, on data a user can write.
+
+A task folder holds `task.json` — {"name", "type", "main_score", optional "instruction",
+"source", "license", "citation"} — and its data:
+
+    sts                  data.jsonl     {"sentence1", "sentence2", "score"}
+    classification       data.jsonl     {"text", "label", "split": "train" | "test"}
+    clustering           data.jsonl     {"text", "label"}
+    pair_classification  data.jsonl     {"sentence1", "sentence2", "label": 0 | 1}
+    retrieval            corpus.jsonl   {"id", "title", "text"};  queries.jsonl {"id", "text"};
+                         qrels.tsv      query id <tab> corpus id <tab> relevance
+    reranking            data.jsonl     {"query", "positive": [...], "negative": [...]}
+
+Scoring uses an `embed(texts, role)` function (role "query" or "document") so that embeddings
+can come from an Encoder or, in the reference checks, from a table of precomputed vectors.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import metrics as M
+from .estimators import fit_logistic_regression, kmeans
+
+MAIN_SCORES = {
+    "sts": "cosine_spearman",
+    "classification": "accuracy",
+    "clustering": "v_measure",
+    "pair_classification": "max_ap",
+    "retrieval": "ndcg_at_10",
+    "reranking": "map",
+}
+FIELDS = {
+    "sts": {"sentence1": str, "sentence2": str, "score": (int, float)},
+    "classification": {"text": str, "label": (str, int), "split": str},
+    "clustering": {"text": str, "label": (str, int)},
+    "pair_classification": {"sentence1": str, "sentence2": str, "label": int},
+    "reranking": {"query": str, "positive": list, "negative": list},
+}
+Embed = Callable[[list[str], str], np.ndarray]  # (texts, "query" | "document") → (N, D)
+
+
+class TaskError(ValueError):
+    """A task folder that cannot be evaluated; the message names the file and, if any, the line."""
+
+
+@dataclass
+class Task:
+    name: str
+    type: str
+    main_score: str
+    folder: Path
+    instruction: str = ""
+    meta: dict = field(default_factory=dict)  # source, license, citation, ...
+    rows: list = field(default_factory=list, repr=False)  # data.jsonl rows
+    corpus: dict = field(default_factory=dict, repr=False)  # retrieval: id → text
+    queries: dict = field(default_factory=dict, repr=False)  # retrieval: id → text
+    qrels: dict = field(default_factory=dict, repr=False)  # retrieval: query id → {doc id: relevance}
+
+    @classmethod
+    def load(cls, folder) -> "Task":
+        folder = Path(folder)
+        spec_file = folder / "task.json"
+        if not spec_file.is_file():
+            raise TaskError(f"no task.json in {folder}")
+        spec = json.loads(spec_file.read_text())
+        for key in ("name", "type"):
+            if key not in spec:
+                raise TaskError(f"{spec_file}: missing field '{key}'")
+        kind = spec["type"]
+        if kind not in MAIN_SCORES:
+            raise TaskError(f"{spec_file}: unknown task type {kind!r}; known: {', '.join(MAIN_SCORES)}")
+        task = cls(name=spec["name"], type=kind, main_score=spec.get("main_score", MAIN_SCORES[kind]), folder=folder,
+                   instruction=spec.get("instruction", ""),
+                   meta={k: v for k, v in spec.items() if k not in ("name", "type", "main_score", "instruction")})
+        if kind == "retrieval":
+            task._load_retrieval()
+        else:
+            task.rows = _read_jsonl(folder / "data.jsonl", FIELDS[kind])
+        task._validate()
+        return task
+
+    def _load_retrieval(self):
+        corpus = _read_jsonl(self.folder / "corpus.jsonl", {"id": (str, int), "text": str})
+        queries = _read_jsonl(self.folder / "queries.jsonl", {"id": (str, int), "text": str})
+        self.corpus = {str(r["id"]): (r.get("title", "") + " " + r["text"]).strip() for r in corpus}
+        self.queries = {str(r["id"]): r["text"] for r in queries}
+        path = self.folder / "qrels.tsv"
+        if not path.is_file():
+            raise TaskError(f"missing file {path}")
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            parts = line.split("\t")
+            if not line.strip() or (n == 1 and parts[-1].strip().lower() in ("score", "relevance")):
+                continue  # blank line or a header
+            if len(parts) != 3 or not parts[2].strip().lstrip("-").isdigit():
+                raise TaskError(f"{path}, line {n}: expected 'query id<TAB>corpus id<TAB>integer relevance'")
+            q, d, rel = parts[0].strip(), parts[1].strip(), int(parts[2])
+            if d not in self.corpus:
+                raise TaskError(f"{path}, line {n}: corpus id {d!r} is not in corpus.jsonl")
+            self.qrels.setdefault(q, {})[d] = rel
+
+    def _validate(self):
+        where = self.folder / "data.jsonl"
+        if self.type == "classification":
+            splits = {s: [r for r in self.rows if r["split"] == s] for s in ("train", "test")}
+            for s, rows in splits.items():
+                if not rows:
+                    raise TaskError(f"{where}: the {s} split is empty")
+            unseen = sorted({str(r["label"]) for r in splits["test"]} - {str(r["label"]) for r in splits["train"]})
+            if unseen:
+                raise TaskError(f"{where}: test label(s) never seen in training: {', '.join(unseen)}")
+        elif self.type == "retrieval":
+            if not self.queries or not self.corpus:
+                raise TaskError(f"{self.folder}: empty {'queries' if not self.queries else 'corpus'}")
+        elif not self.rows:
+            raise TaskError(f"{where}: no rows")
+
+    def texts(self) -> list[tuple[str, str]]:
+        """Every (text, role) this task will embed — for caching across tasks."""
+        t = self.type
+        if t in ("sts", "pair_classification"):
+            return [(r[k], "query") for r in self.rows for k in ("sentence1", "sentence2")]
+        if t in ("classification", "clustering"):
+            return [(r["text"], "query") for r in self.rows]
+        if t == "retrieval":
+            return [(q, "query") for q in self.queries.values()] + [(d, "document") for d in self.corpus.values()]
+        return [(r["query"], "query") for r in self.rows] + \
+            [(d, "document") for r in self.rows for d in r["positive"] + r["negative"]]
+
+    def evaluate(self, embed: Embed) -> dict:
+        scores = {
+            "sts": _sts, "classification": _classification, "clustering": _clustering,
+            "pair_classification": _pair_classification, "retrieval": _retrieval, "reranking": _reranking,
+        }[self.type](self, embed)
+        return {"main_score": scores[self.main_score], **scores}
+
+
+def _read_jsonl(path: Path, fields: dict) -> list[dict]:
+    if not path.is_file():
+        raise TaskError(f"missing file {path}")
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise TaskError(f"{path}, line {n}: not valid JSON ({e.msg})") from None
+        for key, kind in fields.items():
+            if key not in row:
+                raise TaskError(f"{path}, line {n}: missing field '{key}'")
+            if not isinstance(row[key], kind) or isinstance(row[key], bool):
+                raise TaskError(f"{path}, line {n}: field '{key}' has the wrong type ({type(row[key]).__name__})")
+        rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------- one scorer per task type
+
+
+def _sts(task: Task, embed: Embed) -> dict:
+    e1 = embed([r["sentence1"] for r in task.rows], "query")
+    e2 = embed([r["sentence2"] for r in task.rows], "query")
+    gold = [r["score"] for r in task.rows]
+    cos = M.paired_cosine(e1, e2)
+    return {"cosine_spearman": M.spearman(gold, cos), "cosine_pearson": M.pearson(gold, cos)}
+
+
+def undersample(labels: list, idxs: list[int], samples_per_label: int) -> list[int]:
+    """The first `samples_per_label` indices of each label, in `idxs` order (MTEB's undersampling)."""
+    taken, counts = [], {}
+    for i in idxs:
+        if counts.get(labels[i], 0) < samples_per_label:
+            counts[labels[i]] = counts.get(labels[i], 0) + 1
+            taken.append(i)
+    return taken
+
+
+def _classification(task: Task, embed: Embed, n_experiments: int = 10) -> dict:
+    train = [r for r in task.rows if r["split"] == "train"]
+    test = [r for r in task.rows if r["split"] == "test"]
+    X_train, X_test = embed([r["text"] for r in train], "query"), embed([r["text"] for r in test], "query")
+    y_train, y_test = [str(r["label"]) for r in train], np.array([str(r["label"]) for r in test])
+    samples_per_label = int(task.meta.get("samples_per_label", 8))
+    idxs = list(range(len(train)))  # kept across experiments: each shuffles the previous order
+    accuracy, f1 = [], []
+    for _ in range(n_experiments):
+        np.random.RandomState(42).shuffle(idxs)  # a fresh RandomState(42) each time, as MTEB does
+        chosen = undersample(y_train, idxs, samples_per_label)
+        predict = fit_logistic_regression(X_train[chosen], [y_train[i] for i in chosen])
+        pred = predict(X_test)
+        accuracy.append(float((pred == y_test).mean()))
+        f1.append(macro_f1(y_test, pred))
+    return {"accuracy": float(np.mean(accuracy)), "f1": float(np.mean(f1))}
+
+
+def macro_f1(y_true, y_pred) -> float:
+    scores = []
+    for c in np.union1d(y_true, y_pred):
+        tp = np.sum((y_pred == c) & (y_true == c))
+        precision = tp / max(np.sum(y_pred == c), 1)
+        recall = tp / max(np.sum(y_true == c), 1)
+        scores.append(0.0 if tp == 0 else 2 * precision * recall / (precision + recall))
+    return float(np.mean(scores))
+
+
+def _clustering(task: Task, embed: Embed) -> dict:
+    X = embed([r["text"] for r in task.rows], "query")
+    labels = [str(r["label"]) for r in task.rows]
+    pred = kmeans(X, k=len(set(labels)), seed=42)
+    return {"v_measure": M.v_measure(labels, pred)}
+
+
+def _pair_classification(task: Task, embed: Embed) -> dict:
+    e1 = np.asarray(embed([r["sentence1"] for r in task.rows], "query"), np.float64)
+    e2 = np.asarray(embed([r["sentence2"] for r in task.rows], "query"), np.float64)
+    labels = [r["label"] for r in task.rows]
+    scores = {  # similarities as they are, distances negated: higher always means "more alike"
+        "cosine_ap": M.paired_cosine(e1, e2),
+        "dot_ap": (e1 * e2).sum(-1),
+        "euclidean_ap": -np.linalg.norm(e1 - e2, axis=-1),
+        "manhattan_ap": -np.abs(e1 - e2).sum(-1),
+    }
+    out = {name: M.average_precision(labels, s) for name, s in scores.items()}
+    return {"max_ap": max(out.values()), **out}
+
+
+def rank_scores(query_ids, doc_ids, q_emb, d_emb) -> dict[str, dict[str, float]]:
+    sims = M.unit(q_emb) @ M.unit(d_emb).T  # (Q, N) cosine
+    return {q: dict(zip(doc_ids, row.tolist())) for q, row in zip(query_ids, sims)}
+
+
+def _ranking_metrics(runs: dict, qrels: dict, ks=(1, 3, 5, 10, 100, 1000)) -> dict:
+    """Averages over queries that have a relevant document (MTEB drops the others)."""
+    judged = [q for q in runs if any(g > 0 for g in qrels.get(q, {}).values())]
+    rankings = {q: M.trec_ranking(runs[q]) for q in judged}
+    out = {}
+    for k in ks:
+        out[f"ndcg_at_{k}"] = float(np.mean([M.ndcg_at_k(rankings[q], qrels[q], k) for q in judged]))
+        out[f"map_at_{k}"] = float(np.mean([M.average_precision_at_k(rankings[q], qrels[q], k) for q in judged]))
+        out[f"recall_at_{k}"] = float(np.mean([M.recall_at_k(rankings[q], qrels[q], k) for q in judged]))
+    out["mrr_at_10"] = float(np.mean([M.reciprocal_rank_at_k(rankings[q], qrels[q], 10) for q in judged]))
+    return out
+
+
+def _retrieval(task: Task, embed: Embed) -> dict:
+    q_ids, d_ids = list(task.queries), list(task.corpus)
+    q_emb = embed([task.queries[q] for q in q_ids], "query")
+    d_emb = embed([task.corpus[d] for d in d_ids], "document")
+    return _ranking_metrics(rank_scores(q_ids, d_ids, q_emb, d_emb), task.qrels)
+
+
+def _reranking(task: Task, embed: Embed) -> dict:
+    """Each query ranks only its own candidates; MAP over the full candidate list, and MRR@10."""
+    q_emb = embed([r["query"] for r in task.rows], "query")
+    runs, qrels = {}, {}
+    for i, (row, q) in enumerate(zip(task.rows, q_emb)):
+        docs = row["positive"] + row["negative"]
+        ids = [f"{i}-{j}" for j in range(len(docs))]
+        runs[str(i)] = rank_scores([str(i)], ids, q[None], embed(docs, "document"))[str(i)]
+        qrels[str(i)] = {ids[j]: int(j < len(row["positive"])) for j in range(len(docs))}
+    scores = _ranking_metrics(runs, qrels, ks=(1000,))
+    return {"map": scores["map_at_1000"], "mrr_at_10": scores["mrr_at_10"]}
