@@ -66,6 +66,16 @@ def main(argv=None):
     p.add_argument("--json", default=None, help="pooling: write the records here")
     p.set_defaults(run=_analyze)
 
+    p = sub.add_parser("plan", help="memory estimate of a training run (weights, LoRA + AdamW, activations)")
+    p.add_argument("--config", required=True,
+                   help="a config.json, a model folder, or a preset: smollm2-135m, llama-2-7b, mistral-7b, llama-3-8b")
+    p.add_argument("--stage", default="mntp", choices=["mntp", "simcse", "supervised"])
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=512)
+    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    p.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: SDPA's math path with dropout")
+    p.set_defaults(run=_plan)
+
     p = sub.add_parser("mntp", help="LLM2Vec step 2: masked next-token prediction with LoRA")
     _training_args(p, data_help="'wiki' (fetched through PyPI) or a .txt / .jsonl file of texts",
                    presets="cpu: 60 steps × 8 × 128 tokens, lr 2e-4; paper: 1000 × 32 × 512, lr 5e-5")
@@ -169,6 +179,26 @@ def _eval(args):
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _plan(args):
+    from pathlib import Path
+
+    from .config import ModelConfig
+    from .plan import PRESETS, format_plan, plan
+
+    if args.config in PRESETS:
+        config, name = ModelConfig(**PRESETS[args.config]), args.config
+    else:
+        path = Path(args.config)
+        path = path / "config.json" if path.is_dir() else path
+        if not path.is_file():
+            raise SystemExit(f"l2v plan: no such config or preset: {args.config} (presets: {', '.join(PRESETS)})")
+        config, name = ModelConfig.from_json(path), str(args.config)
+    p = plan(config, stage=args.stage, batch_size=args.batch_size, max_length=args.max_length, dtype=args.dtype,
+             device=args.device)
+    print(format_plan(name, p, stage=args.stage, batch_size=args.batch_size, max_length=args.max_length,
+                      dtype=args.dtype))
 
 
 def _demo(args):

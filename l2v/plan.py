@@ -1,0 +1,124 @@
+"""`l2v plan`: will this training run fit on that GPU? Memory arithmetic before spending any.
+
+LoRA training memory has four parts:
+
+    weights         every base parameter, in the training dtype (bf16: 2 bytes)
+    LoRA + AdamW    each LoRA parameter: fp32 weight + fp32 grad + two fp32 Adam moments = 16 bytes
+    activations     what autograd keeps for the backward pass, per token and per layer (below);
+                    with gradient checkpointing only each block's input is kept, plus one block's
+                    worth while that block is recomputed
+    LM head         MNTP only: fp32 logits and their log-softmax at the masked positions
+
+Activations, per token and layer, in elements (h hidden, f MLP width, q = heads·head_dim,
+kv = kv_heads·head_dim, r LoRA rank, H heads, T sequence length) — read off this code with
+`torch.autograd.graph.saved_tensors_hooks`, and checked that way in tests/test_plan.py:
+
+    RMSNorm ×2                     4h            (inputs and normed outputs)
+    attention                      3q + 2kv + H  (q, k, v, the output and its reshaped copy for
+                                                  o_proj, one log-sum-exp per head: SDPA's fused
+                                                  kernels never keep the T×T probabilities)
+    SwiGLU MLP                     4f
+    LoRA                           7r            (the A outputs)
+  and, in bytes:
+    LoRA dropout                   ~6 per element of every projection input (5h + q + f): an
+                                   fp32 copy after dropout, and its mask
+    attention dropout (SimCSE)     ~12 per element of H·T on CPU, where SDPA falls back to the
+                                   math path to drop probabilities; CUDA's kernels do not need it
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import ModelConfig
+from .lora import DEFAULT_TARGETS
+
+PRESETS = {
+    "smollm2-135m": dict(model_type="llama", vocab_size=49152, hidden_size=576, intermediate_size=1536,
+                         num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                         tie_word_embeddings=True),
+    "llama-2-7b": dict(model_type="llama", vocab_size=32000, hidden_size=4096, intermediate_size=11008,
+                       num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32),
+    "mistral-7b": dict(model_type="mistral", vocab_size=32000, hidden_size=4096, intermediate_size=14336,
+                       num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, sliding_window=4096),
+    "llama-3-8b": dict(model_type="llama", vocab_size=128256, hidden_size=4096, intermediate_size=14336,
+                       num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, rope_theta=500000.0),
+}
+SEQUENCES_PER_EXAMPLE = {"mntp": 1, "simcse": 2, "supervised": 3}  # SimCSE: two views; supervised: q, pos, neg
+BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+@dataclass
+class Plan:
+    weights: int
+    lora_and_optimizer: int
+    activations: int
+    activations_checkpointed: int
+    lm_head: int
+
+    def total(self, checkpointing: bool) -> int:
+        acts = self.activations_checkpointed if checkpointing else self.activations
+        return self.weights + self.lora_and_optimizer + acts + self.lm_head
+
+
+def count_parameters(c: ModelConfig) -> int:
+    h, f, q, kv = c.hidden_size, c.intermediate_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim
+    per_layer = h * (q + 2 * kv) + q * h + 3 * h * f + 2 * h
+    head = 0 if c.tie_word_embeddings else c.vocab_size * h
+    return c.vocab_size * h + c.num_hidden_layers * per_layer + h + head
+
+
+def count_lora_parameters(c: ModelConfig, r: int, targets=DEFAULT_TARGETS) -> int:
+    h, f, q, kv = c.hidden_size, c.intermediate_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim
+    shapes = {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
+              "gate_proj": (h, f), "up_proj": (h, f), "down_proj": (f, h)}
+    return c.num_hidden_layers * r * sum(sum(shapes[t]) for t in targets)
+
+
+def activation_bytes_per_token_layer(c: ModelConfig, T: int, *, dtype: str, r: int, lora_dropout: float,
+                                     attention_dropout: float, fused_attention: bool) -> float:
+    h, f, q, kv = c.hidden_size, c.intermediate_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim
+    b = BYTES[dtype]
+    total = (4 * h + 3 * q + 2 * kv + c.num_attention_heads + 4 * f + 7 * r) * b
+    if lora_dropout > 0:
+        total += (5 * h + q + f) * 6
+    if attention_dropout > 0 and not fused_attention:
+        total += c.num_attention_heads * T * 12
+    return total
+
+
+def plan(c: ModelConfig, *, stage: str, batch_size: int, max_length: int, dtype: str = "bfloat16", r: int = 16,
+         lora_dropout: float = 0.05, attention_dropout: float | None = None, mask_prob: float = 0.2,
+         device: str = "cuda") -> Plan:
+    """Memory estimate of one training step (bytes). attention_dropout None: SimCSE's 0.3, else 0."""
+    if stage not in SEQUENCES_PER_EXAMPLE:
+        raise ValueError(f"unknown stage {stage!r}: choose one of {', '.join(SEQUENCES_PER_EXAMPLE)}")
+    tokens = batch_size * SEQUENCES_PER_EXAMPLE[stage] * max_length
+    L = c.num_hidden_layers
+    if attention_dropout is None:
+        attention_dropout = 0.3 if stage == "simcse" else 0.0
+    per = activation_bytes_per_token_layer(c, max_length, dtype=dtype, r=r, lora_dropout=lora_dropout,
+                                           attention_dropout=attention_dropout, fused_attention=device == "cuda")
+    # Checkpointing keeps each block's input, then holds one block's activations while recomputing it.
+    checkpointed = tokens * L * c.hidden_size * BYTES[dtype] + tokens * per
+    head = 0
+    if stage == "mntp":  # fp32 logits + log-softmax at the masked positions (l2v never builds (B, T, V))
+        head = int(mask_prob * tokens) * c.vocab_size * 4 * 2
+    return Plan(weights=count_parameters(c) * BYTES[dtype], lora_and_optimizer=count_lora_parameters(c, r) * 16,
+                activations=int(tokens * L * per), activations_checkpointed=int(checkpointed), lm_head=head)
+
+
+def format_plan(name: str, p: Plan, *, stage: str, batch_size: int, max_length: int, dtype: str,
+                gpus_gb=(40, 80)) -> str:
+    gib = 2**30
+    rows = [("weights", p.weights), ("LoRA + AdamW (fp32)", p.lora_and_optimizer),
+            ("activations", p.activations), ("activations, checkpointed", p.activations_checkpointed),
+            ("LM head (MNTP)", p.lm_head)]
+    lines = [f"{name}: {stage}, batch {batch_size} × {max_length} tokens, {dtype} weights, LoRA r16 on 7 projections"]
+    lines += [f"  {label:28} {value / gib:8.1f} GiB" for label, value in rows]
+    for ckpt in (False, True):
+        total = p.total(ckpt) / gib
+        fits = ", ".join(f"{g} GB: {'fits' if total * gib <= g * 1e9 * 0.92 else 'no'}" for g in gpus_gb)
+        lines.append(f"  {'total, ' + ('with' if ckpt else 'without') + ' checkpointing':28} {total:8.1f} GiB   ({fits})")
+    lines.append("  (estimate; leave ~8% of a GPU's memory for the CUDA context and fragmentation)")
+    return "\n".join(lines)
