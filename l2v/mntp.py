@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .loading import load_model
+from . import distributed
 from .lora import apply_lora, trainable_summary
 from .tokenizer import Tokenizer
 from .train import EpochSampler, resolve_settings, train
@@ -149,7 +150,9 @@ class MNTPData:
     def batch(self, step: int, micro: int):
         rows = self.sampler.indices(step, micro)
         g = torch.Generator().manual_seed(self.sampler.micro_seed(step, micro))
-        return mask_tokens(self.train[rows], self.tokenizer, self.masking, g)
+        inputs, labels = mask_tokens(self.train[rows], self.tokenizer, self.masking, g)
+        mine = distributed.shard(list(range(len(rows))))  # with torchrun: this process's rows of the batch
+        return inputs[mine], labels[mine]
 
     @torch.no_grad()
     def evaluate(self, model, batch_size: int = 8) -> dict:
@@ -180,6 +183,7 @@ def run_mntp(model_dir, data, out_dir, *, preset: str = "cpu", steps=None, batch
                                   seed=seed, gradient_checkpointing=gradient_checkpointing)
     max_length = extra["max_length"]
 
+    distributed.init()
     model = load_model(model_dir, dtype=dtype, device=device, causal=False)
     tokenizer = Tokenizer(model_dir)
     masking = FAMILY_MASKING[model.config.model_type]

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from . import distributed
 from .encoder import Encoder
 from .loading import load_model
 from .lora import apply_lora, merge_adapters, trainable_summary
@@ -121,6 +122,7 @@ def run_simcse(model_dir, adapter, data, out_dir, *, preset: str = "cpu", steps=
                                   dropout=dropout, seed=seed, gradient_checkpointing=gradient_checkpointing)
     if cfg.batch_size < 2:
         raise ValueError("--batch-size must be at least 2: the other sentences in the batch are the negatives")
+    distributed.init()
     sentences = read_sentences(data)
     encoder = prepare_encoder(model_dir, adapter, dropout=extra["dropout"], lora_r=lora_r, lora_alpha=lora_alpha,
                               lora_dropout=lora_dropout, max_length=extra["max_length"], seed=seed,
@@ -134,12 +136,13 @@ def run_simcse(model_dir, adapter, data, out_dir, *, preset: str = "cpu", steps=
     tk, dev = encoder.tokenizer, encoder.device
     eval_batch = tk(held_out, max_length=extra["max_length"]).to(dev)
 
-    def batch_fn(step, micro):
-        return tk([sentences[i] for i in sampler.indices(step, micro)], max_length=extra["max_length"])
+    def batch_fn(step, micro):  # with torchrun, each process embeds its slice of the global batch
+        rows = distributed.shard(sampler.indices(step, micro))
+        return tk([sentences[i] for i in rows], max_length=extra["max_length"])
 
     def loss_fn(model, batch):
         batch = batch.to(dev)
-        a, b = two_views(encoder, batch)
+        a, b = (distributed.gather_with_grad(v) for v in two_views(encoder, batch))  # negatives from every process
         return contrastive_loss(a, b, scale=20.0), {"tokens": 2 * int(batch.attention_mask.sum())}
 
     return train(encoder.model, loss_fn=loss_fn, batch_fn=batch_fn, cfg=cfg, out_dir=out_dir,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from . import distributed
 from .simcse import contrastive_loss, prepare_encoder
 from .train import resolve_settings, train
 
@@ -110,6 +111,7 @@ def run_supervised(model_dir, adapter, data, out_dir, *, preset: str = "cpu", st
                                   seed=seed, gradient_checkpointing=gradient_checkpointing)
     if cfg.batch_size < 2:
         raise ValueError("--batch-size must be at least 2: the other rows in the batch are the negatives")
+    distributed.init()
     triples = read_triples(data)
     batches = DatasetBatches([t.dataset for t in triples], cfg.batch_size, cfg.grad_accum, seed)
     encoder = prepare_encoder(model_dir, adapter, dropout=0.0, lora_r=lora_r, lora_alpha=lora_alpha,
@@ -120,7 +122,8 @@ def run_supervised(model_dir, adapter, data, out_dir, *, preset: str = "cpu", st
     held_out = triples[: min(64, len(triples))]
 
     def loss_fn(model, rows):
-        q, p, n = embed_triples(encoder, [triples[i] for i in rows])
+        q, p, n = embed_triples(encoder, [triples[i] for i in distributed.shard(rows)])
+        q, p, n = (distributed.gather_with_grad(v) for v in (q, p, n))  # candidates from every process
         return contrastive_loss(q, p, n, scale=50.0), {}
 
     @torch.no_grad()

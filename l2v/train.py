@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .loading import atomic_folder
 from .lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, lora_modules, read_adapter, write_adapter
 
@@ -118,20 +119,23 @@ def train(model, *, loss_fn: Callable, batch_fn: Callable, cfg: TrainConfig, out
     else:
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
+    main = distributed.is_main()  # with torchrun, one process logs and writes checkpoints
     records = _read_log(out / LOG_FILE, keep_through=start) if resume else []
-    _write_log(out / LOG_FILE, records)
-    log = open(out / LOG_FILE, "a")
+    if main:
+        _write_log(out / LOG_FILE, records)
+    log = open(out / LOG_FILE, "a") if main else None
 
     def emit(record):
         records.append(record)
-        log.write(json.dumps(record) + "\n")
-        log.flush()
+        if log is not None:
+            log.write(json.dumps(record) + "\n")
+            log.flush()
 
     if eval_fn is not None and start == 0:
         emit({"step": 0, "eval": eval_fn(model)})
     t_start = time.perf_counter()
     step = start
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=desc, unit="step")
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=desc, unit="step", disable=not main)
     try:
         for step in bar:
             model.train()
@@ -149,6 +153,7 @@ def train(model, *, loss_fn: Callable, batch_fn: Callable, cfg: TrainConfig, out
                 loss_sum += loss.item() / cfg.grad_accum
                 for k, v in metrics.items():
                     metrics_sum[k] = metrics_sum.get(k, 0) + v
+            distributed.average_gradients(params)  # several processes: the mean of their gradients
             if cfg.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             lr = scheduler.get_last_lr()[0]
@@ -165,19 +170,22 @@ def train(model, *, loss_fn: Callable, batch_fn: Callable, cfg: TrainConfig, out
             done = step + 1
             if eval_fn is not None and (done == cfg.steps or (cfg.eval_every and done % cfg.eval_every == 0)):
                 emit({"step": done, "eval": eval_fn(model)})
-            if done == cfg.steps or (cfg.save_every and done % cfg.save_every == 0):
+            if main and (done == cfg.steps or (cfg.save_every and done % cfg.save_every == 0)):
                 _save_checkpoint(out / CHECKPOINT_DIR, model, optimizer, scheduler, done, cfg, base_model, _rng_state())
     except KeyboardInterrupt:
         optimizer.zero_grad(set_to_none=True)  # a half-accumulated step is dropped
-        _save_checkpoint(out / CHECKPOINT_DIR, model, optimizer, scheduler, step, cfg, base_model, rng)
-        print(f"\n{desc}: interrupted; checkpoint at step {step} saved in {out / CHECKPOINT_DIR} (use --resume)")
+        if main:
+            _save_checkpoint(out / CHECKPOINT_DIR, model, optimizer, scheduler, step, cfg, base_model, rng)
+            print(f"\n{desc}: interrupted; checkpoint at step {step} saved in {out / CHECKPOINT_DIR} (use --resume)")
         raise
     finally:
         bar.close()
-        log.close()
+        if log is not None:
+            log.close()
         model.gradient_checkpointing = False
-    _publish_adapter(out, out / CHECKPOINT_DIR)
-    _print_summary(desc, records, time.perf_counter() - t_start, out)
+    if main:
+        _publish_adapter(out, out / CHECKPOINT_DIR)
+        _print_summary(desc, records, time.perf_counter() - t_start, out)
     return records
 
 
