@@ -20,8 +20,9 @@ kv = kv_heads·head_dim, r LoRA rank, H heads, T sequence length) — read off t
     SwiGLU MLP                     4f
     LoRA                           7r            (the A outputs)
   and, in bytes:
-    LoRA dropout                   ~6 per element of every projection input (5h + q + f): an
-                                   fp32 copy after dropout, and its mask
+    LoRA dropout                   1 per element of every projection input (5h + q + f): only
+                                   the mask is kept (lora.py's _LoRABranch; plain autograd would
+                                   keep an fp32 copy too, ~6 bytes)
     attention dropout (SimCSE)     ~12 per element of H·T on CPU, where SDPA falls back to the
                                    math path to drop probabilities; CUDA's kernels do not need it
 """
@@ -81,7 +82,7 @@ def activation_bytes_per_token_layer(c: ModelConfig, T: int, *, dtype: str, r: i
     b = BYTES[dtype]
     total = (4 * h + 3 * q + 2 * kv + c.num_attention_heads + 4 * f + 7 * r) * b
     if lora_dropout > 0:
-        total += (5 * h + q + f) * 6
+        total += (5 * h + q + f) * 1
     if attention_dropout > 0 and not fused_attention:
         total += c.num_attention_heads * T * 12
     return total

@@ -41,6 +41,36 @@ def test_layer_definition():
     assert_close(lora.weight, before, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_memory_saving_branch_equals_the_plain_expression(dtype):
+    """Training mode with dropout uses _LoRABranch; with the same mask it must give the same values
+    and gradients as dropout → A → B written with ordinary autograd."""
+    torch.manual_seed(0)
+    base = torch.nn.Linear(12, 10, bias=False).to(dtype)
+    lora = LoRALinear(base, r=4, alpha=8, dropout=0.3).train()
+    torch.nn.init.normal_(lora.lora_B.weight)
+    x1 = torch.randn(2, 5, 12, dtype=dtype, requires_grad=True)
+    x2 = x1.detach().clone().requires_grad_(True)
+    torch.manual_seed(1)
+    y1 = lora(x1)
+    torch.manual_seed(1)  # the same mask: rand_like(x) >= p, as inside the branch
+    keep = torch.rand_like(x2, dtype=torch.float32) >= 0.3
+    dropped = x2.float() * keep / 0.7
+    y2 = F_linear(x2, base.weight) + (dropped @ lora.lora_A.weight.T @ lora.lora_B.weight.T * 2.0).to(dtype)
+    tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=2e-2, rtol=2e-2)
+    assert_close(y1, y2, **tol)
+    g = torch.randn_like(y1)
+    grads1 = torch.autograd.grad(y1, [x1, lora.lora_A.weight, lora.lora_B.weight], g)
+    grads2 = torch.autograd.grad(y2, [x2, lora.lora_A.weight, lora.lora_B.weight], g)
+    for a, b in zip(grads1, grads2):
+        assert_close(a, b, **tol)
+    assert not torch.equal(lora(x1), lora(x1))  # two calls, two masks
+
+
+def F_linear(x, w):
+    return torch.nn.functional.linear(x, w)
+
+
 def test_apply_lora_trains_only_lora_and_keeps_base(tiny_folder):
     model = apply_lora(l2v.load_model(tiny_folder("llama-gqa")[0]), r=4, alpha=8)
     assert len(lora_modules(model)) == 3 * 7
