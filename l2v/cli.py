@@ -44,6 +44,7 @@ def main(argv=None):
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
     p.add_argument("--device", default=None)
     p.add_argument("--json", default=None, help="write results (+ model, adapters, settings, versions) here")
+    p.add_argument("--autocast", action="store_true", help="bf16 autocast (fast on CUDA and AVX-512 BF16 CPUs)")
     p.set_defaults(run=_eval)
 
     p = sub.add_parser("demo", help="the whole recipe on the embedded default, one table of what each step buys")
@@ -170,7 +171,8 @@ def _eval(args):
 
     record = evaluate_model(args.model, adapters=args.adapter, causal=args.causal, pooling=args.pooling,
                             tasks=args.task, quick=args.quick, max_length=args.max_length, batch_size=args.batch_size,
-                            dtype=args.dtype and getattr(torch, args.dtype), device=args.device)
+                            dtype=args.dtype and getattr(torch, args.dtype), device=args.device,
+                            autocast=args.autocast)
     print(format_table(record["tasks"]))
     mode = "causal" if args.causal else "bidirectional"
     adapters = f", adapters: {', '.join(args.adapter)}" if args.adapter else ""

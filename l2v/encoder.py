@@ -21,16 +21,29 @@ from .tokenizer import Tokenizer
 ACCEPTED = "a string, a list of strings, or a list of [instruction, text] pairs"
 
 
+def fast_bf16_available(device) -> bool:
+    """Whether bf16 matmuls are fast here: CUDA, or a CPU with AVX-512 BF16 (≈2× fp32 throughput)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return True
+    check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    return device.type == "cpu" and check is not None and check()
+
+
 class Encoder:
-    def __init__(self, model, tokenizer: Tokenizer, *, pooling: str = "mean", max_length: int = 512):
+    def __init__(self, model, tokenizer: Tokenizer, *, pooling: str = "mean", max_length: int = 512,
+                 autocast: bool = False):
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}: choose one of {', '.join(POOLINGS)}")
         self.model, self.tokenizer = model.eval(), tokenizer
         self.pooling, self.max_length = pooling, max_length
+        # bf16 autocast: matmuls in bf16, weights (and merged adapters) kept in their own dtype.
+        # Faster where bf16 is native; embeddings then agree with fp32 to a cosine of about 0.999.
+        self.autocast = autocast
 
     @classmethod
     def from_pretrained(cls, path, *, adapters: Sequence = (), causal: bool = False, pooling: str = "mean",
-                        max_length: int = 512, dtype=None, device=None) -> "Encoder":
+                        max_length: int = 512, dtype=None, device=None, autocast: bool = False) -> "Encoder":
         """Load a model folder; `adapters` (PEFT-format LoRA folders) are merged into it in order,
         as LLM2Vec stacks MNTP and then SimCSE. `causal=False` is LLM2Vec's bidirectional mode."""
         model = load_model(path, dtype=dtype, device=device, causal=causal)
@@ -38,7 +51,7 @@ class Encoder:
             from .lora import merge_adapters
 
             merge_adapters(model, adapters)
-        return cls(model, Tokenizer(path), pooling=pooling, max_length=max_length)
+        return cls(model, Tokenizer(path), pooling=pooling, max_length=max_length, autocast=autocast)
 
     @property
     def device(self) -> torch.device:
@@ -64,7 +77,7 @@ class Encoder:
         out = torch.empty(len(sequences), self.dim, dtype=torch.float32)
         starts = range(0, len(order), batch_size)
         show = len(starts) > 1 if show_progress_bar is None else show_progress_bar
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.autocast):
             for s in tqdm(starts, desc="encode", unit="batch", disable=not show):
                 idx = order[s : s + batch_size]
                 batch = self.tokenizer.pad([sequences[i] for i in idx]).to(self.device)

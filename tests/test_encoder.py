@@ -125,3 +125,12 @@ def test_cli_encode(tiny_encoder_folder, tmp_path, capsys):
     want = l2v.Encoder.from_pretrained(tiny_encoder_folder).encode(["The cat sat.", "A dog ran."])
     np.testing.assert_allclose(got, want, atol=1e-6)
     assert "2 texts" in capsys.readouterr().out
+
+
+def test_bf16_autocast_is_close_to_fp32(encoder, tiny_encoder_folder):
+    texts = ["The cat sat on the mat.", "Stock markets fell sharply today."]
+    fast = l2v.Encoder.from_pretrained(tiny_encoder_folder, max_length=32, autocast=True).encode(texts)
+    exact = encoder.encode(texts)
+    cos = (fast * exact).sum(1) / np.linalg.norm(fast, axis=1) / np.linalg.norm(exact, axis=1)
+    assert fast.dtype == np.float32 and cos.min() > 0.99
+    assert not np.array_equal(fast, exact)  # it really ran in bf16

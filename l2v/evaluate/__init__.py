@@ -70,7 +70,7 @@ def type_averages(results: list[dict]) -> dict[str, float]:
 
 def evaluate_model(model_dir, *, adapters=(), causal: bool = False, pooling: str = "mean", tasks=None,
                    quick: bool = False, max_length: int = 128, batch_size: int = 32, dtype=None, device=None,
-                   show_progress: bool = True) -> dict:
+                   autocast: bool = False, show_progress: bool = True) -> dict:
     """Load an encoder, score it on task folders (default: the l2v-mini suite) → a JSON-ready record
     with the settings, the versions, the time taken, per-task scores and per-type averages."""
     import platform
@@ -83,13 +83,13 @@ def evaluate_model(model_dir, *, adapters=(), causal: bool = False, pooling: str
 
     folders = list(tasks) if tasks else build_suite(quick=quick)
     encoder = Encoder.from_pretrained(model_dir, adapters=adapters, causal=causal, pooling=pooling,
-                                      max_length=max_length, dtype=dtype, device=device)
+                                      max_length=max_length, dtype=dtype, device=device, autocast=autocast)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="text longer than max_length")  # truncation is the protocol here
         results = evaluate(encoder, folders, batch_size=batch_size, show_progress=show_progress)
     return dict(model=str(model_dir), adapters=[str(a) for a in adapters], causal=causal, pooling=pooling,
-                max_length=max_length, dtype=str(dtype or "float32").removeprefix("torch."),
+                max_length=max_length, dtype=str(dtype or "float32").removeprefix("torch."), bf16_autocast=autocast,
                 suite=None if tasks else ("l2v-mini-quick" if quick else "l2v-mini"),
                 minutes=round((time.perf_counter() - start) / 60, 2), averages=type_averages(results), tasks=results,
                 versions=dict(l2v=__version__, torch=torch.__version__, python=platform.python_version()))
