@@ -18,10 +18,7 @@ def main(argv=None):
     p.set_defaults(run=_fetch)
 
     p = sub.add_parser("encode", help="embed a text file, one text a line, into a .npy array")
-    p.add_argument("--model", required=True, help="HF-layout model folder (e.g. weights/smollm2-135m-instruct)")
-    p.add_argument("--adapter", action="append", default=[], help="PEFT LoRA folder to merge (repeatable, in order)")
-    p.add_argument("--causal", action="store_true", help="keep causal attention (default: bidirectional)")
-    p.add_argument("--pooling", default="mean", choices=["mean", "weighted_mean", "eos", "bos"])
+    _encoder_args(p)
     p.add_argument("--instruction", default=None, help="instruction put before every text (not pooled)")
     p.add_argument("--input", required=True, help="text file, one text a line")
     p.add_argument("--output", required=True, help="where to write the (N, D) float32 .npy")
@@ -32,10 +29,7 @@ def main(argv=None):
     p.set_defaults(run=_encode)
 
     p = sub.add_parser("eval", help="score an encoder on the l2v-mini suite or on task folders (MTEB's metrics)")
-    p.add_argument("--model", required=True, help="HF-layout model folder")
-    p.add_argument("--adapter", action="append", default=[], help="PEFT LoRA folder to merge (repeatable, in order)")
-    p.add_argument("--causal", action="store_true", help="keep causal attention (default: bidirectional)")
-    p.add_argument("--pooling", default="mean", choices=["mean", "weighted_mean", "eos", "bos"])
+    _encoder_args(p)
     p.add_argument("--suite", default=None, choices=["l2v-mini"], help="the built-in suite (default if no --task)")
     p.add_argument("--task", action="append", default=[], help="a task folder (repeatable)")
     p.add_argument("--quick", action="store_true", help="the suite's small version (about a minute on a CPU)")
@@ -98,6 +92,14 @@ def main(argv=None):
 
     args = parser.parse_args(argv)
     return args.run(args)
+
+
+def _encoder_args(p):
+    """How to build the Encoder: model, adapters, attention mode, pooling."""
+    p.add_argument("--model", required=True, help="HF-layout model folder (e.g. weights/smollm2-135m-instruct)")
+    p.add_argument("--adapter", action="append", default=[], help="PEFT LoRA folder to merge (repeatable, in order)")
+    p.add_argument("--causal", action="store_true", help="keep causal attention (default: bidirectional)")
+    p.add_argument("--pooling", default="mean", choices=["mean", "weighted_mean", "eos", "bos"])
 
 
 def _training_args(p, *, data_help: str, presets: str, adapter: bool = False, data_default="wiki"):

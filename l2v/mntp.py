@@ -14,7 +14,6 @@ text → packed blocks → masking → loss (the shift is one line) → the shar
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 
 from .loading import load_model
 from . import distributed
+from .jsonl import read_jsonl
 from .lora import apply_lora, trainable_summary
 from .tokenizer import Tokenizer
 from .train import EpochSampler, resolve_settings, train
@@ -60,23 +60,12 @@ def read_texts(source) -> list[str]:
 
         source = fetch_wiki()
     path = Path(source)
-    if not path.is_file():
+    if path.suffix == ".jsonl":
+        texts = [row["text"] for row in read_jsonl(path, {"text": str})]
+    elif path.is_file():
+        texts = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
         raise FileNotFoundError(f"data file not found: {path}")
-    texts = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            if path.suffix == ".jsonl":
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}, line {n}: not valid JSON ({e.msg})") from None
-                if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                    raise ValueError(f"{path}, line {n}: expected an object with a string field 'text'")
-                texts.append(row["text"])
-            else:
-                texts.append(line.rstrip("\n"))
     if not texts:
         raise ValueError(f"no text in {path}")
     return texts

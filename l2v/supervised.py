@@ -11,13 +11,12 @@ It starts, like SimCSE, from the MNTP adapter merged into the base plus a fresh 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from . import distributed
+from .jsonl import read_jsonl
 from .simcse import contrastive_loss, prepare_encoder
 from .train import resolve_settings, train
 
@@ -40,28 +39,11 @@ class Triple:
 
 
 def read_triples(path) -> list[Triple]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}, line {n}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}, line {n}: expected a JSON object")
-            missing = [k for k in FIELDS if not isinstance(row.get(k), str)]
-            if missing:
-                raise ValueError(f"{path}, line {n}: missing field(s) {', '.join(missing)} (each a string)")
-            rows.append(Triple(row["query"], row["positive"], row["negative"],
-                               str(row.get("dataset", "default")), row.get("instruction") or ""))
+    rows = read_jsonl(path, {k: str for k in FIELDS})
     if len(rows) < 2:
         raise ValueError(f"{path} has {len(rows)} row(s); contrastive training needs at least 2")
-    return rows
+    return [Triple(r["query"], r["positive"], r["negative"], str(r.get("dataset", "default")),
+                   r.get("instruction") or "") for r in rows]
 
 
 class DatasetBatches:

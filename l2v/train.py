@@ -16,7 +16,6 @@ the last good one.
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import time

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-from torch.testing import assert_close
 
 import l2v
 from l2v.cli import main as cli

@@ -9,7 +9,7 @@ from torch.testing import assert_close
 import l2v
 from l2v.fetch import wiki_path
 from l2v.lora import apply_lora
-from l2v.mntp import (FAMILY_MASKING, IGNORE, Masking, MNTPData, mask_tokens, mntp_loss, pack_blocks,
+from l2v.mntp import (FAMILY_MASKING, IGNORE, MNTPData, mask_tokens, mntp_loss, pack_blocks,
                       read_texts, run_mntp)
 from l2v.train import NonFiniteLossError, TrainConfig, train
 from conftest import TINY_CORPUS
@@ -82,7 +82,7 @@ def test_bad_data_files(tmp_path):
     with pytest.raises(ValueError, match="no text in"):
         read_texts(tmp_path / "empty.txt")
     (tmp_path / "bad.jsonl").write_text('{"text": "fine"}\n{"txt": "oops"}\n')
-    with pytest.raises(ValueError, match="bad.jsonl, line 2: expected an object with a string field 'text'"):
+    with pytest.raises(ValueError, match="bad.jsonl, line 2: missing field 'text'"):
         read_texts(tmp_path / "bad.jsonl")
     (tmp_path / "broken.jsonl").write_text('{"text": "fine"}\n\n{"text": \n')
     with pytest.raises(ValueError, match="broken.jsonl, line 3: not valid JSON"):

@@ -153,7 +153,7 @@ def test_supervised_runs_with_one_dataset_per_batch(tiny_encoder_folder, tmp_pat
 
 def test_supervised_bad_input(tiny_encoder_folder, tmp_path):
     bad = write_triples(tmp_path / "bad.jsonl", [triple(0, "a"), {"query": "q", "positive": "p"}])
-    with pytest.raises(ValueError, match="bad.jsonl, line 2: missing field\\(s\\) negative"):
+    with pytest.raises(ValueError, match="bad.jsonl, line 2: missing field 'negative'"):
         read_triples(bad)
     few = write_triples(tmp_path / "few.jsonl", [triple(i, "a") for i in range(3)])
     with pytest.raises(ValueError, match="no dataset has a full batch of 4 rows \\(a: 3\\)"):

@@ -3,7 +3,6 @@
 Skipped when the converted folder is absent (CI fetches it first).
 """
 
-import shutil
 from pathlib import Path
 
 import numpy as np

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..jsonl import read_jsonl
 from . import metrics as M
 from .estimators import fit_logistic_regression, kmeans
 
@@ -143,21 +144,7 @@ class Task:
 def _read_jsonl(path: Path, fields: dict) -> list[dict]:
     if not path.is_file():
         raise TaskError(f"missing file {path}")
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise TaskError(f"{path}, line {n}: not valid JSON ({e.msg})") from None
-        for key, kind in fields.items():
-            if key not in row:
-                raise TaskError(f"{path}, line {n}: missing field '{key}'")
-            if not isinstance(row[key], kind) or isinstance(row[key], bool):
-                raise TaskError(f"{path}, line {n}: field '{key}' has the wrong type ({type(row[key]).__name__})")
-        rows.append(row)
-    return rows
+    return read_jsonl(path, fields, error=TaskError)
 
 
 # ---------------------------------------------------------------- one scorer per task type
