@@ -123,7 +123,8 @@ def plot_demo(records: list[dict], png: Path):
         ax.bar(x + i * width - 0.4 + width / 2, [100 * r["averages"].get(g, 0) for g in groups], width, label=r["row"])
     ax.set_xticks(x, [g.replace("_", "\n") for g in groups])
     ax.set_ylabel("main score × 100 (mean over tasks)")
-    ax.set_title(f"LLM2Vec on {Path(records[0]['model']).name}: l2v-mini ({records[0]['suite']})")
+    autocast = ", bf16 autocast" if records[0].get("bf16_autocast") else ""
+    ax.set_title(f"LLM2Vec on {Path(records[0]['model']).name}: {records[0]['suite']}{autocast}")
     ax.legend(fontsize=8, ncol=3)
     fig.tight_layout()
     fig.savefig(png, dpi=120)
