@@ -3,6 +3,7 @@
     python tests/bench.py encode [--model weights/smollm2-135m-instruct] [--threads 2]
     python tests/bench.py mntp   [--batch-size 16 --max-length 128 --steps 3]
     python tests/bench.py simcse [--batch-size 16 --max-length 128 --steps 3]
+    python tests/bench.py load                                     # peak memory of load_model
 
 Training steps run each implementation in a fresh subprocess, so peak resident memory
 (ru_maxrss) belongs to that implementation alone.
@@ -50,6 +51,7 @@ def bench_encode(args):
 
     texts = sentences(256)
     rows = []
+    hf_tok_s = {}
     for dtype in (torch.float32, torch.bfloat16):
         enc = l2v.Encoder.from_pretrained(args.model, causal=True, dtype=dtype)
         tk = enc.tokenizer
@@ -67,11 +69,16 @@ def bench_encode(args):
                     (h * m).sum(1) / m.sum(1)
 
         theirs = timed(hf_encode)
+        hf_tok_s[dtype] = n_tokens / theirs
         rows.append((str(dtype).removeprefix("torch."), n_tokens / ours, n_tokens / theirs))
+    # fp32 weights, matmuls in bf16 (Encoder(autocast=True)); compared with transformers in fp32
+    enc = l2v.Encoder.from_pretrained(args.model, causal=True, autocast=True)
+    ours = timed(lambda: enc.encode(texts, batch_size=32, show_progress_bar=False))
+    rows.append(("fp32+autocast", n_tokens / ours, hf_tok_s[torch.float32]))
     print(f"encode {len(texts)} sentences ({n_tokens} tokens, batch 32, causal, mean pooling)")
-    print(f"{'dtype':10} {'l2v tok/s':>10} {'hf tok/s':>10} {'ratio':>6}")
+    print(f"{'dtype':14} {'l2v tok/s':>10} {'hf tok/s':>10} {'ratio':>6}")
     for dtype, a, b in rows:
-        print(f"{dtype:10} {a:10.0f} {b:10.0f} {a / b:6.2f}x")
+        print(f"{dtype:14} {a:10.0f} {b:10.0f} {a / b:6.2f}x")
 
 
 def mntp_batch(tokenizer, batch_size: int, max_length: int):
@@ -167,9 +174,23 @@ def bench_training(args):
           f"{a['peak_gib'] / b['peak_gib']:6.2f}x of hf")
 
 
+def bench_load(args):
+    """Peak resident memory added by load_model, against the bytes of the weights (fresh process)."""
+    code = ("import resource, torch, l2v; "
+            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+            f"m = l2v.load_model({args.model!r}); "
+            "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+            "w = sum(p.numel() * p.element_size() for p in {id(p): p for p in m.parameters()}.values()); "
+            "print((peak - before) * 1024, w)")
+    added, weights = map(int, subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                                             text=True).stdout.split())
+    print(f"load_model: weights {weights / 2**20:.0f} MiB, peak resident memory added {added / 2**20:.0f} MiB "
+          f"= {added / weights:.2f}x the weights")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["encode", "mntp", "simcse"])
+    parser.add_argument("what", choices=["encode", "mntp", "simcse", "load"])
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", default="weights/smollm2-135m-instruct")
     parser.add_argument("--threads", type=int, default=2)
@@ -183,7 +204,7 @@ def main():
         return step_worker(args)
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
-    {"encode": bench_encode, "mntp": bench_training, "simcse": bench_training}[args.what](args)
+    {"encode": bench_encode, "mntp": bench_training, "simcse": bench_training, "load": bench_load}[args.what](args)
 
 
 if __name__ == "__main__":
