@@ -24,8 +24,8 @@ from .evaluate import MAIN_SCORES
 # Training budgets. The CPU ones were chosen by measurement on SmolLM2-135M (README, "Results").
 BUDGETS = {
     "cpu": dict(mntp=dict(preset="cpu"), simcse=dict(preset="cpu"), quick_suite=False),
-    "quick": dict(mntp=dict(preset="cpu", steps=15, save_every=5), simcse=dict(preset="cpu", steps=10, save_every=5),
-                  quick_suite=True),
+    "quick": dict(mntp=dict(preset="cpu", steps=10, save_every=5),
+                  simcse=dict(preset="cpu", steps=8, batch_size=8, save_every=4), quick_suite=True),
     "cuda": dict(mntp=dict(preset="paper"), simcse=dict(preset="paper"), quick_suite=False),
     # A few steps each: checks the pipeline end to end, says nothing about the recipe.
     "smoke": dict(mntp=dict(preset="cpu", steps=2, batch_size=2, max_length=32, save_every=1),
