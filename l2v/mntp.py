@@ -151,10 +151,10 @@ class MNTPData:
         was_training = model.training
         model.eval()
         g = torch.Generator().manual_seed(12345)
+        device = next(model.parameters()).device
         loss_sum, correct, count = 0.0, 0.0, 0
         for s in range(0, len(self.eval), batch_size):
             inputs, labels = mask_tokens(self.eval[s : s + batch_size], self.tokenizer, self.masking, g)
-            device = next(model.parameters()).device
             m = int((labels[:, 1:] != IGNORE).sum())
             loss, acc = mntp_loss(model, inputs.to(device), labels.to(device))
             loss_sum, correct, count = loss_sum + loss.item() * m, correct + acc.item() * m, count + m

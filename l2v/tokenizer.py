@@ -58,6 +58,7 @@ class Tokenizer:
         if self.pad_id is None:
             self.pad_id = self.eos_id if self.eos_id is not None else 0
         self.padding_side = padding_side  # left by default for embeddings, as the official LLM2Vec
+        self._warned_truncation = False  # truncation warns once per tokenizer
         self.mask_token = mask_token
         self.mask_token_id = self.tk.token_to_id(mask_token)
         if self.mask_token_id is None:
@@ -105,7 +106,7 @@ class Tokenizer:
         if room < 1:
             raise ValueError(f"max_length {max_length} leaves no room for text after a {len(prefix)}-token prefix")
         if len(text_ids) > room:
-            if not getattr(self, "_warned_truncation", False):
+            if not self._warned_truncation:
                 warnings.warn(f"text longer than max_length={max_length} tokens was truncated", stacklevel=3)
                 self._warned_truncation = True
             text_ids = text_ids[:room]

@@ -93,9 +93,7 @@ def test_truncation_warns_once(encoder):
         encoder.tokenizer._warned_truncation = False
         a = encoder.encode([long, long + " again"])
     assert len([r for r in record if "truncated" in str(r.message)]) == 1
-    b = encoder.encode(long[: len(long) // 2])  # the first 32 tokens are the same text
-    np.testing.assert_allclose(a[0], a[1], atol=1e-5)
-    assert np.isfinite(b).all()
+    np.testing.assert_allclose(a[0], a[1], atol=1e-5)  # both cut to the same first 32 tokens
 
 
 def test_empty_string_is_encoded_as_eos(encoder):

@@ -1,6 +1,5 @@
 """Issue 8: every tutorial notebook runs top to bottom in TINY mode (a random tiny model, seconds)."""
 
-import os
 from pathlib import Path
 
 import pytest
