@@ -49,7 +49,7 @@ class LoRALinear(nn.Module):
         if base.bias is not None:
             raise ValueError("LoRALinear expects a bias-free nn.Linear (LLaMA and Mistral have no biases)")
         self.in_features, self.out_features = base.in_features, base.out_features
-        self.weight = base.weight  # the frozen W (out×in), shared with the base layer
+        self.weight = base.weight.requires_grad_(False)  # the frozen W (out×in), shared with the base layer
         self.r, self.alpha, self.scaling = r, alpha, alpha / r
         device = base.weight.device
         self.lora_A = nn.Linear(self.in_features, r, bias=False, device=device, dtype=torch.float32)

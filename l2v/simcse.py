@@ -81,10 +81,21 @@ def two_views(encoder: Encoder, batch: Batch) -> tuple[torch.Tensor, torch.Tenso
     return views.chunk(2)
 
 
+def alignment(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Wang & Isola (2020): E‖f(x) − f(x⁺)‖² over unit vectors a, b (N, D) of positive pairs.
+    Lower: the two views of a sentence agree."""
+    return (a - b).pow(2).sum(-1).mean()
+
+
+def uniformity(x: torch.Tensor) -> torch.Tensor:
+    """Wang & Isola (2020): log E exp(−2‖f(x) − f(y)‖²) over all pairs of distinct unit vectors x (N, D).
+    Lower: the embeddings spread over the sphere instead of crowding in a cone."""
+    return torch.pdist(x).pow(2).mul(-2).exp().mean().log()
+
+
 @torch.no_grad()
 def alignment_uniformity(encoder: Encoder, batch: Batch) -> dict:
-    """Wang & Isola (2020) on two dropout views: alignment = E‖f(x) − f(x⁺)‖² (lower: views agree),
-    uniformity = log E exp(−2‖f(x) − f(y)‖²) (lower: sentences spread out); plus in-batch accuracy."""
+    """Alignment and uniformity of two dropout views of held-out sentences, plus in-batch accuracy."""
     model = encoder.model
     was_training = model.training
     model.train()  # dropout on: that is what makes the views
@@ -92,10 +103,8 @@ def alignment_uniformity(encoder: Encoder, batch: Batch) -> dict:
         torch.manual_seed(0)  # the same dropout masks at every eval, and training's RNG untouched
         a, b = (F.normalize(v.float(), dim=-1) for v in two_views(encoder, batch))
     model.train(was_training)
-    alignment = (a - b).pow(2).sum(-1).mean().item()
-    uniformity = torch.pdist(a).pow(2).mul(-2).exp().mean().log().item()
     accuracy = ((a @ b.T).argmax(-1) == torch.arange(len(a), device=a.device)).float().mean().item()
-    return {"alignment": alignment, "uniformity": uniformity, "accuracy": accuracy}
+    return {"alignment": alignment(a, b).item(), "uniformity": uniformity(a).item(), "accuracy": accuracy}
 
 
 def prepare_encoder(model_dir, adapter, *, dropout: float, lora_r: int, lora_alpha: float, lora_dropout: float,

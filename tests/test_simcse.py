@@ -165,3 +165,17 @@ def test_cli_simcse(tiny_encoder_folder, sentence_file, tmp_path, capsys):
          "--steps", "2", "--batch-size", "3", "--max-length", "16"])
     assert "SimCSE: 2 steps" in capsys.readouterr().out
     assert l2v.Encoder.from_pretrained(tiny_encoder_folder, adapters=[tmp_path / "o"]).encode("x").shape == (48,)
+
+
+def test_alignment_and_uniformity_follow_their_definitions():
+    import math
+
+    from l2v.simcse import alignment, uniformity
+
+    g = torch.Generator().manual_seed(0)
+    x, y = (torch.nn.functional.normalize(torch.randn(6, 5, generator=g), dim=-1) for _ in range(2))
+    expected_alignment = sum(((x[i] - y[i]) ** 2).sum().item() for i in range(6)) / 6
+    pairs = [(i, j) for i in range(6) for j in range(i + 1, 6)]
+    expected_uniformity = math.log(sum(math.exp(-2 * ((x[i] - x[j]) ** 2).sum().item()) for i, j in pairs) / len(pairs))
+    assert alignment(x, y).item() == pytest.approx(expected_alignment, rel=1e-6)
+    assert uniformity(x).item() == pytest.approx(expected_uniformity, rel=1e-6)

@@ -50,7 +50,7 @@ def evaluate(encoder, tasks: Sequence, batch_size: int = 32, show_progress: bool
 
 def format_table(results: list[dict]) -> str:
     """One row per task, then the mean main score per task type and overall (× 100, as MTEB tables)."""
-    width = max(len(r["task"]) for r in results)
+    width = max([len(r["task"]) for r in results] + [len("average " + r["type"]) for r in results])
     lines = [f"{'task':{width}}  {'type':19}  {'metric':15}  {'score':>6}", "-" * (width + 48)]
     for r in results:
         lines.append(f"{r['task']:{width}}  {r['type']:19}  {r['main_score_name']:15}  {100 * r['main_score']:6.2f}")

@@ -1,0 +1,90 @@
+"""Grader for assignment 06: the contrastive loss, the two views, alignment and uniformity."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+import l2v
+from grading import expect_close, load, require
+
+a06 = load("a06_simcse")
+
+
+def views(seed=0, B=8, D=16):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(B, D, generator=g)
+    return a, a + 0.5 * torch.randn(B, D, generator=g)  # a noisy second view
+
+
+def test_info_nce():
+    a, b = views()
+    cos = F.cosine_similarity(a[:, None, :], b[None, :, :], dim=-1)  # (B, B): row i = a[i] against every b[j]
+    target = torch.arange(len(a))
+    expected = F.cross_entropy(20 * cos, target)
+    expect_close(torch.as_tensor(a06.info_nce(a, b, scale=20.0)), expected, "info_nce", mistakes={
+        "the scores are COSINE similarities: normalise a and b to unit length before the dot products":
+            F.cross_entropy(20 * a @ b.T, target),
+        "multiply by scale (= 1/temperature), do not divide": F.cross_entropy(cos / 20, target),
+        "the cosines are multiplied by scale before the softmax": F.cross_entropy(cos, target),
+        "one direction only (a → b), as LLM2Vec: not the mean of a → b and b → a":
+            (F.cross_entropy(20 * cos, target) + F.cross_entropy(20 * cos.T, target)) / 2,
+    })
+    expect_close(torch.as_tensor(a06.info_nce(a, b, scale=50.0)), F.cross_entropy(50 * cos, target),
+                 "info_nce with scale=50 (use the argument, not a constant)")
+
+
+def tiny_encoder():
+    cfg = l2v.ModelConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                          num_attention_heads=4, num_key_value_heads=2, attention_dropout=0.3)
+    torch.manual_seed(0)
+    return l2v.Encoder(l2v.Transformer(cfg, causal=False), tokenizer=None)
+
+
+def test_two_views():
+    encoder = tiny_encoder()
+    ids = torch.randint(3, 50, (4, 6))
+    mask = torch.ones(4, 6, dtype=torch.long)
+    mask[1, :2] = 0  # a left-padded row
+    batch = l2v.Batch(ids, mask, mask.clone())
+    calls = []
+    embed = encoder.embed
+    encoder.embed = lambda b: calls.append(b.input_ids.shape) or embed(b)
+    encoder.model.eval()
+    with torch.no_grad():
+        expected = embed(batch)
+        a, b = a06.two_views(encoder, batch)
+    require(len(calls) == 1, f"encoder.embed was called {len(calls)} times: stack the batch on itself and embed "
+            "once (one forward pass; on a GPU that is the cheaper way to get two dropout samples)")
+    require(tuple(calls[0]) == (8, 6), f"embed got input_ids of shape {tuple(calls[0])}; expected (2B, T) = (8, 6)")
+    expect_close(a, expected, "first view (eval mode: no dropout, so it equals a plain embedding)")
+    expect_close(b, expected, "second view (eval mode)", mistakes={
+        "the second view must be the same sentences in the same order (rows B … 2B − 1)": expected.roll(1, 0)})
+    encoder.model.train()
+    with torch.no_grad():
+        a, b = a06.two_views(encoder, batch)
+    require((a - b).abs().max() > 1e-4, "in training mode the two views should differ (dropout per row)")
+
+
+def test_alignment():
+    a, b = (F.normalize(v, dim=-1) for v in views(1))
+    expected = torch.tensor(sum(((a[i] - b[i]) ** 2).sum().item() for i in range(len(a))) / len(a))
+    expect_close(torch.as_tensor(a06.alignment(a, b)), expected, "alignment", mistakes={
+        "alignment uses the SQUARED distance ‖a − b‖²": (a - b).norm(dim=-1).mean(),
+        "the mean over pairs, not the sum": expected * len(a),
+    })
+
+
+def test_uniformity():
+    x = F.normalize(views(2)[0], dim=-1)
+    n = len(x)
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    sq = {(i, j): ((x[i] - x[j]) ** 2).sum().item() for i, j in pairs}
+    expected = torch.tensor(math.log(sum(math.exp(-2 * sq[p]) for p in pairs) / len(pairs)))
+    full = torch.cdist(x, x).pow(2)
+    expect_close(torch.as_tensor(a06.uniformity(x)), expected, "uniformity", mistakes={
+        "only pairs of DIFFERENT vectors (i < j): the diagonal (distance 0, exp(0) = 1) must be left out":
+            full.mul(-2).exp().mean().log(),
+        "the exponent is −2‖x_i − x_j‖² (t = 2)": torch.tensor(math.log(sum(math.exp(-sq[p]) for p in pairs) / len(pairs))),
+        "log of the mean, not the mean of the logs": torch.tensor(sum(-2 * sq[p] for p in pairs) / len(pairs)),
+    })

@@ -1,0 +1,66 @@
+"""What every notebook shares: which model it runs on.
+
+TINY mode (`L2V_TINY=1`, what CI runs): a random 2-layer LLaMA with a 400-token byte-level BPE
+trained on the sentences below — every notebook finishes in seconds, and the numbers mean nothing.
+Normal mode: the embedded default, SmolLM2-135M-Instruct (`l2v fetch smollm2` first).
+"""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+TINY = os.environ.get("L2V_TINY") == "1"
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "weights" / "smollm2-135m-instruct"
+
+SENTENCES = [
+    "The cat sat on the mat.", "A dog ran in the park.", "Stock markets fell sharply today.",
+    "Photosynthesis turns light into sugar.", "Paris is the capital of France.",
+    "The quick brown fox jumps over the lazy dog.", "Rain is expected tomorrow in the north.",
+    "The river bank was flooded after the storm.", "She deposited the money at the bank.",
+    "Plants need water and light to grow.", "The museum opens at nine in the morning.",
+    "A new bridge was built across the river.",
+]
+
+_tiny_folder = None
+
+
+def model_folder() -> Path:
+    """The model folder the notebook uses: the tiny random model in TINY mode, else SmolLM2."""
+    if TINY:
+        return tiny_model_folder()
+    if not (DEFAULT_MODEL / "config.json").is_file():
+        raise FileNotFoundError(f"{DEFAULT_MODEL} not found: run `l2v fetch smollm2` (or set L2V_TINY=1)")
+    return DEFAULT_MODEL
+
+
+def tiny_model_folder() -> Path:
+    """A random 2-layer LLaMA saved by transformers, plus a tokenizer: made once per kernel."""
+    global _tiny_folder
+    if _tiny_folder is None:
+        import torch
+        import transformers
+
+        folder = Path(tempfile.mkdtemp(prefix="l2v-tiny-"))
+        cfg = transformers.LlamaConfig(vocab_size=400, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                       num_attention_heads=4, num_key_value_heads=2,
+                                       bos_token_id=1, eos_token_id=2, pad_token_id=0)
+        torch.manual_seed(0)
+        transformers.LlamaForCausalLM(cfg).save_pretrained(folder)
+        _write_tokenizer(folder, vocab_size=cfg.vocab_size)
+        _tiny_folder = folder
+    return _tiny_folder
+
+
+def _write_tokenizer(folder: Path, vocab_size: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  special_tokens=["<pad>", "<s>", "</s>"], show_progress=False)
+    tok.train_from_iterator(SENTENCES * 10, trainer)
+    tok.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps(dict(
+        add_bos_token=True, add_eos_token=False, bos_token="<s>", eos_token="</s>", pad_token="<pad>")))
