@@ -121,6 +121,9 @@ def _training_args(p, *, data_help: str, presets: str, adapter: bool = False, da
     p.add_argument("--eval-every", type=int)
     p.add_argument("--save-every", type=int)
     p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--autocast", action="store_true",
+                   help="bf16 autocast on CPU too (always on for CUDA): ~1.45x faster and ~0.75x the memory on "
+                        "CPUs with AVX-512 BF16 (tests/bench.py); weights and LoRA stay in their dtype")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
@@ -134,7 +137,8 @@ def _training_kwargs(args) -> dict:
                 max_length=args.max_length, lr=args.lr, seed=args.seed, device=args.device,
                 dtype=args.dtype and getattr(torch, args.dtype), lora_r=args.lora_r, lora_alpha=args.lora_alpha,
                 lora_dropout=args.lora_dropout, eval_every=args.eval_every, save_every=args.save_every,
-                gradient_checkpointing=args.gradient_checkpointing, resume=args.resume)
+                gradient_checkpointing=args.gradient_checkpointing, autocast=args.autocast or None,
+                resume=args.resume)
 
 
 def _run_stage(fn, *args, **kwargs):

@@ -165,11 +165,12 @@ class MNTPData:
 def run_mntp(model_dir, data, out_dir, *, preset: str = "cpu", steps=None, batch_size=None, grad_accum=None,
              max_length=None, lr=None, mask_prob=None, seed: int = 42, device=None, dtype=None,
              lora_r: int = 16, lora_alpha: float = 32, lora_dropout: float = 0.05, eval_every=None,
-             save_every=None, gradient_checkpointing: bool = False, resume: bool = False) -> list[dict]:
+             save_every=None, gradient_checkpointing: bool = False, autocast=None, resume: bool = False) -> list[dict]:
     """The whole MNTP stage: load (bidirectional), LoRA, data, train, save the adapter in PEFT format."""
     cfg, extra = resolve_settings(PRESETS, preset, steps=steps, batch_size=batch_size, grad_accum=grad_accum,
                                   max_length=max_length, lr=lr, eval_every=eval_every, save_every=save_every,
-                                  seed=seed, gradient_checkpointing=gradient_checkpointing)
+                                  seed=seed, gradient_checkpointing=gradient_checkpointing,
+                                  autocast_bf16=autocast)
     max_length = extra["max_length"]
 
     distributed.init()

@@ -125,10 +125,12 @@ def prepare_encoder(model_dir, adapter, *, dropout: float, lora_r: int, lora_alp
 def run_simcse(model_dir, adapter, data, out_dir, *, preset: str = "cpu", steps=None, batch_size=None,
                grad_accum=None, max_length=None, lr=None, dropout=None, seed: int = 42, device=None, dtype=None,
                lora_r: int = 16, lora_alpha: float = 32, lora_dropout: float = 0.05, eval_every=None,
-               save_every=None, gradient_checkpointing: bool = False, resume: bool = False) -> list[dict]:
+               save_every=None, gradient_checkpointing: bool = False, autocast=None,
+               resume: bool = False) -> list[dict]:
     cfg, extra = resolve_settings(PRESETS, preset, steps=steps, batch_size=batch_size, grad_accum=grad_accum,
                                   lr=lr, eval_every=eval_every, save_every=save_every, max_length=max_length,
-                                  dropout=dropout, seed=seed, gradient_checkpointing=gradient_checkpointing)
+                                  dropout=dropout, seed=seed, gradient_checkpointing=gradient_checkpointing,
+                                  autocast_bf16=autocast)
     if cfg.batch_size < 2:
         raise ValueError("--batch-size must be at least 2: the other sentences in the batch are the negatives")
     distributed.init()

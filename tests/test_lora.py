@@ -9,7 +9,7 @@ from safetensors.torch import load_file, save_file
 from torch.testing import assert_close
 
 import l2v
-from l2v.lora import (LoRALinear, apply_lora, load_adapter, lora_modules, lora_parameters, merge_lora,
+from l2v.lora import (LoRALinear, dropout_keep_mask, apply_lora, load_adapter, lora_modules, lora_parameters, merge_lora,
                       save_adapter, trainable_summary)
 from conftest import padded_batch
 
@@ -53,9 +53,10 @@ def test_memory_saving_branch_equals_the_plain_expression(dtype):
     x2 = x1.detach().clone().requires_grad_(True)
     torch.manual_seed(1)
     y1 = lora(x1)
-    torch.manual_seed(1)  # the same mask: rand_like(x) >= p, as inside the branch
-    keep = torch.rand_like(x2, dtype=torch.float32) >= 0.3
-    dropped = x2.float() * keep / 0.7
+    torch.manual_seed(1)  # the same mask, drawn as inside the branch
+    keep, p = dropout_keep_mask(x2, 0.3)
+    assert abs(p - 0.3) < 1e-4
+    dropped = x2.float() * keep / (1 - p)
     y2 = F_linear(x2, base.weight) + (dropped @ lora.lora_A.weight.T @ lora.lora_B.weight.T * 2.0).to(dtype)
     tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=2e-2, rtol=2e-2)
     assert_close(y1, y2, **tol)
@@ -181,3 +182,36 @@ def test_adapter_errors(tiny_folder, tmp_path):
     (tmp_path / "a" / "adapter_config.json").write_text(json.dumps({**cfg, "use_dora": True}))
     with pytest.raises(ValueError, match="use_dora"):
         load_adapter(model, tmp_path / "a")
+
+
+def test_dropout_keep_mask_statistics():
+    torch.manual_seed(0)
+    x = torch.empty(400, 1001)  # an odd element count: the last 64-bit word is only partly used
+    for p in (0.05, 0.3):
+        keep, used = dropout_keep_mask(x, p)
+        assert keep.shape == x.shape and keep.dtype == torch.bool and abs(used - p) < 1 / 65536
+        assert abs(1 - keep.float().mean().item() - used) < 0.002  # 400k draws: 4+ standard deviations
+        rows, cols = keep.float().mean(1), keep.float().mean(0)  # no position is favoured
+        assert rows.std() < 0.03 and cols.std() < 0.05
+    assert not torch.equal(dropout_keep_mask(x, 0.3)[0], dropout_keep_mask(x, 0.3)[0])
+
+
+def test_training_step_under_bf16_autocast(tiny_folder):
+    """train() autocasts on CUDA (and on CPU when asked): the dropout branch must follow autocast's
+    dtype in both passes and hand fp32 gradients to the fp32 A and B."""
+    model = apply_lora(l2v.load_model(tiny_folder("llama-gqa")[0]), r=4, alpha=8, dropout=0.1).train()
+    for name, p in model.named_parameters():
+        if ".lora_B." in name:
+            torch.nn.init.normal_(p, std=0.1)  # B ≠ 0: A's gradients are not zero
+    ids = torch.randint(0, 101, (2, 9))
+    grads = {}
+    for autocast in (False, True):
+        model.zero_grad()
+        torch.manual_seed(0)  # the same dropout masks
+        with torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+            loss = model.lm_head(model(ids)).float().logsumexp(-1).mean()
+        loss.backward()
+        grads[autocast] = torch.cat([p.grad.flatten() for p in lora_parameters(model)])
+        assert all(p.grad.dtype == torch.float32 for p in lora_parameters(model))
+    cosine = torch.nn.functional.cosine_similarity(grads[True], grads[False], dim=0)
+    assert cosine > 0.99, cosine

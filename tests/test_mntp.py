@@ -1,6 +1,7 @@
 """Issue 4: MNTP — the loss against transformers, masking statistics, the training loop's resume."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -161,3 +162,18 @@ def test_tiny_model_loss_falls_on_wiki(tiny_encoder_folder, tmp_path, capsys):
     assert "MNTP: 30 steps" in capsys.readouterr().out
     enc = l2v.Encoder.from_pretrained(tiny_encoder_folder, adapters=[tmp_path / "out"])
     assert enc.encode("a trained encoder").shape == (48,)
+
+
+def test_cli_mntp_with_cpu_autocast(tiny_encoder_folder, tmp_path):
+    """`l2v mntp --autocast`: bf16 autocast on CPU through the whole loop, LoRA dropout on."""
+    from l2v.cli import main as cli
+
+    (tmp_path / "texts.txt").write_text("\n".join(TINY_CORPUS))
+    code = cli(["mntp", "--model", str(tiny_encoder_folder), "--data", str(tmp_path / "texts.txt"),
+                "--out", str(tmp_path / "out"), "--steps", "2", "--batch-size", "4", "--max-length", "32",
+                "--autocast"])
+    assert not code
+    log = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in log if "loss" in r]
+    assert len(steps) == 2 and all(math.isfinite(r["loss"]) for r in steps)
+    assert (tmp_path / "out" / "adapter_model.safetensors").is_file()
