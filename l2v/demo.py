@@ -73,13 +73,13 @@ def run_demo(out_dir="runs/demo", *, model_dir=None, quick: bool = False, device
     # suite runs ~1.9x faster on such a CPU (tests/bench.py). Weights and LoRA stay fp32; the
     # setting is kept in each training checkpoint's config and in each row's JSON.
     autocast = fast_bf16_available(device or "cpu")
-    train = dict(device=device, autocast=autocast or None)
-    runs = {"mntp": train_once(out / "mntp", run_mntp, model_dir, "wiki", **train, **plan["mntp"])}
-    runs["simcse"] = train_once(out / "simcse", run_simcse, model_dir, runs["mntp"], "wiki", **train,
+    training = dict(device=device, autocast=autocast or None)
+    runs = {"mntp": train_once(out / "mntp", run_mntp, model_dir, "wiki", **training, **plan["mntp"])}
+    runs["simcse"] = train_once(out / "simcse", run_simcse, model_dir, runs["mntp"], "wiki", **training,
                                 **plan["simcse"])
     rows = ROWS if ablation else ROWS[:-1]
     if ablation:
-        runs["simcse-only"] = train_once(out / "simcse-only", run_simcse, model_dir, None, "wiki", **train,
+        runs["simcse-only"] = train_once(out / "simcse-only", run_simcse, model_dir, None, "wiki", **training,
                                          **plan["simcse"])
 
     records = []

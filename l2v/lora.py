@@ -94,11 +94,11 @@ class LoRALinear(nn.Module):
 
 class _LoRABranch(torch.autograd.Function):
     """(α/r)·B·A·dropout(x), in fp32 (or autocast's dtype), for training. Written out only to save
-    memory and time: autograd would keep an fp32 copy of the dropped-out input of every projection (more than half
-    of all activation memory in LoRA training); here only the dropout mask is kept (1 byte an
-    element), and x — which the base layer keeps anyway — is masked again in the backward pass.
-    Both constant factors, dropout's 1/(1 − p) and LoRA's α/r, are applied to the r-wide u rather
-    than to the in-wide x. Tested equal to the plain expression in tests/test_lora.py."""
+    memory and time: autograd would keep an fp32 copy of the dropped-out input of every projection
+    (more than half of all activation memory in LoRA training); here only the dropout mask is kept
+    (1 byte an element), and x — which the base layer keeps anyway — is masked again in the
+    backward pass. Both constant factors, dropout's 1/(1 − p) and LoRA's α/r, are applied to the
+    r-wide u rather than to the in-wide x. Tested equal to the plain expression in tests/test_lora.py."""
 
     @staticmethod
     def forward(ctx, x, A, B, p: float, scaling: float, dtype: torch.dtype):

@@ -79,20 +79,10 @@ TINY_CORPUS = [
 
 
 def write_tiny_tokenizer(folder, vocab_size=400, add_bos=True):
-    """A byte-level BPE trained on a few sentences, with LLaMA-2-style <s> ... settings."""
-    import json
+    """A byte-level BPE trained on TINY_CORPUS (the tutorials' TINY mode writes its own the same way)."""
+    from common import write_tiny_tokenizer as write  # tutorials/common.py
 
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  special_tokens=["<pad>", "<s>", "</s>"], show_progress=False)
-    tok.train_from_iterator(TINY_CORPUS, trainer)
-    tok.save(str(folder / "tokenizer.json"))
-    (folder / "tokenizer_config.json").write_text(json.dumps(dict(
-        add_bos_token=add_bos, add_eos_token=False, bos_token="<s>", eos_token="</s>", pad_token="<pad>")))
+    write(folder, TINY_CORPUS, vocab_size=vocab_size, add_bos=add_bos)
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,8 @@ from safetensors.torch import load_file, save_file
 from torch.testing import assert_close
 
 import l2v
-from l2v.lora import (LoRALinear, dropout_keep_mask, apply_lora, load_adapter, lora_modules, lora_parameters, merge_lora,
-                      save_adapter, trainable_summary)
+from l2v.lora import (LoRALinear, apply_lora, dropout_keep_mask, load_adapter, lora_modules, lora_parameters,
+                      merge_lora, save_adapter, trainable_summary)
 from conftest import padded_batch
 
 peft = pytest.importorskip("peft")
@@ -191,8 +191,10 @@ def test_dropout_keep_mask_statistics():
         keep, used = dropout_keep_mask(x, p)
         assert keep.shape == x.shape and keep.dtype == torch.bool and abs(used - p) < 1 / 65536
         assert abs(1 - keep.float().mean().item() - used) < 0.002  # 400k draws: 4+ standard deviations
-        rows, cols = keep.float().mean(1), keep.float().mean(0)  # no position is favoured
-        assert rows.std() < 0.03 and cols.std() < 0.05
+        # Each 64-bit word feeds four neighbouring elements; a biased 16-bit lane (e.g. a sign bit
+        # that random_()'s default range never sets) would show as one lane's rate off.
+        lanes = keep.flatten()[: keep.numel() // 4 * 4].view(-1, 4).float().mean(0)  # (4,)
+        assert (lanes - (1 - used)).abs().max() < 0.005, lanes  # 100k draws per lane: 4+ sd
     assert not torch.equal(dropout_keep_mask(x, 0.3)[0], dropout_keep_mask(x, 0.3)[0])
 
 

@@ -47,20 +47,22 @@ def tiny_model_folder() -> Path:
                                        bos_token_id=1, eos_token_id=2, pad_token_id=0)
         torch.manual_seed(0)
         transformers.LlamaForCausalLM(cfg).save_pretrained(folder)
-        _write_tokenizer(folder, vocab_size=cfg.vocab_size)
+        write_tiny_tokenizer(folder, SENTENCES * 10, vocab_size=cfg.vocab_size)
         _tiny_folder = folder
     return _tiny_folder
 
 
-def _write_tokenizer(folder: Path, vocab_size: int):
+def write_tiny_tokenizer(folder, texts: list[str], vocab_size: int = 400, add_bos: bool = True):
+    """A byte-level BPE trained on `texts`, with LLaMA-2-style <s> … </s> settings (the tests use it too)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+    folder = Path(folder)
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   special_tokens=["<pad>", "<s>", "</s>"], show_progress=False)
-    tok.train_from_iterator(SENTENCES * 10, trainer)
+    tok.train_from_iterator(texts, trainer)
     tok.save(str(folder / "tokenizer.json"))
     (folder / "tokenizer_config.json").write_text(json.dumps(dict(
-        add_bos_token=True, add_eos_token=False, bos_token="<s>", eos_token="</s>", pad_token="<pad>")))
+        add_bos_token=add_bos, add_eos_token=False, bos_token="<s>", eos_token="</s>", pad_token="<pad>")))

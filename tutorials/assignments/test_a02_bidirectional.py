@@ -33,7 +33,7 @@ def test_mask_table(causal):
     mistakes = {
         "padding rows must still see themselves (add the diagonal): a row of nothing but −inf gives NaN":
             keys_real & tri if causal else keys_real,
-        "padding is masked on the keys (columns): every query ignores padded keys, but padded queries may stay":
+        "mask padding on the keys (columns: no one attends to a padded token), not on the queries (rows)":
             PADDING.bool()[:, None, :, None].expand(2, 1, T, T) & (tri if causal else True) | eye,
     }
     if causal:
