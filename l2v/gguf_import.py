@@ -57,7 +57,7 @@ def _gguf():
     try:
         import gguf
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("reading GGUF files needs the gguf package: pip install 'l2v[gguf]'") from e
+        raise ImportError("reading GGUF files needs the gguf package (an l2v dependency): pip install gguf") from e
     return gguf
 
 
