@@ -25,7 +25,17 @@ TINY_CONFIGS = {
         rope_type="linear", rope_theta=10000.0, factor=2.0))),
     "mistral-window": ("MistralConfig", dict(_BASE, num_key_value_heads=2, sliding_window=3)),
     "llama-sharded": ("LlamaConfig", dict(_BASE, num_key_value_heads=2)),
+    # Issue 19's families. Windows of 3 < the tests' 9 tokens; Gemma-2's caps are small so tanh bites.
+    "qwen2": ("Qwen2Config", dict(_BASE, num_key_value_heads=2)),
+    "qwen2-window": ("Qwen2Config", dict(_BASE, num_key_value_heads=2, use_sliding_window=True,
+                                         sliding_window=3, max_window_layers=1)),
+    "qwen3": ("Qwen3Config", dict(_BASE, num_key_value_heads=2, head_dim=16)),  # head_dim ≠ 48 / 4
+    "gemma": ("GemmaConfig", dict(_BASE, num_key_value_heads=1, head_dim=16)),
+    "gemma2-window": ("Gemma2Config", dict(_BASE, num_key_value_heads=2, head_dim=16, sliding_window=3,
+                                           query_pre_attn_scalar=24, attn_logit_softcapping=0.3,
+                                           final_logit_softcapping=1.5)),
 }
+FAMILIES = ["llama-gqa", "mistral-window", "qwen2", "qwen3", "gemma", "gemma2-window"]  # one config per family
 
 
 def make_hf_model(name: str, seed: int = 0):
@@ -37,6 +47,8 @@ def make_hf_model(name: str, seed: int = 0):
         for n, p in model.named_parameters():
             if n.endswith("norm.weight"):
                 p.uniform_(0.5, 1.5)
+            elif n.endswith(".bias"):  # Qwen2's q/k/v biases start at zero too
+                p.normal_(0.0, 0.1)
     return model.eval()
 
 
