@@ -174,6 +174,8 @@ class ModelConfig:
         d["architectures"] = [ARCHITECTURES[self.model_type]]
         for trait in ("qkv_bias", "qk_norm", "scale_embeddings", "norm_plus_one", "sandwich_norms"):
             d.pop(trait)  # implied by model_type; transformers does not read them
+        if self.model_type in ("llama", "mistral"):
+            d.pop("layer_types")  # not theirs (transformers reads a Mistral config with layer_types as Ministral)
         if self.model_type == "gemma2":
             d["hidden_activation"] = d.pop("hidden_act")
         if self.model_type in ("qwen2", "qwen3"):
