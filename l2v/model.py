@@ -253,8 +253,8 @@ class Attention(nn.Module):
             # scores' scale is set by a learned weight rather than by how large q and k grew.
             self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
             self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
-        # Gemma-2 scales scores by query_pre_attn_scalar^-½ (its 9B and 27B use d_model/heads, not
-        # head_dim) and soft-caps them; everyone else scales by head_dim^-½ and does not cap.
+        # Gemma-2 scales scores by query_pre_attn_scalar^-½ (its 27B: d_model/heads = 144, not
+        # head_dim = 128) and soft-caps them; everyone else scales by head_dim^-½ and does not cap.
         self.scale = (config.query_pre_attn_scalar or self.head_dim) ** -0.5
         self.softcap = config.attn_logit_softcapping
         # SimCSE's only source of noise besides LoRA dropout: dropout on the attention
