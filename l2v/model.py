@@ -210,7 +210,7 @@ class RMSNorm(nn.Module):
     def forward(self, x):
         x32 = x.float()  # the statistics in fp32, also for a bf16 model
         x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        if self.plus_one:
+        if self.plus_one:  # Gemma
             return (x32 * (1.0 + self.weight.float())).to(x.dtype)
         return self.weight * x32.to(x.dtype)
 
@@ -225,7 +225,7 @@ class LMHead(nn.Linear):
 
     def forward(self, x):
         logits = super().forward(x)
-        return logits if self.softcap is None else soft_cap(logits, self.softcap)
+        return logits if self.softcap is None else soft_cap(logits, self.softcap)  # Gemma-2
 
 
 def soft_cap(x: torch.Tensor, cap: float) -> torch.Tensor:
@@ -290,7 +290,7 @@ def math_attention(q, k, v, mask, dropout_p: float = 0.0, scale: float | None = 
     k = k.repeat_interleave(n_rep, dim=1)  # (B, H, T, d): kv head g serves query heads g·n_rep ...
     v = v.repeat_interleave(n_rep, dim=1)  # (B, H, T, d)
     scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5 if scale is None else scale)  # (B, H, T, T)
-    if softcap is not None:
+    if softcap is not None:  # Gemma-2
         scores = soft_cap(scores, softcap)
     scores = scores.masked_fill(~mask, float("-inf"))
     probs = scores.softmax(dim=-1, dtype=torch.float32).to(q.dtype)
@@ -311,7 +311,7 @@ class MLP(nn.Module):
 
     def forward(self, x):
         gate = self.gate_proj(x)
-        gate = F.silu(gate) if self.act == "silu" else F.gelu(gate, approximate="tanh")  # (B, T, F)
+        gate = F.silu(gate) if self.act == "silu" else F.gelu(gate, approximate="tanh")  # Gemma: GeGLU
         return self.down_proj(gate * self.up_proj(x))
 
 
