@@ -30,6 +30,7 @@ TINY_CONFIGS = {
     "qwen2-window": ("Qwen2Config", dict(_BASE, num_key_value_heads=2, use_sliding_window=True,
                                          sliding_window=3, max_window_layers=1)),
     "qwen3": ("Qwen3Config", dict(_BASE, num_key_value_heads=2, head_dim=16)),  # head_dim ≠ 48 / 4
+    "llama-attention-bias": ("LlamaConfig", dict(_BASE, num_key_value_heads=2, attention_bias=True)),  # q, k, v, o
     "gemma": ("GemmaConfig", dict(_BASE, num_key_value_heads=1, head_dim=16)),
     "gemma2-window": ("Gemma2Config", dict(_BASE, num_key_value_heads=2, head_dim=16, sliding_window=3,
                                            query_pre_attn_scalar=24, attn_logit_softcapping=0.3,

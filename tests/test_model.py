@@ -8,6 +8,8 @@ import l2v
 from l2v.model import build_attention_mask
 from conftest import FAMILIES, TINY_CONFIGS, padded_batch
 
+transformers = pytest.importorskip("transformers")
+
 ATOL = 1e-5
 BATCHES = {
     "right-padded": dict(lengths=[9, 6, 3], side="right"),
@@ -193,3 +195,23 @@ def test_qwen_sliding_layers_follow_max_window_layers(tiny_folder):
     config = l2v.load_model(tiny_folder("qwen2-window")[0]).config
     assert config.layer_types == ["full_attention", "sliding_attention", "sliding_attention"]
     assert l2v.load_model(tiny_folder("qwen2")[0]).config.sliding_window is None  # use_sliding_window false
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidirectional"])
+def test_bf16_equals_transformers_bit_for_bit(tiny_folder, name, causal):
+    """In bf16 every rounding step counts: Gemma's √D is rounded to bf16 before the multiply, its
+    norms multiply in fp32 before the cast, LLaMA's cast first. With the written-out attention
+    (transformers' eager arithmetic), l2v reproduces transformers exactly."""
+    folder, _ = tiny_folder(name)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16,
+                                                           attn_implementation="eager").eval()
+    model = l2v.load_model(folder, dtype=torch.bfloat16)
+    model.attn_impl = "math"
+    ids, mask = padded_batch([9, 6], T=9, side="left")
+    with torch.no_grad():
+        _, states = model(ids, mask, causal=causal, output_hidden_states=True)
+        hf_mask = mask if causal else hf_bidirectional_mask(mask).to(torch.bfloat16)
+        ref = hf(ids, attention_mask=hf_mask, output_hidden_states=True).hidden_states
+    for ours, theirs in zip(states, ref):
+        assert torch.equal(ours[mask.bool()], theirs[mask.bool()])
