@@ -137,7 +137,9 @@ class ModelConfig:
         family = d["model_type"]
         d = {**FAMILY_DEFAULTS.get(family, {}), **d}
         if family == "gemma2":  # Gemma-2's config names its activation `hidden_activation`
-            d["hidden_act"] = d.pop("hidden_activation")
+            d["hidden_act"] = d.pop("hidden_activation") or d.get("hidden_act", "gelu_pytorch_tanh")
+        if family == "qwen2":  # transformers' Qwen2 always has q/k/v biases and never an o bias
+            d.pop("attention_bias", None)
         if family in ("qwen2", "qwen3"):
             # Qwen's configs always carry a window (e.g. 32768) and switch it on with use_sliding_window;
             # then only layers from max_window_layers on slide (transformers' rule).
