@@ -136,8 +136,9 @@ def build_attention_mask(
     """(B, T) padding mask → (B, 1, T, T) boolean mask, True where query i may attend to key j.
 
     Bidirectional (LLM2Vec): every real token sees every real token. Causal: only keys j ≤ i, and
-    for Mistral only the last `sliding_window` of them (i - j < window). Bidirectional Mistral
-    uses full attention, as the official LLM2Vec does.
+    in a sliding-window layer (all of Mistral's, Gemma-2's local ones) only the last
+    `sliding_window` of them (i - j < window). Bidirectional models use full attention in every
+    layer, as the official LLM2Vec does for Mistral.
     """
     B, T = attention_mask.shape
     device = attention_mask.device
