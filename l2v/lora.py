@@ -41,15 +41,16 @@ ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetens
 
 
 class LoRALinear(nn.Module):
-    """A bias-free nn.Linear with a LoRA branch. It keeps the base's `weight` under the same name,
-    so the model's own parameter names (`...q_proj.weight`) do not change."""
+    """An nn.Linear with a LoRA branch. It keeps the base's `weight` (and `bias`, if any) under the
+    same names, so the model's own parameter names (`...q_proj.weight`) do not change."""
 
     def __init__(self, base: nn.Linear, r: int = 16, alpha: float = 32, dropout: float = 0.05):
         super().__init__()
-        if base.bias is not None:
-            raise ValueError("LoRALinear expects a bias-free nn.Linear (LLaMA and Mistral have no biases)")
         self.in_features, self.out_features = base.in_features, base.out_features
         self.weight = base.weight.requires_grad_(False)  # the frozen W (out×in), shared with the base layer
+        # Qwen2's q/k/v biases: frozen and kept as they are, like W. LoRA adapts W only, as peft does
+        # with bias="none", so the adapter files carry no bias and keep PEFT's format.
+        self.bias = None if base.bias is None else base.bias.requires_grad_(False)
         self.r, self.alpha, self.scaling = r, alpha, alpha / r
         device = base.weight.device
         self.lora_A = nn.Linear(self.in_features, r, bias=False, device=device, dtype=torch.float32)
@@ -60,7 +61,7 @@ class LoRALinear(nn.Module):
         self.merged = False
 
     def forward(self, x):
-        out = F.linear(x, self.weight)
+        out = F.linear(x, self.weight, self.bias)
         if self.merged:
             return out
         p = self.dropout.p if self.training else 0.0
@@ -179,8 +180,10 @@ def merge_lora(model: nn.Module) -> nn.Module:
         for child_name, child in list(module.named_children()):
             if isinstance(child, LoRALinear):
                 child.merge()
-                plain = nn.Linear(child.in_features, child.out_features, bias=False, device="meta")
+                plain = nn.Linear(child.in_features, child.out_features, bias=child.bias is not None, device="meta")
                 plain.weight = child.weight
+                if child.bias is not None:
+                    plain.bias = child.bias
                 setattr(module, child_name, plain)
     if hasattr(model, "lora_config"):
         del model.lora_config

@@ -38,8 +38,14 @@ class Masking:
 
 
 # The paper's choices (found by search in its appendix): LLaMA-family models like BERT's 80/10/10
-# at p = 0.2; Mistral does better with p = 0.8 and always the mask token.
-FAMILY_MASKING = {"llama": Masking(0.2, 0.8, 0.1), "mistral": Masking(0.8, 1.0, 0.0)}
+# at p = 0.2; Mistral does better with p = 0.8 and always the mask token. The official code's
+# Qwen2 config (train_configs/mntp/qwen2.json) uses LLaMA's rule: 80/10/10 at p = 0.2 with "_".
+# It has no config for Qwen3, Gemma or Gemma-2: we pick by the same rule (the default 80/10/10
+# collator at p = 0.2), and the mask token by its run_mntp.py's rule — the tokenizer's own mask
+# token if its files declare one (Gemma's vocabulary has <mask>), else "_" (tokenizer.py).
+FAMILY_MASKING = {"llama": Masking(0.2, 0.8, 0.1), "mistral": Masking(0.8, 1.0, 0.0),
+                  "qwen2": Masking(0.2, 0.8, 0.1), "qwen3": Masking(0.2, 0.8, 0.1),
+                  "gemma": Masking(0.2, 0.8, 0.1), "gemma2": Masking(0.2, 0.8, 0.1)}
 
 PRESETS = {
     # The paper: 1000 steps, batch 32 × 512 tokens, lr 5e-5, LoRA r16/α32/p0.05, bf16 (one A100, ~100 min for 7B).

@@ -1,4 +1,4 @@
-"""The LLaMA / Mistral decoder in one file, read top-down.
+"""The LLaMA decoder — and Mistral, Qwen2, Qwen3, Gemma, Gemma-2 as a few switches — in one file, read top-down.
 
     input_ids (B, T)
       └─ embed_tokens ─────────────────────────────── x (B, T, D)
@@ -11,6 +11,11 @@ LLM2Vec step 1 is the `causal` switch: the same weights, but a mask that lets ev
 other real token. The mask is always built by `build_attention_mask` and handed to the attention
 kernel explicitly; nothing ever relies on a kernel's own `is_causal` default (the official llm2vec
 once stayed causal at batch size 1 because its kernel got no mask and fell back to causal).
+
+The other families change a handful of lines, each behind a `ModelConfig` field and marked
+"Qwen2:", "Qwen3:", "Gemma:" or "Gemma-2:" where it happens (config.py has the table):
+biases on q/k/v, a norm on each query/key head, scaled embeddings, (1 + w) norms, GeGLU, extra
+norms around attention and MLP, soft-capped scores and logits, local (sliding-window) layers.
 
 Parameter names are Hugging Face's (`model.layers.0.self_attn.q_proj.weight`, ...), so a
 transformers checkpoint loads with `load_state_dict(strict=True)` and no renaming.
@@ -45,10 +50,10 @@ class Transformer(nn.Module):
             dict(
                 embed_tokens=nn.Embedding(config.vocab_size, config.hidden_size),
                 layers=nn.ModuleList(DecoderLayer(config) for _ in range(config.num_hidden_layers)),
-                norm=RMSNorm(config.hidden_size, config.rms_norm_eps),
+                norm=RMSNorm(config.hidden_size, config.rms_norm_eps, plus_one=config.norm_plus_one),
             )
         )
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head = LMHead(config.hidden_size, config.vocab_size, softcap=config.final_logit_softcapping)
         if config.tie_word_embeddings:
             self.tie_weights()
 
@@ -91,22 +96,33 @@ class Transformer(nn.Module):
         causal = self.causal if causal is None else causal
         if attention_mask is None:
             attention_mask = torch.ones(B, T, dtype=torch.bool, device=input_ids.device)
-        mask = build_attention_mask(
-            attention_mask, causal=causal, sliding_window=self.config.sliding_window
-        )  # (B, 1, T, T), True = may attend
+        mask = build_attention_mask(attention_mask, causal=causal)  # (B, 1, T, T), True = may attend
+        # Sliding-window layers (all of Mistral's, every other one of Gemma-2's) see only the last
+        # `sliding_window` keys, in causal mode. Bidirectional: full attention in every layer, as
+        # the official LLM2Vec does for Mistral (a window in both directions was never trained).
+        masks = {"full_attention": mask, "sliding_attention": mask}
+        if causal and "sliding_attention" in self.config.layer_types:
+            masks["sliding_attention"] = build_attention_mask(
+                attention_mask, causal=causal, sliding_window=self.config.sliding_window
+            )
 
         x = self.model.embed_tokens(input_ids)  # (B, T, D)
+        if self.config.scale_embeddings:
+            # Gemma: embeddings × √D, so they start on the scale of the residual stream. The factor is
+            # rounded to the model's dtype first, as transformers does (bf16: √3584 = 59.87 → 59.75).
+            x = x * torch.tensor(self.config.hidden_size**0.5, dtype=x.dtype)
         # Positions are 0..T-1 for every row, also under left padding (as transformers does when no
         # position_ids are given). Rotary attention depends only on the distance i - j, so a shift
         # of all of a row's positions leaves its attention scores unchanged.
         cos, sin = rotary_cos_sin(self.config, T, device=x.device, dtype=x.dtype)  # (T, head_dim) each
 
         states = [x]
-        for layer in self.model.layers:
+        for layer, kind in zip(self.model.layers, self.config.layer_types):
+            layer_mask = masks[kind]
             if self.gradient_checkpointing and self.training:
-                x = checkpoint(layer, x, mask, cos, sin, use_reentrant=False)
+                x = checkpoint(layer, x, layer_mask, cos, sin, use_reentrant=False)
             else:
-                x = layer(x, mask, cos, sin)
+                x = layer(x, layer_mask, cos, sin)
             states.append(x)
         x = self.model.norm(x)
         if output_hidden_states:
@@ -120,8 +136,9 @@ def build_attention_mask(
     """(B, T) padding mask → (B, 1, T, T) boolean mask, True where query i may attend to key j.
 
     Bidirectional (LLM2Vec): every real token sees every real token. Causal: only keys j ≤ i, and
-    for Mistral only the last `sliding_window` of them (i - j < window). Bidirectional Mistral
-    uses full attention, as the official LLM2Vec does.
+    in a sliding-window layer (all of Mistral's, Gemma-2's local ones) only the last
+    `sliding_window` of them (i - j < window). Bidirectional models use full attention in every
+    layer, as the official LLM2Vec does for Mistral.
     """
     B, T = attention_mask.shape
     device = attention_mask.device
@@ -183,15 +200,37 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float = 1e-6):
+    def __init__(self, dim: int, eps: float = 1e-6, plus_one: bool = False):
         super().__init__()
         self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
+        # Gemma: the scale is (1 + weight) with weights stored around 0, and the product is taken in
+        # fp32 before the cast (LLaMA casts first); its checkpoints are only right read this way.
+        self.plus_one = plus_one
+        self.weight = nn.Parameter(torch.zeros(dim) if plus_one else torch.ones(dim))
 
     def forward(self, x):
         x32 = x.float()  # the statistics in fp32, also for a bf16 model
         x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        if self.plus_one:  # Gemma
+            return (x32 * (1.0 + self.weight.float())).to(x.dtype)
         return self.weight * x32.to(x.dtype)
+
+
+class LMHead(nn.Linear):
+    """hidden (…, D) → logits (…, V). Gemma-2 soft-caps them: cap·tanh(logits / cap) keeps every
+    logit inside (−cap, cap) and is close to the identity for small ones."""
+
+    def __init__(self, dim: int, vocab_size: int, softcap: float | None = None):
+        super().__init__(dim, vocab_size, bias=False)
+        self.softcap = softcap
+
+    def forward(self, x):
+        logits = super().forward(x)
+        return logits if self.softcap is None else soft_cap(logits, self.softcap)  # Gemma-2
+
+
+def soft_cap(x: torch.Tensor, cap: float) -> torch.Tensor:
+    return torch.tanh(x / cap) * cap
 
 
 class Attention(nn.Module):
@@ -205,10 +244,20 @@ class Attention(nn.Module):
             config.head_dim,
         )
         D = config.hidden_size
-        self.q_proj = nn.Linear(D, self.n_heads * self.head_dim, bias=False)
-        self.k_proj = nn.Linear(D, self.n_kv_heads * self.head_dim, bias=False)
-        self.v_proj = nn.Linear(D, self.n_kv_heads * self.head_dim, bias=False)
-        self.o_proj = nn.Linear(self.n_heads * self.head_dim, D, bias=False)
+        # Qwen2: q, k and v have biases (o does not); `attention_bias: true` puts them on all four.
+        self.q_proj = nn.Linear(D, self.n_heads * self.head_dim, bias=config.qkv_bias)
+        self.k_proj = nn.Linear(D, self.n_kv_heads * self.head_dim, bias=config.qkv_bias)
+        self.v_proj = nn.Linear(D, self.n_kv_heads * self.head_dim, bias=config.qkv_bias)
+        self.o_proj = nn.Linear(self.n_heads * self.head_dim, D, bias=config.attention_bias)
+        if config.qk_norm:
+            # Qwen3: an RMSNorm over each head's query and key (weights shared across heads), so the
+            # scores' scale is set by a learned weight rather than by how large q and k grew.
+            self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
+            self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
+        # Gemma-2 scales scores by query_pre_attn_scalar^-½ (its 27B: d_model/heads = 144, not
+        # head_dim = 128) and soft-caps them; everyone else scales by head_dim^-½ and does not cap.
+        self.scale = (config.query_pre_attn_scalar or self.head_dim) ** -0.5
+        self.softcap = config.attn_logit_softcapping
         # SimCSE's only source of noise besides LoRA dropout: dropout on the attention
         # probabilities, nowhere else (LLaMA has no residual or MLP dropout to switch on).
         self.dropout = config.attention_dropout
@@ -216,28 +265,34 @@ class Attention(nn.Module):
 
     def forward(self, x, mask, cos, sin):
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
-        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, KV, T, hd)
+        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim)  # (B, T, H, hd)
+        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim)  # (B, T, KV, hd)
+        if hasattr(self, "q_norm"):  # Qwen3: normalise each head's vector before rotating it
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)  # (B, H, T, hd), (B, KV, T, hd)
         v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, KV, T, hd)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         p = self.dropout if self.training else 0.0
-        if self.impl == "sdpa":
+        if self.impl == "sdpa" and self.softcap is None:
             # is_causal stays False: causality, if wanted, is already in `mask`.
             y = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=p, enable_gqa=self.n_kv_heads != self.n_heads
+                q, k, v, attn_mask=mask, dropout_p=p, enable_gqa=self.n_kv_heads != self.n_heads, scale=self.scale
             )
-        else:
-            y = math_attention(q, k, v, mask, p)
+        else:  # the fused kernel cannot soft-cap scores: Gemma-2 always takes the written-out path
+            y = math_attention(q, k, v, mask, p, scale=self.scale, softcap=self.softcap)
         y = y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, H·hd)
         return self.o_proj(y)
 
 
-def math_attention(q, k, v, mask, dropout_p: float = 0.0):
-    """softmax(QKᵀ/√d + mask)·V, spelled out. q (B, H, T, d); k, v (B, KV, T, d); mask (B, 1, T, T)."""
+def math_attention(q, k, v, mask, dropout_p: float = 0.0, scale: float | None = None, softcap: float | None = None):
+    """softmax(QKᵀ/√d + mask)·V, spelled out. q (B, H, T, d); k, v (B, KV, T, d); mask (B, 1, T, T).
+    scale replaces 1/√d if given; softcap (Gemma-2) squashes scores to cap·tanh(scores/cap) first."""
     n_rep = q.shape[1] // k.shape[1]
     k = k.repeat_interleave(n_rep, dim=1)  # (B, H, T, d): kv head g serves query heads g·n_rep ...
     v = v.repeat_interleave(n_rep, dim=1)  # (B, H, T, d)
-    scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (B, H, T, T)
+    scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5 if scale is None else scale)  # (B, H, T, T)
+    if softcap is not None:  # Gemma-2
+        scores = soft_cap(scores, softcap)
     scores = scores.masked_fill(~mask, float("-inf"))
     probs = scores.softmax(dim=-1, dtype=torch.float32).to(q.dtype)
     probs = F.dropout(probs, p=dropout_p)  # p is already 0 outside training mode
@@ -245,7 +300,7 @@ def math_attention(q, k, v, mask, dropout_p: float = 0.0):
 
 
 class MLP(nn.Module):
-    """SwiGLU: down(silu(gate(x)) ⊙ up(x))."""
+    """SwiGLU: down(silu(gate(x)) ⊙ up(x)). Gemma: GeGLU, the same with tanh-approximated GELU."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -253,21 +308,34 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(D, F_, bias=False)
         self.up_proj = nn.Linear(D, F_, bias=False)
         self.down_proj = nn.Linear(F_, D, bias=False)
+        self.act = config.hidden_act
 
     def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate = self.gate_proj(x)
+        gate = F.silu(gate) if self.act == "silu" else F.gelu(gate, approximate="tanh")  # Gemma: GeGLU
+        return self.down_proj(gate * self.up_proj(x))
 
 
 class DecoderLayer(nn.Module):
-    """Pre-norm residual block."""
+    """Pre-norm residual block. Gemma-2 ("sandwich" norms) also normalises each branch's output
+    before adding it to the residual stream; its `post_attention_layernorm` is that output norm, and
+    the MLP's input norm is called `pre_feedforward_layernorm`."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        norm = lambda: RMSNorm(config.hidden_size, config.rms_norm_eps, plus_one=config.norm_plus_one)  # noqa: E731
+        self.input_layernorm = norm()
         self.self_attn = Attention(config)
-        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.post_attention_layernorm = norm()
         self.mlp = MLP(config)
+        self.sandwich = config.sandwich_norms
+        if self.sandwich:
+            self.pre_feedforward_layernorm = norm()
+            self.post_feedforward_layernorm = norm()
 
     def forward(self, x, mask, cos, sin):
+        if self.sandwich:  # Gemma-2
+            x = x + self.post_attention_layernorm(self.self_attn(self.input_layernorm(x), mask, cos, sin))
+            return x + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x)))
         x = x + self.self_attn(self.input_layernorm(x), mask, cos, sin)
         return x + self.mlp(self.post_attention_layernorm(x))

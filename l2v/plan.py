@@ -25,6 +25,11 @@ kv = kv_heads·head_dim, r LoRA rank, H heads, T sequence length) — read off t
                                    keep an fp32 copy too, ~6 bytes)
     attention dropout (SimCSE)     ~12 per element of H·T on CPU, where SDPA falls back to the
                                    math path to drop probabilities; CUDA's kernels do not need it
+    soft-capped attention          Gemma-2 always takes the math path (no fused kernel caps
+                                   scores): tanh output, fp32 softmax and probabilities, 2·b + 4
+                                   per element of H·T (plus the dropout term above, in SimCSE)
+  Gemma-2's two extra norms per layer add 2h elements; Qwen2's q/k/v biases and Qwen3's q/k norms
+  change nothing that is kept.
 """
 
 from __future__ import annotations
@@ -44,6 +49,25 @@ PRESETS = {
                        num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, sliding_window=4096),
     "llama-3-8b": dict(model_type="llama", vocab_size=128256, hidden_size=4096, intermediate_size=14336,
                        num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, rope_theta=500000.0),
+    # Issue 19's families, from their config.json files on the hub.
+    "qwen2.5-0.5b": dict(model_type="qwen2", vocab_size=151936, hidden_size=896, intermediate_size=4864,
+                         num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2, rope_theta=1e6,
+                         tie_word_embeddings=True),
+    "qwen2.5-7b": dict(model_type="qwen2", vocab_size=152064, hidden_size=3584, intermediate_size=18944,
+                       num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4, rope_theta=1e6),
+    "qwen3-0.6b": dict(model_type="qwen3", vocab_size=151936, hidden_size=1024, intermediate_size=3072,
+                       num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8, head_dim=128,
+                       rope_theta=1e6, tie_word_embeddings=True),
+    "gemma-2-2b": dict(model_type="gemma2", vocab_size=256000, hidden_size=2304, intermediate_size=9216,
+                       num_hidden_layers=26, num_attention_heads=8, num_key_value_heads=4, head_dim=256,
+                       hidden_act="gelu_pytorch_tanh", tie_word_embeddings=True, query_pre_attn_scalar=256,
+                       sliding_window=4096, layer_types=["sliding_attention", "full_attention"] * 13,
+                       attn_logit_softcapping=50.0, final_logit_softcapping=30.0),
+    "gemma-2-9b": dict(model_type="gemma2", vocab_size=256000, hidden_size=3584, intermediate_size=14336,
+                       num_hidden_layers=42, num_attention_heads=16, num_key_value_heads=8, head_dim=256,
+                       hidden_act="gelu_pytorch_tanh", tie_word_embeddings=True, query_pre_attn_scalar=256,
+                       sliding_window=4096, layer_types=["sliding_attention", "full_attention"] * 21,
+                       attn_logit_softcapping=50.0, final_logit_softcapping=30.0),
 }
 SEQUENCES_PER_EXAMPLE = {"mntp": 1, "simcse": 2, "supervised": 3}  # SimCSE: two views; supervised: q, pos, neg
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -65,6 +89,8 @@ class Plan:
 def count_parameters(c: ModelConfig) -> int:
     h, f, q, kv = c.hidden_size, c.intermediate_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim
     per_layer = h * (q + 2 * kv) + q * h + 3 * h * f + 2 * h
+    per_layer += (q + 2 * kv) * c.qkv_bias + h * c.attention_bias  # Qwen2's biases (all four: attention_bias)
+    per_layer += 2 * c.head_dim * c.qk_norm + 2 * h * c.sandwich_norms  # Qwen3's q/k norms, Gemma-2's norms
     head = 0 if c.tie_word_embeddings else c.vocab_size * h
     return c.vocab_size * h + c.num_hidden_layers * per_layer + h + head
 
@@ -81,8 +107,13 @@ def activation_bytes_per_token_layer(c: ModelConfig, T: int, *, dtype: str, r: i
     h, f, q, kv = c.hidden_size, c.intermediate_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim
     b = BYTES[dtype]
     total = (4 * h + 3 * q + 2 * kv + c.num_attention_heads + 4 * f + 7 * r) * b
+    if c.sandwich_norms:
+        total += 2 * h * b
     if lora_dropout > 0:
         total += (5 * h + q + f) * 1
+    if c.attn_logit_softcapping is not None:  # Gemma-2: the math path, never a fused kernel
+        fused_attention = False
+        total += c.num_attention_heads * T * (2 * b + 4)
     if attention_dropout > 0 and not fused_attention:
         total += c.num_attention_heads * T * 12
     return total

@@ -9,6 +9,12 @@ One sequence is laid out as
 Instruction and text are tokenised *separately* and their ids joined, so the boundary is known
 exactly. (The official llm2vec searched for a separator string in the joined text and crashed on
 whitespace mismatches, its issues #80 and #107.)
+
+Whether a BOS (or EOS) is added is read from the tokenizer files, as the `tokenizers` library
+itself would add it: from tokenizer.json's post-processor (Llama-3 and Gemma prepend their BOS
+through a template; Qwen's byte-level post-processor adds nothing). An explicit `add_bos_token` /
+`add_eos_token` in tokenizer_config.json wins, as it does in transformers' LLaMA and Gemma
+tokenizers, which rebuild their template from those keys.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from pathlib import Path
 
 import torch
 
-# LLM2Vec's MNTP mask token for LLaMA and Mistral, which have no mask token of their own.
+# LLM2Vec's MNTP mask token for models without one of their own (LLaMA, Mistral, Qwen). The
+# official run_mntp.py keeps a tokenizer's own mask token when its files declare one.
 DEFAULT_MASK_TOKEN = "_"
 
 
@@ -35,7 +42,7 @@ class Batch:
 
 
 class Tokenizer:
-    def __init__(self, folder, padding_side: str = "left", mask_token: str = DEFAULT_MASK_TOKEN):
+    def __init__(self, folder, padding_side: str = "left", mask_token: str | None = None):
         from tokenizers import Tokenizer as _HFTokenizer
 
         folder = Path(folder)
@@ -49,16 +56,28 @@ class Tokenizer:
         self.tk.no_truncation()
         cfg_file = folder / "tokenizer_config.json"
         cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
-        self.add_bos = bool(cfg.get("add_bos_token", False))
-        self.add_eos = bool(cfg.get("add_eos_token", False))
-        self.bos_id = self._id(cfg.get("bos_token"))
-        self.eos_id = self._id(cfg.get("eos_token"))
+        model_cfg_file = folder / "config.json"
+        model_cfg = json.loads(model_cfg_file.read_text()) if model_cfg_file.is_file() else {}
+        added_before, added_after = self._post_processor_tokens()
+        # BOS/EOS: tokenizer_config.json's tokens (Qwen writes "bos_token": null: it has none); a
+        # key that is absent falls back to the template's token, then to config.json's id.
+        self.bos_id = self._id(cfg["bos_token"]) if "bos_token" in cfg else (
+            added_before[0] if len(added_before) == 1 else self._first(model_cfg.get("bos_token_id")))
+        self.eos_id = self._id(cfg["eos_token"]) if "eos_token" in cfg else (
+            added_after[-1] if added_after else self._first(model_cfg.get("eos_token_id")))
+        self.add_bos = bool(cfg.get("add_bos_token", self.bos_id is not None and added_before == [self.bos_id]))
+        self.add_eos = bool(cfg.get("add_eos_token", self.eos_id is not None and added_after == [self.eos_id]))
+        if (self.add_bos and self.bos_id is None) or (self.add_eos and self.eos_id is None):
+            raise ValueError(f"{cfg_file} asks to add a {'BOS' if self.add_bos else 'EOS'} token but names none")
         # Padding is masked out everywhere, so any id works; LLaMA-2 has no pad token at all.
         self.pad_id = self._id(cfg.get("pad_token"))
         if self.pad_id is None:
             self.pad_id = self.eos_id if self.eos_id is not None else 0
         self.padding_side = padding_side  # left by default for embeddings, as the official LLM2Vec
         self._warned_truncation = False  # truncation warns once per tokenizer
+        if mask_token is None:  # the official rule: the tokenizer's own mask token, else "_"
+            own = cfg.get("mask_token")
+            mask_token = (own.get("content") if isinstance(own, dict) else own) or DEFAULT_MASK_TOKEN
         self.mask_token = mask_token
         self.mask_token_id = self.tk.token_to_id(mask_token)
         if self.mask_token_id is None:
@@ -68,6 +87,20 @@ class Tokenizer:
             self.mask_token_id = ids[0]
         self.special_ids = {i for i in (self.bos_id, self.eos_id, self.pad_id) if i is not None}
         self.special_ids |= {i for i, t in self.tk.get_added_tokens_decoder().items() if t.special}
+
+    def _post_processor_tokens(self) -> tuple[list[int], list[int]]:
+        """The ids tokenizer.json's post-processor puts before and after a single text: asked of
+        `tokenizers` itself, by encoding a probe with and without special tokens."""
+        plain = self.tk.encode("a", add_special_tokens=False).ids
+        full = self.tk.encode("a", add_special_tokens=True).ids
+        for i in range(len(full) - len(plain) + 1):
+            if full[i : i + len(plain)] == plain:
+                return full[:i], full[i + len(plain):]
+        return [], []  # a post-processor that rewrites the text itself: we add nothing
+
+    @staticmethod
+    def _first(token_id):
+        return token_id[0] if isinstance(token_id, list) else token_id
 
     def _id(self, token):
         if isinstance(token, dict):  # {"content": "<s>", ...} in some tokenizer_config.json files

@@ -25,18 +25,31 @@ TINY_CONFIGS = {
         rope_type="linear", rope_theta=10000.0, factor=2.0))),
     "mistral-window": ("MistralConfig", dict(_BASE, num_key_value_heads=2, sliding_window=3)),
     "llama-sharded": ("LlamaConfig", dict(_BASE, num_key_value_heads=2)),
+    # Issue 19's families. Windows of 3 < the tests' 9 tokens; Gemma-2's caps are small so tanh bites.
+    "qwen2": ("Qwen2Config", dict(_BASE, num_key_value_heads=2)),
+    "qwen2-window": ("Qwen2Config", dict(_BASE, num_key_value_heads=2, use_sliding_window=True,
+                                         sliding_window=3, max_window_layers=1)),
+    "qwen3": ("Qwen3Config", dict(_BASE, num_key_value_heads=2, head_dim=16)),  # head_dim ≠ 48 / 4
+    "llama-attention-bias": ("LlamaConfig", dict(_BASE, num_key_value_heads=2, attention_bias=True)),  # q, k, v, o
+    "gemma": ("GemmaConfig", dict(_BASE, num_key_value_heads=1, head_dim=16)),
+    "gemma2-window": ("Gemma2Config", dict(_BASE, num_key_value_heads=2, head_dim=16, sliding_window=3,
+                                           query_pre_attn_scalar=24, attn_logit_softcapping=0.3,
+                                           final_logit_softcapping=1.5)),
 }
+FAMILIES = ["llama-gqa", "mistral-window", "qwen2", "qwen3", "gemma", "gemma2-window"]  # one config per family
 
 
-def make_hf_model(name: str, seed: int = 0):
+def make_hf_model(name: str, seed: int = 0, **overrides):
     cls_name, kwargs = TINY_CONFIGS[name]
-    config = getattr(transformers, cls_name)(**kwargs)
+    config = getattr(transformers, cls_name)(**{**kwargs, **overrides})
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
     with torch.no_grad():  # HF initialises norms to ones; random values make the check stronger
         for n, p in model.named_parameters():
             if n.endswith("norm.weight"):
                 p.uniform_(0.5, 1.5)
+            elif n.endswith(".bias"):  # Qwen2's q/k/v biases start at zero too
+                p.normal_(0.0, 0.1)
     return model.eval()
 
 
@@ -96,3 +109,50 @@ def tiny_encoder_folder(tmp_path_factory):
     model.save_pretrained(folder)
     write_tiny_tokenizer(folder)
     return folder
+
+
+# How each family's tokenizer files say what to add: LLaMA-2 / Mistral through tokenizer_config's
+# add_bos_token, Llama-3 through tokenizer.json's post-processor template alone, Qwen adds nothing
+# (and has no BOS), Gemma a template *and* the key, and it declares a mask token of its own.
+FAMILY_TOKENIZER = {"llama-gqa": "llama3", "mistral-window": "llama2", "qwen2": "qwen", "qwen3": "qwen",
+                    "gemma": "gemma", "gemma2-window": "gemma"}
+
+
+def write_family_tokenizer(folder, style: str):
+    import json
+
+    from tokenizers import AddedToken, Tokenizer, processors
+
+    write_tiny_tokenizer(folder, vocab_size=399, add_bos=style in ("llama2", "gemma"))
+    tk = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    cfg = json.loads((folder / "tokenizer_config.json").read_text())
+    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    if style in ("llama3", "gemma"):
+        tk.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                          special_tokens=[("<s>", tk.token_to_id("<s>"))])
+    if style in ("llama3", "qwen"):
+        del cfg["add_bos_token"], cfg["add_eos_token"]
+    if style == "qwen":
+        cfg["bos_token"] = None
+    if style == "gemma":
+        tk.add_special_tokens([AddedToken("<mask>", special=True, normalized=False)])
+        cfg["mask_token"] = "<mask>"
+    tk.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps(cfg))
+
+
+@pytest.fixture(scope="session")
+def family_folder(tmp_path_factory):
+    """family_folder(name) -> a tiny model of that family (vocab 400) with its family's tokenizer."""
+    cache = {}
+
+    def get(name: str):
+        if name not in cache:
+            model = make_hf_model(name, vocab_size=400, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+            folder = tmp_path_factory.mktemp(f"family-{name}")
+            model.save_pretrained(folder)
+            write_family_tokenizer(folder, FAMILY_TOKENIZER[name])
+            cache[name] = folder
+        return cache[name]
+
+    return get

@@ -27,14 +27,15 @@ def byte_level_vocab():
     return tokens, merges, types
 
 
-def write_synthetic_gguf(path, tied: bool):
-    """An HF-layout state dict, written the way llama.cpp's converter writes it."""
+def write_synthetic_gguf(path, tied: bool, arch: str = "llama"):
+    """An HF-layout state dict, written the way llama.cpp's converter writes it: q/k rows permuted
+    for llama only; Qwen2's q/k/v biases and Qwen3's q/k norms as extra tensors."""
     rng = np.random.default_rng(0)
     hf = {"model.embed_tokens.weight": rng.standard_normal((V, D), dtype=np.float32),
           "model.norm.weight": rng.uniform(0.5, 1.5, D).astype(np.float32)}
     if not tied:
         hf["lm_head.weight"] = rng.standard_normal((V, D), dtype=np.float32)
-    w = gguf.GGUFWriter(str(path), "llama")
+    w = gguf.GGUFWriter(str(path), arch)
     w.add_block_count(L)
     w.add_context_length(128)
     w.add_embedding_length(D)
@@ -45,7 +46,7 @@ def write_synthetic_gguf(path, tied: bool):
     w.add_layer_norm_rms_eps(1e-5)
     tokens, merges, types = byte_level_vocab()
     w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("smollm")
+    w.add_tokenizer_pre("qwen2" if arch != "llama" else "smollm")
     w.add_token_list(tokens)
     w.add_token_merges(merges)
     w.add_token_types(types)
@@ -53,6 +54,9 @@ def write_synthetic_gguf(path, tied: bool):
     w.add_eos_token_id(2)
     w.add_pad_token_id(2)
     w.add_add_bos_token(False)
+    if arch == "qwen3":
+        w.add_key_length(16)
+        w.add_value_length(16)
 
     def put(name, array, quantize):
         if quantize:  # store Q8_0; the expected value is what dequantization gives back
@@ -83,12 +87,21 @@ def write_synthetic_gguf(path, tied: bool):
                 stored = permute_for_llama_cpp(original, H)
             elif g == "attn_k":
                 stored = permute_for_llama_cpp(original, KV)
+            if arch != "llama":
+                stored = original  # NeoX rotary: llama.cpp keeps HF's rows
             got = put(f"blk.{i}.{g}.weight", stored, quantize=(j % 2 == 0))
-            if g == "attn_q":
+            if arch == "llama" and g == "attn_q":
                 got = unpermute_from_llama_cpp(got, H)
-            elif g == "attn_k":
+            elif arch == "llama" and g == "attn_k":
                 got = unpermute_from_llama_cpp(got, KV)
             expected[f"model.layers.{i}.{hf_names[g]}.weight"] = got
+            if arch == "qwen2" and g in ("attn_q", "attn_k", "attn_v"):
+                expected[f"model.layers.{i}.{hf_names[g]}.bias"] = put(
+                    f"blk.{i}.{g}.bias", rng.standard_normal(shape[0], dtype=np.float32), False)
+        if arch == "qwen3":
+            for norm in ("q_norm", "k_norm"):
+                expected[f"model.layers.{i}.self_attn.{norm}.weight"] = put(
+                    f"blk.{i}.attn_{norm}.weight", rng.uniform(0.5, 1.5, 16).astype(np.float32), False)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -103,16 +116,17 @@ def test_permutation_round_trip():
     assert permute_for_llama_cpp(w, 2)[:4, 0].tolist() == [0.0, 6.0, 3.0, 9.0]
 
 
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "qwen3"])
 @pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
-def test_synthetic_gguf_converts_back_to_the_original_tensors(tmp_path, tied):
-    expected = write_synthetic_gguf(tmp_path / "m.gguf", tied)
+def test_synthetic_gguf_converts_back_to_the_original_tensors(tmp_path, tied, arch):
+    expected = write_synthetic_gguf(tmp_path / "m.gguf", tied, arch)
     out = tmp_path / "hf"
     out.mkdir()
     convert_gguf(tmp_path / "m.gguf", out, show_progress=False)
 
-    model = l2v.load_model(out)
+    model = l2v.load_model(out)  # strict: every tensor the family needs, no other
     state = model.state_dict()
-    assert model.config.tie_word_embeddings is tied
+    assert model.config.model_type == arch and model.config.tie_word_embeddings is tied
     for name, value in expected.items():
         assert torch.equal(state[name], torch.from_numpy(value)), name
     c = model.config
@@ -121,7 +135,7 @@ def test_synthetic_gguf_converts_back_to_the_original_tensors(tmp_path, tied):
 
     tk = l2v.Tokenizer(out)
     assert tk.encode(" the") == [tk.tk.token_to_id("Ġthe")]
-    # smollm pre-tokenizer: digits are split one by one *before* BPE, so the merge "1 2" never fires
+    # smollm and qwen2 pre-tokenizers: digits are split one by one *before* BPE, so "1 2" never merges
     assert tk.encode("12") == [tk.tk.token_to_id("1"), tk.tk.token_to_id("2")]
     assert tk.encode("<|im_start|>") == [1]  # control tokens are special, never split
     cfg = json.loads((out / "tokenizer_config.json").read_text())
@@ -137,3 +151,18 @@ def test_unknown_architecture_is_a_clear_error(tmp_path):
     w.close()
     with pytest.raises(ValueError, match="unknown GGUF architecture 'falcon'"):
         convert_gguf(tmp_path / "x.gguf", tmp_path, show_progress=False)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_conversion_equals_transformers_gguf_loader(tmp_path, arch):
+    """An independent reader of the same file: transformers' own GGUF loader. (Its Qwen3 reader
+    ignores key_length and so cannot read a head_dim; Qwen3 is checked against the original above.)"""
+    transformers = pytest.importorskip("transformers")
+    write_synthetic_gguf(tmp_path / "m.gguf", tied=False, arch=arch)
+    (tmp_path / "hf").mkdir()
+    convert_gguf(tmp_path / "m.gguf", tmp_path / "hf", show_progress=False)
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="m.gguf").state_dict()
+    ours = l2v.load_model(tmp_path / "hf").state_dict()
+    assert set(ours) == set(theirs)
+    for name in ours:
+        assert torch.equal(ours[name], theirs[name].float()), name

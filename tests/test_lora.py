@@ -11,7 +11,7 @@ from torch.testing import assert_close
 import l2v
 from l2v.lora import (LoRALinear, apply_lora, dropout_keep_mask, load_adapter, lora_modules, lora_parameters,
                       merge_lora, save_adapter, trainable_summary)
-from conftest import padded_batch
+from conftest import FAMILIES, padded_batch
 
 peft = pytest.importorskip("peft")
 transformers = pytest.importorskip("transformers")
@@ -24,14 +24,18 @@ def randomize_b(model, seed=0):
             m.lora_B.weight.copy_(torch.randn(m.lora_B.weight.shape, generator=g) * 0.1)
 
 
-def test_layer_definition():
+@pytest.mark.parametrize("bias", [False, True], ids=["no-bias", "bias"])
+def test_layer_definition(bias):
     torch.manual_seed(0)
-    base = torch.nn.Linear(12, 10, bias=False)
+    base = torch.nn.Linear(12, 10, bias=bias)
     lora = LoRALinear(base, r=4, alpha=8, dropout=0.0)
     x = torch.randn(3, 12)
     assert torch.equal(lora(x), base(x))  # B = 0: exactly the base
     torch.nn.init.normal_(lora.lora_B.weight)
     want = x @ base.weight.T + 2.0 * (x @ lora.lora_A.weight.T @ lora.lora_B.weight.T)  # α/r = 2
+    if bias:  # Qwen2: the bias stays, frozen
+        want = want + base.bias
+        assert lora.bias is base.bias and not lora.bias.requires_grad
     assert_close(lora(x), want, atol=1e-6, rtol=0)
     before = lora.weight.clone()
     out = lora(x)
@@ -72,12 +76,14 @@ def F_linear(x, w):
     return torch.nn.functional.linear(x, w)
 
 
-def test_apply_lora_trains_only_lora_and_keeps_base(tiny_folder):
-    model = apply_lora(l2v.load_model(tiny_folder("llama-gqa")[0]), r=4, alpha=8)
+@pytest.mark.parametrize("name", ["llama-gqa", "qwen2"])
+def test_apply_lora_trains_only_lora_and_keeps_base(tiny_folder, name):
+    model = apply_lora(l2v.load_model(tiny_folder(name)[0]), r=4, alpha=8)
     assert len(lora_modules(model)) == 3 * 7
     assert "trainable parameters" in trainable_summary(model)
     base = {k: v.clone() for k, v in model.state_dict().items() if "lora_" not in k}
-    assert all(k.endswith(".weight") and "lora" not in k for k in base)  # HF names unchanged
+    assert all(k.endswith((".weight", ".bias")) and "lora" not in k for k in base)  # HF names unchanged
+    assert any(k.endswith(".bias") for k in base) == (name == "qwen2")  # Qwen2's biases kept (frozen below)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     ids, mask = padded_batch([9, 5], T=9)
     model.train()
@@ -109,8 +115,9 @@ def logits(model, ids, mask):
         return model.lm_head(model(ids, mask))
 
 
-def test_l2v_adapter_loads_in_peft(tiny_folder, tmp_path):
-    folder = tiny_folder("llama-gqa")[0]
+@pytest.mark.parametrize("name", FAMILIES)
+def test_l2v_adapter_loads_in_peft(tiny_folder, tmp_path, name):
+    folder = tiny_folder(name)[0]
     model = apply_lora(l2v.load_model(folder), r=4, alpha=8, dropout=0.0)
     randomize_b(model)
     save_adapter(model, tmp_path / "adapter", base_model=str(folder))
@@ -122,9 +129,10 @@ def test_l2v_adapter_loads_in_peft(tiny_folder, tmp_path):
     assert_close(logits(model.eval(), ids, mask)[mask.bool()], ref[mask.bool()], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("name", FAMILIES)
 @pytest.mark.parametrize("layout", ["causal-lm", "inner-model"])
-def test_peft_adapter_loads_in_l2v(tiny_folder, tmp_path, layout):
-    folder = tiny_folder("llama-gqa")[0]
+def test_peft_adapter_loads_in_l2v(tiny_folder, tmp_path, layout, name):
+    folder = tiny_folder(name)[0]
     torch.manual_seed(0)
     theirs = peft_model(folder)
     theirs.save_pretrained(tmp_path / "adapter")

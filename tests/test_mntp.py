@@ -13,7 +13,7 @@ from l2v.lora import apply_lora
 from l2v.mntp import (FAMILY_MASKING, IGNORE, MNTPData, mask_tokens, mntp_loss, pack_blocks,
                       read_texts, run_mntp)
 from l2v.train import NonFiniteLossError, TrainConfig, train
-from conftest import TINY_CORPUS
+from conftest import FAMILIES, TINY_CORPUS
 
 transformers = pytest.importorskip("transformers")
 
@@ -28,12 +28,17 @@ def blocks(tokenizer):
     return pack_blocks(tokenizer, TINY_CORPUS, 16)
 
 
+@pytest.mark.parametrize("name", FAMILIES)
 @pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidirectional"])
-def test_loss_equals_transformers_causal_lm_loss(tiny_encoder_folder, tokenizer, blocks, causal):
-    model = l2v.load_model(tiny_encoder_folder, causal=causal)
-    inputs, labels = mask_tokens(blocks[:4], tokenizer, FAMILY_MASKING["llama"], torch.Generator().manual_seed(0))
+def test_loss_equals_transformers_causal_lm_loss(family_folder, name, causal):
+    folder = family_folder(name)
+    model = l2v.load_model(folder, causal=causal)
+    tokenizer = l2v.Tokenizer(folder)
+    blocks = pack_blocks(tokenizer, TINY_CORPUS, 16)
+    masking = FAMILY_MASKING[model.config.model_type]
+    inputs, labels = mask_tokens(blocks[:4], tokenizer, masking, torch.Generator().manual_seed(0))
     assert (labels != IGNORE).sum() > 5
-    hf = transformers.AutoModelForCausalLM.from_pretrained(tiny_encoder_folder, attn_implementation="eager").eval()
+    hf = transformers.AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager").eval()
     T = inputs.shape[1]
     mask = None if causal else torch.zeros(4, 1, T, T)  # bidirectional: a 4-D mask that hides nothing
     with torch.no_grad():

@@ -6,7 +6,9 @@ from torch.testing import assert_close
 
 import l2v
 from l2v.model import build_attention_mask
-from conftest import TINY_CONFIGS, padded_batch
+from conftest import FAMILIES, TINY_CONFIGS, padded_batch
+
+transformers = pytest.importorskip("transformers")
 
 ATOL = 1e-5
 BATCHES = {
@@ -64,7 +66,7 @@ def test_state_dict_names_are_huggingface_names(tiny_folder):
     model.load_state_dict(hf.state_dict(), strict=True)  # no renaming needed
 
 
-@pytest.mark.parametrize("name", ["llama-gqa", "mistral-window"])
+@pytest.mark.parametrize("name", FAMILIES)
 @pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidirectional"])
 def test_sdpa_equals_plain_math(tiny_folder, name, batch, causal):
@@ -168,3 +170,48 @@ def test_dtype_and_meta_free_loading(tiny_folder):
     assert all(p.dtype == torch.bfloat16 and p.device.type == "cpu" for p in model.parameters())
     with torch.no_grad():
         assert torch.isfinite(model(padded_batch([9], T=9)[0]).float()).all()
+
+
+@pytest.mark.parametrize("switch", ["window", "attention-cap", "final-cap"])
+def test_gemma2_window_and_soft_caps_change_the_output(tiny_folder, switch):
+    """The reference checks above would also pass if a switch did nothing on these inputs: show
+    that each one moves the logits far beyond the tolerance (9 tokens, window 3)."""
+    folder, hf = tiny_folder("gemma2-window")
+    model = l2v.load_model(folder)
+    ids, _ = padded_batch([9], T=9)
+    if switch == "window":
+        model.config.layer_types = ["full_attention"] * model.config.num_hidden_layers
+    elif switch == "attention-cap":
+        for layer in model.model.layers:
+            layer.self_attn.softcap = None
+    else:
+        model.lm_head.softcap = None
+    with torch.no_grad():
+        moved = (model.lm_head(model(ids)) - hf(ids).logits).abs().max()
+    assert moved > 100 * ATOL
+
+
+def test_qwen_sliding_layers_follow_max_window_layers(tiny_folder):
+    config = l2v.load_model(tiny_folder("qwen2-window")[0]).config
+    assert config.layer_types == ["full_attention", "sliding_attention", "sliding_attention"]
+    assert l2v.load_model(tiny_folder("qwen2")[0]).config.sliding_window is None  # use_sliding_window false
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidirectional"])
+def test_bf16_equals_transformers_bit_for_bit(tiny_folder, name, causal):
+    """In bf16 every rounding step counts: Gemma's √D is rounded to bf16 before the multiply, its
+    norms multiply in fp32 before the cast, LLaMA's cast first. With the written-out attention
+    (transformers' eager arithmetic), l2v reproduces transformers exactly."""
+    folder, _ = tiny_folder(name)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16,
+                                                           attn_implementation="eager").eval()
+    model = l2v.load_model(folder, dtype=torch.bfloat16)
+    model.attn_impl = "math"
+    ids, mask = padded_batch([9, 6], T=9, side="left")
+    with torch.no_grad():
+        _, states = model(ids, mask, causal=causal, output_hidden_states=True)
+        hf_mask = mask if causal else hf_bidirectional_mask(mask).to(torch.bfloat16)
+        ref = hf(ids, attention_mask=hf_mask, output_hidden_states=True).hidden_states
+    for ours, theirs in zip(states, ref):
+        assert torch.equal(ours[mask.bool()], theirs[mask.bool()])

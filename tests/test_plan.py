@@ -58,7 +58,7 @@ def test_checkpointing_keeps_block_inputs():
 
 
 def test_parameter_counts_match_the_model():
-    for name in ("smollm2-135m",):
+    for name in ("smollm2-135m", "qwen2.5-0.5b", "qwen3-0.6b", "gemma-2-2b"):
         cfg = ModelConfig(**PRESETS[name])
         with torch.device("meta"):
             model = Transformer(cfg)
@@ -76,3 +76,23 @@ def test_7b_presets_and_report():
     assert "with checkpointing" in text and "80 GB" in text
     with pytest.raises(ValueError, match="unknown stage"):
         plan(cfg, stage="pretraining", batch_size=1, max_length=8)
+
+
+# Published sizes (the model cards): Qwen2.5-0.5B 0.49B, -7B 7.61B; Qwen3-0.6B 0.6B; Gemma-2-2B 2.61B, -9B 9.24B.
+@pytest.mark.parametrize("name, billions", [("qwen2.5-0.5b", 0.494), ("qwen2.5-7b", 7.62), ("qwen3-0.6b", 0.596),
+                                            ("gemma-2-2b", 2.614), ("gemma-2-9b", 9.242)])
+def test_family_presets_have_the_published_sizes(name, billions):
+    assert count_parameters(ModelConfig(**PRESETS[name])) / 1e9 == pytest.approx(billions, rel=0.005)
+
+
+def test_soft_capped_attention_estimate_matches_measured():
+    """Gemma-2's attention takes the math path and keeps its T×T tensors; the estimate says so."""
+    cfg = ModelConfig(model_type="gemma2", vocab_size=300, hidden_size=128, intermediate_size=384,
+                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=32,
+                      hidden_act="gelu_pytorch_tanh", sliding_window=16, layer_types=["sliding_attention", "full_attention"],
+                      attn_logit_softcapping=50.0, final_logit_softcapping=30.0, query_pre_attn_scalar=32)
+    model = apply_lora(Transformer(cfg, causal=False), r=16, dropout=0.0).train()
+    B, T = 4, 64
+    measured = saved_activation_bytes(model, torch.randint(0, 300, (B, T)))
+    est = plan(cfg, stage="mntp", batch_size=B, max_length=T, dtype="float32", lora_dropout=0.0, device="cuda")
+    assert est.activations == pytest.approx(measured, rel=0.10)

@@ -66,3 +66,42 @@ def write_tiny_tokenizer(folder, texts: list[str], vocab_size: int = 400, add_bo
     tok.save(str(folder / "tokenizer.json"))
     (folder / "tokenizer_config.json").write_text(json.dumps(dict(
         add_bos_token=add_bos, add_eos_token=False, bos_token="<s>", eos_token="</s>", pad_token="<pad>")))
+
+
+# Issue 19: one tiny random model per decoder family (notebook 09). Real checkpoints of these
+# families are not on PyPI, so this notebook uses the tiny models in both modes.
+FAMILY_CONFIGS = {
+    "llama": ("LlamaConfig", {}),
+    "mistral": ("MistralConfig", dict(sliding_window=4)),
+    "qwen2": ("Qwen2Config", {}),
+    "qwen3": ("Qwen3Config", dict(head_dim=32)),
+    "gemma": ("GemmaConfig", dict(head_dim=32)),
+    "gemma2": ("Gemma2Config", dict(head_dim=32, sliding_window=4, query_pre_attn_scalar=32)),
+}
+_family_folders = {}
+
+
+def tiny_family_folder(family: str) -> Path:
+    """A random 2-layer model of `family` saved by transformers (random norms and biases, so every
+    switch shows), plus the tiny tokenizer: made once per kernel."""
+    if family not in _family_folders:
+        import torch
+        import transformers
+
+        cls, extra = FAMILY_CONFIGS[family]
+        cfg = getattr(transformers, cls)(vocab_size=400, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, bos_token_id=1,
+                                         eos_token_id=2, pad_token_id=0, **extra)
+        torch.manual_seed(0)
+        model = transformers.AutoModelForCausalLM.from_config(cfg, attn_implementation="eager")
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.endswith("norm.weight"):  # Gemma's norms scale by 1 + w: around 1 either way
+                    p.uniform_(-0.5, 0.5) if family.startswith("gemma") else p.uniform_(0.5, 1.5)
+                elif name.endswith(".bias"):
+                    p.normal_(0.0, 0.1)
+        folder = Path(tempfile.mkdtemp(prefix=f"l2v-{family}-"))
+        model.save_pretrained(folder)
+        write_tiny_tokenizer(folder, SENTENCES * 10, vocab_size=cfg.vocab_size, add_bos=not family.startswith("qwen"))
+        _family_folders[family] = folder
+    return _family_folders[family]
