@@ -8,9 +8,12 @@
                └─ lm_head (only when predicting tokens, e.g. MNTP) ─ logits (B, T, V)
 
 LLM2Vec step 1 is the `causal` switch: the same weights, but a mask that lets every token see every
-other real token. The mask is always built by `build_attention_mask` and handed to the attention
-kernel explicitly; nothing ever relies on a kernel's own `is_causal` default (the official llm2vec
-once stayed causal at batch size 1 because its kernel got no mask and fell back to causal).
+other real token. The mask is built by `build_attention_mask` and handed to the attention kernel
+explicitly; nothing ever relies on a kernel's own `is_causal` default (the official llm2vec once
+stayed causal at batch size 1 because its kernel got no mask and fell back to causal). The one
+exception is deliberate: bidirectional attention without padding (MNTP's packed blocks, unpadded
+batches) needs no mask, so none is passed and `is_causal=False` is said explicitly — on a GPU that
+is what lets SDPA use its flash kernel.
 
 Parameter names are Hugging Face's (`model.layers.0.self_attn.q_proj.weight`, ...), so a
 transformers checkpoint loads with `load_state_dict(strict=True)` and no renaming.
@@ -89,11 +92,14 @@ class Transformer(nn.Module):
         """
         B, T = input_ids.shape
         causal = self.causal if causal is None else causal
-        if attention_mask is None:
-            attention_mask = torch.ones(B, T, dtype=torch.bool, device=input_ids.device)
-        mask = build_attention_mask(
-            attention_mask, causal=causal, sliding_window=self.config.sliding_window
-        )  # (B, 1, T, T), True = may attend
+        if not causal and (attention_mask is None or bool(attention_mask.all())):
+            mask = None  # every query sees every key: no mask needed (and flash takes none)
+        else:
+            if attention_mask is None:
+                attention_mask = torch.ones(B, T, dtype=torch.bool, device=input_ids.device)
+            mask = build_attention_mask(
+                attention_mask, causal=causal, sliding_window=self.config.sliding_window
+            )  # (B, 1, T, T), True = may attend
 
         x = self.model.embed_tokens(input_ids)  # (B, T, D)
         # Positions are 0..T-1 for every row, also under left padding (as transformers does when no
@@ -101,13 +107,14 @@ class Transformer(nn.Module):
         # of all of a row's positions leaves its attention scores unchanged.
         cos, sin = rotary_cos_sin(self.config, T, device=x.device, dtype=x.dtype)  # (T, head_dim) each
 
-        states = [x]
+        states = [x] if output_hidden_states else None  # L + 1 states kept only when asked for
         for layer in self.model.layers:
             if self.gradient_checkpointing and self.training:
                 x = checkpoint(layer, x, mask, cos, sin, use_reentrant=False)
             else:
                 x = layer(x, mask, cos, sin)
-            states.append(x)
+            if states is not None:
+                states.append(x)
         x = self.model.norm(x)
         if output_hidden_states:
             return x, (*states[:-1], x)  # HF replaces the last block's output by its normed form
@@ -222,10 +229,16 @@ class Attention(nn.Module):
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         p = self.dropout if self.training else 0.0
         if self.impl == "sdpa":
-            # is_causal stays False: causality, if wanted, is already in `mask`.
-            y = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=p, enable_gqa=self.n_kv_heads != self.n_heads
-            )
+            gqa = self.n_kv_heads != self.n_heads
+            if mask is not None and gqa:
+                # A mask rules out the flash kernel, and the fused kernel that takes one (memory-
+                # efficient) has no GQA: given both, SDPA on CUDA falls back to the math kernel and
+                # builds (B, H, T, T) in every layer. K/V expanded to all heads keep it fused.
+                n_rep = self.n_heads // self.n_kv_heads
+                k, v = k.repeat_interleave(n_rep, dim=1), v.repeat_interleave(n_rep, dim=1)  # (B, H, T, hd)
+                gqa = False
+            # is_causal stays False: causality, if wanted, is already in `mask` (None: see everything).
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=False, enable_gqa=gqa)
         else:
             y = math_attention(q, k, v, mask, p)
         y = y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, H·hd)
@@ -233,12 +246,14 @@ class Attention(nn.Module):
 
 
 def math_attention(q, k, v, mask, dropout_p: float = 0.0):
-    """softmax(QKᵀ/√d + mask)·V, spelled out. q (B, H, T, d); k, v (B, KV, T, d); mask (B, 1, T, T)."""
+    """softmax(QKᵀ/√d + mask)·V, spelled out. q (B, H, T, d); k, v (B, KV, T, d); mask (B, 1, T, T),
+    or None where every query may see every key."""
     n_rep = q.shape[1] // k.shape[1]
     k = k.repeat_interleave(n_rep, dim=1)  # (B, H, T, d): kv head g serves query heads g·n_rep ...
     v = v.repeat_interleave(n_rep, dim=1)  # (B, H, T, d)
     scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (B, H, T, T)
-    scores = scores.masked_fill(~mask, float("-inf"))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
     probs = scores.softmax(dim=-1, dtype=torch.float32).to(q.dtype)
     probs = F.dropout(probs, p=dropout_p)  # p is already 0 outside training mode
     return probs @ v  # (B, H, T, d)
