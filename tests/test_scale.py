@@ -297,5 +297,5 @@ def test_plan_counts_fp32_activations_without_native_bf16(monkeypatch):
     assert native.upcast == 0 and native.compute_dtype == "bfloat16"
     assert emulated.compute_dtype == "float32" and emulated.upcast == 4 * 32000 * 4096  # the LM head, the largest weight
     assert emulated.weights == native.weights
-    assert emulated.activations == pytest.approx(2 * native.activations, rel=0.05)
+    assert 1.7 < emulated.activations / native.activations < 2  # 4 bytes instead of 2 (the dropout masks stay 1)
     assert precision.NATIVE_BF16_ENV == "L2V_NATIVE_BF16"
