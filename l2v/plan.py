@@ -31,8 +31,8 @@ kv = kv_heads·head_dim, r LoRA rank, H heads, T sequence length) — read off t
                                    math path to drop probabilities; CUDA's kernels do not need it
 
 On a CPU (`--device cpu`, compared with peak resident memory) two more rows: the process itself
-(Python, torch, tokenizers: ~0.3 GiB), and, where bf16 is not native, the fp32 copy of the
-largest weight that `precision.UpcastLinear` makes while it is used — activations are then fp32.
+(Python, torch, tokenizers: ~0.3 GiB), and, where bf16 is not native, the fp32 block of weight
+rows that `precision.UpcastLinear` upcasts at a time (8 MB) — activations are then fp32.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from .config import ModelConfig
 from .lora import DEFAULT_TARGETS
 from .mntp import FAMILY_MASKING
-from .precision import native_bf16
+from .precision import UPCAST_CHUNK, native_bf16
 
 PRESETS = {
     "smollm2-135m": dict(model_type="llama", vocab_size=49152, hidden_size=576, intermediate_size=1536,
@@ -133,7 +133,7 @@ def plan(c: ModelConfig, *, stage: str, batch_size: int, max_length: int, dtype:
     return Plan(weights=count_parameters(c) * BYTES[dtype], lora_and_optimizer=count_lora_parameters(c, r) * 16,
                 activations=int(tokens * L * per), activations_checkpointed=int(checkpointed), lm_head=head,
                 process=PROCESS_BYTES_CPU if device == "cpu" else 0,
-                upcast=4 * max(V * h, h * f) if upcast else 0, compute_dtype=compute)
+                upcast=4 * UPCAST_CHUNK if upcast else 0, compute_dtype=compute)
 
 
 def format_plan(name: str, p: Plan, *, stage: str, batch_size: int, max_length: int, dtype: str,
@@ -143,7 +143,7 @@ def format_plan(name: str, p: Plan, *, stage: str, batch_size: int, max_length: 
             ("activations", p.activations), ("activations, checkpointed", p.activations_checkpointed),
             ("LM head (MNTP)", p.lm_head)]
     if p.process:  # CPU: compared with peak resident memory
-        rows += [("process (Python, torch)", p.process)] + ([("fp32 copy of one weight", p.upcast)] if p.upcast else [])
+        rows += [("process (Python, torch)", p.process)] + ([("fp32 block of weight rows", p.upcast)] if p.upcast else [])
     computed = f" computed in {p.compute_dtype} (no native bf16 here)" if p.compute_dtype not in ("", dtype) else ""
     lines = [f"{name}: {stage}, batch {batch_size} × {max_length} tokens, {dtype} weights{computed}, "
              f"LoRA r16 on 7 projections"]

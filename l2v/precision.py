@@ -4,7 +4,10 @@ A 7B model in bf16 is 14.5 GB; in fp32 it is 29 GB and does not fit a 24 GB mach
 without native bf16 (AVX2 only, no AVX-512 BF16 or AMX) multiplies bf16 matrices about 100×
 slower than fp32 ones (≈ 1 GFLOP/s against ≈ 98, measured). So on such a CPU the weights stay
 bf16 in memory and every matrix multiply runs in fp32: each weight is upcast at the moment it is
-used, and only one layer's fp32 copy exists at a time (`UpcastLinear`). The residual stream is
+used, a block of rows at a time, so only 8 MB of fp32 weight exists at once (`UpcastLinear`).
+Measured on an emulated AVX2 CPU (tests/bench.py's numbers are in README's Scaling section):
+bf16 matmuls 0.2 GFLOP/s, upcast blockwise ≈ fp32 weights (≈ 30 GFLOP/s on a shared core),
+upcasting the whole weight first 1.1–1.7× slower at 128 tokens. The residual stream is
 then fp32 too (the embedding output is upcast), so attention and the norms run in fp32 as well.
 
     native_bf16("cpu")        the decision; L2V_NATIVE_BF16=0 (or 1) overrides it, which is how
@@ -39,22 +42,32 @@ def native_bf16(device="cpu") -> bool:
     return device.type == "cpu" and check is not None and bool(check())
 
 
+UPCAST_CHUNK = 2**21  # weight elements upcast at a time: 8 MB of fp32, hot in cache when used
+
+
 class _UpcastMatmul(torch.autograd.Function):
-    """x @ Wᵀ in fp32 with W stored in bf16. Autograd on `F.linear(x, W.float())` would keep the
-    fp32 copy of every weight for the backward pass (the whole model again, in fp32); this keeps
-    the bf16 W and upcasts it a second time in backward."""
+    """x @ Wᵀ in fp32 with W stored in bf16, a block of W's rows at a time: each block is upcast
+    right before its multiply (measured faster than upcasting the whole weight first, and the
+    fp32 transient is 8 MB instead of up to a whole LM head). Autograd on `F.linear(x, W.float())`
+    would keep an fp32 copy of every weight for the backward pass (the model again, in fp32);
+    this keeps the bf16 W and upcasts it again in backward."""
 
     @staticmethod
     def forward(ctx, x, weight):
         ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, weight)
+        ctx.rows = rows = max(1, UPCAST_CHUNK // weight.shape[1])
         with torch.autocast(x.device.type, enabled=False):  # upcast because bf16 is slow here
-            return F.linear(x, weight.float())
+            parts = [F.linear(x, weight[i : i + rows].float()) for i in range(0, weight.shape[0], rows)]
+        return torch.cat(parts, dim=-1)  # (..., out)
 
     @staticmethod
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
-        grad_x = grad @ weight.float() if ctx.needs_input_grad[0] else None
-        grad_w = None
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            for i in range(0, weight.shape[0], ctx.rows):  # Σ over row blocks of grad[..., block] @ W[block]
+                part = grad[..., i : i + ctx.rows] @ weight[i : i + ctx.rows].float()  # (..., in)
+                grad_x = part if grad_x is None else grad_x.add_(part)
         if ctx.needs_input_grad[1]:  # a trainable base weight (not LoRA training, where W is frozen)
             grad_w = (grad.reshape(-1, grad.shape[-1]).T @ x.reshape(-1, x.shape[-1])).to(weight.dtype)
         return grad_x, grad_w

@@ -295,7 +295,26 @@ def test_plan_counts_fp32_activations_without_native_bf16(monkeypatch):
     monkeypatch.setenv("L2V_NATIVE_BF16", "0")
     emulated = plan(cfg, stage="mntp", batch_size=2, max_length=128, device="cpu")
     assert native.upcast == 0 and native.compute_dtype == "bfloat16"
-    assert emulated.compute_dtype == "float32" and emulated.upcast == 4 * 32000 * 4096  # the LM head, the largest weight
+    assert emulated.compute_dtype == "float32" and emulated.upcast == 4 * precision.UPCAST_CHUNK
     assert emulated.weights == native.weights
     assert 1.7 < emulated.activations / native.activations < 2  # 4 bytes instead of 2 (the dropout masks stay 1)
     assert precision.NATIVE_BF16_ENV == "L2V_NATIVE_BF16"
+
+
+def test_blockwise_upcast_equals_an_fp32_linear(monkeypatch):
+    monkeypatch.setattr(precision, "UPCAST_CHUNK", 48 * 7)  # blocks of 7 rows, the last one short
+    w = torch.randn(96, 48).bfloat16()
+    x = torch.randn(2, 5, 48, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_()
+    g = torch.randn(2, 5, 96)
+    y = precision.upcast_linear(x, w)
+    y.backward(g)
+    y_ref = F.linear(x_ref, w.float())
+    y_ref.backward(g)
+    assert y.dtype == torch.float32
+    assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+    assert_close(x.grad, x_ref.grad, atol=1e-5, rtol=1e-5)
+    w_trainable = w.float().bfloat16().requires_grad_()  # a trainable bf16 weight gets its gradient too
+    precision.upcast_linear(x.detach(), w_trainable).backward(g)
+    assert w_trainable.grad.dtype == torch.bfloat16
+    assert_close(w_trainable.grad.float(), (g.reshape(-1, 96).T @ x.detach().reshape(-1, 48)), atol=0.05, rtol=0.01)
