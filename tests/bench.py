@@ -81,7 +81,8 @@ def bench_encode(args):
     enc = l2v.Encoder.from_pretrained(args.model, causal=True, autocast=True)
     ours = timed(lambda: enc.encode(texts, batch_size=32, show_progress_bar=False))
     rows.append(("fp32+autocast", n_tokens / ours, hf_tok_s[torch.float32]))
-    print(f"encode {len(texts)} sentences ({n_tokens} tokens, batch 32, causal, mean pooling)")
+    native = "native" if torch.cpu._is_avx512_bf16_supported() else "NOT native"
+    print(f"encode {len(texts)} sentences ({n_tokens} tokens, batch 32, causal, mean pooling); bf16 {native}")
     print(f"{'dtype':14} {'l2v tok/s':>10} {'hf tok/s':>10} {'ratio':>6}")
     for dtype, a, b in rows:
         print(f"{dtype:14} {a:10.0f} {b:10.0f} {a / b:6.2f}x")
@@ -176,7 +177,9 @@ def bench_training(args):
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             results[impl, autocast] = json.loads(out.strip().splitlines()[-1])
     what = "MNTP step" if args.what == "mntp" else "SimCSE step (two views, attention dropout 0.3)"
-    print(f"{what}, {args.batch_size} x {args.max_length} tokens, LoRA r16 on 7 projections (best of {args.steps})")
+    native = "native" if torch.cpu._is_avx512_bf16_supported() else "NOT native (autocast rows are slow here)"
+    print(f"{what}, {args.batch_size} x {args.max_length} tokens, LoRA r16 on 7 projections (best of {args.steps}); "
+          f"bf16 {native}")
     print(f"{'':30} {'l2v s':>7} {'hf s':>7} {'speed-up':>9} {'l2v GiB':>8} {'hf GiB':>7} {'memory':>7}")
     rows = [("fp32 vs fp32", (("l2v", False), ("hf", False))),
             ("autocast vs autocast", (("l2v", True), ("hf", True))),
