@@ -92,8 +92,8 @@ class Transformer(nn.Module):
         """
         B, T = input_ids.shape
         causal = self.causal if causal is None else causal
-        if not causal and (attention_mask is None or bool(attention_mask.all())):
-            mask = None  # every query sees every key: no mask needed (and flash takes none)
+        if not causal and self.attn_impl == "sdpa" and (attention_mask is None or bool(attention_mask.all())):
+            mask = None  # every query sees every key: no mask needed (and flash takes none); "math" keeps it
         else:
             if attention_mask is None:
                 attention_mask = torch.ones(B, T, dtype=torch.bool, device=input_ids.device)
