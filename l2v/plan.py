@@ -37,6 +37,7 @@ rows that `precision.UpcastLinear` upcasts at a time (8 MB) — activations are 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from .config import ModelConfig
@@ -148,9 +149,12 @@ def format_plan(name: str, p: Plan, *, stage: str, batch_size: int, max_length: 
     lines = [f"{name}: {stage}, batch {batch_size} × {max_length} tokens, {dtype} weights{computed}, "
              f"LoRA r16 on 7 projections"]
     lines += [f"  {label:28} {value / gib:8.2f} GiB" for label, value in rows]
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if p.process else 0  # CPU: this machine's RAM
     for ckpt in (False, True):
         total = p.total(ckpt) / gib
         fits = ", ".join(f"{g} GB: {'fits' if total * gib <= g * 1e9 * 0.92 else 'no'}" for g in gpus_gb)
+        if ram:
+            fits = f"this machine's {ram / gib:.1f} GiB of RAM: {'fits' if total * gib <= 0.9 * ram else 'no'}"
         lines.append(f"  {'total, ' + ('with' if ckpt else 'without') + ' checkpointing':28} {total:8.2f} GiB   ({fits})")
     if p.process:
         lines.append("  (estimate of peak resident memory on this CPU)")
