@@ -240,41 +240,42 @@ def write_scale_folder(args) -> Path:
     groups = [["model.embed_tokens.weight"]]
     groups += [[k for k in shapes if k.startswith(f"model.layers.{i}.")] for i in range(config.num_hidden_layers)]
     groups += [["model.norm.weight", "lm_head.weight"]]
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=folder.parent if folder.parent.exists() else
-                                _mkdir(folder.parent)))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=folder.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it owner-only
     g = torch.Generator().manual_seed(0)
     weight_map, total = {}, 0
     t0 = time.perf_counter()
     from tqdm.auto import tqdm
 
-    for i, group in enumerate(tqdm(groups, desc="write shards", unit="shard")):
-        file = f"model-{i + 1:05d}-of-{len(groups):05d}.safetensors"
-        shard = {}
-        for k in group:
-            if len(shapes[k]) == 1:  # RMSNorm weights
-                shard[k] = torch.ones(shapes[k], dtype=torch.bfloat16)
-            else:
-                shard[k] = torch.randn(shapes[k], generator=g).mul_(0.02).to(torch.bfloat16)
-            weight_map[k] = file
-            total += shard[k].numel() * 2
-        save_file(shard, str(tmp / file), metadata={"format": "pt"})
-        del shard
-    (tmp / INDEX_FILE).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1))
-    (tmp / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-    for f in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(Path(args.model) / f, tmp / f)
-    (tmp / ".complete").write_text("")
-    if folder.exists():  # an incomplete earlier attempt of this benchmark's own
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    try:
+        for i, group in enumerate(tqdm(groups, desc="write shards", unit="shard")):
+            file = f"model-{i + 1:05d}-of-{len(groups):05d}.safetensors"
+            shard = {}
+            for k in group:
+                if len(shapes[k]) == 1:  # RMSNorm weights
+                    shard[k] = torch.ones(shapes[k], dtype=torch.bfloat16)
+                else:
+                    shard[k] = torch.randn(shapes[k], generator=g).mul_(0.02).to(torch.bfloat16)
+                weight_map[k] = file
+                total += shard[k].numel() * 2
+            save_file(shard, str(tmp / file), metadata={"format": "pt"})
+            del shard
+        (tmp / INDEX_FILE).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map},
+                                                 indent=1))
+        (tmp / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        for f in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(Path(args.model) / f, tmp / f)
+        (tmp / ".complete").write_text("")
+        if folder.exists():  # written only by the rename below, so never half-done: not ours to delete
+            raise SystemExit(f"{folder} exists but has no .complete marker; remove it to rewrite it")
+        os.replace(tmp, folder)
+    finally:
+        if tmp.exists():  # interrupted: leave no half-written 15 GB behind
+            shutil.rmtree(tmp)
     print(f"model folder: {folder}, {total / 2**30:.2f} GiB of bf16 weights in {len(groups)} shards, "
           f"written in {time.perf_counter() - t0:.0f} s")
     return folder
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def run_measured(cmd: list[str]) -> tuple[float, int, str]:
