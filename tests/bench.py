@@ -390,7 +390,7 @@ def main():
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--impl", choices=["l2v", "hf"])
     parser.add_argument("--autocast", action="store_true", help=argparse.SUPPRESS)
-    scale = parser.add_argument_group("scale (defaults: Mistral-7B's shape; ~15 GB of disk, ~17 GB of RAM)")
+    scale = parser.add_argument_group("scale (defaults: Mistral-7B's shape; ~15 GB of disk, ~16 GB of RAM)")
     scale.add_argument("--layers", type=int, default=32)
     scale.add_argument("--hidden", type=int, default=4096)
     scale.add_argument("--intermediate", type=int, default=14336)
