@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from .loading import load_model
 from .pooling import POOLINGS, pool
+from .precision import native_bf16, warn_fp16_under_bf16_autocast
 from .tokenizer import Tokenizer
 
 ACCEPTED = "a string, a list of strings, or a list of [instruction, text] pairs"
@@ -23,11 +24,7 @@ ACCEPTED = "a string, a list of strings, or a list of [instruction, text] pairs"
 
 def fast_bf16_available(device) -> bool:
     """Whether bf16 matmuls are fast here: CUDA, or a CPU with AVX-512 BF16 (≈2× fp32 throughput)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return True
-    check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-    return device.type == "cpu" and check is not None and check()
+    return native_bf16(device)
 
 
 class Encoder:
@@ -40,6 +37,8 @@ class Encoder:
         # bf16 autocast: matmuls in bf16, weights (and merged adapters) kept in their own dtype.
         # Faster where bf16 is native; embeddings then agree with fp32 to a cosine of about 0.999.
         self.autocast = autocast
+        if autocast:
+            warn_fp16_under_bf16_autocast(model, "Encoder")
 
     @classmethod
     def from_pretrained(cls, path, *, adapters: Sequence = (), causal: bool = False, pooling: str = "mean",

@@ -21,6 +21,7 @@ from safetensors.torch import save_file
 
 from .config import ModelConfig
 from .model import Transformer
+from .precision import NATIVE_BF16_ENV, native_bf16, upcast_compute
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
@@ -34,7 +35,9 @@ def load_model(path, dtype=None, device=None, causal: bool = True) -> Transforme
     """Load an HF-layout LLaMA/Mistral folder into l2v's `Transformer`.
 
     dtype: None keeps the dtype the weights are stored in. causal: the default attention mode
-    (LLM2Vec embedders use False); each call can still override it.
+    (LLM2Vec embedders use False); each call can still override it. device: "cuda" means this
+    process's GPU (`resolve_device`). bf16 weights on a CPU without native bf16 are computed in
+    fp32, each weight upcast as it is used (precision.py); the choice is printed.
     """
     folder = Path(path)
     if not folder.is_dir():
@@ -52,9 +55,11 @@ def load_model(path, dtype=None, device=None, causal: bool = True) -> Transforme
         expected.pop("lm_head.weight")  # the same tensor as model.embed_tokens.weight
     _check_names_and_shapes(expected, shards)
 
+    device = resolve_device(device)
     state = {}
     for file in shards:
-        with safe_open(file, framework="pt", device=str(device or "cpu")) as f:
+        # On CPU the tensors stay views of the memory-mapped file (copy-on-write): no second copy.
+        with safe_open(file, framework="pt", device=str(device)) as f:
             for name in f.keys():
                 if name in expected:
                     t = f.get_tensor(name)
@@ -64,7 +69,22 @@ def load_model(path, dtype=None, device=None, causal: bool = True) -> Transforme
     model.load_state_dict(state, strict=True, assign=True)
     if config.tie_word_embeddings:
         model.tie_weights()  # assign=True put two Parameter objects in place: make them one again
+    if device.type == "cpu" and model.lm_head.weight.dtype == torch.bfloat16 and not native_bf16("cpu"):
+        upcast_compute(model)
+        print(f"{folder.name}: this CPU has no native bf16 (100x slower matmuls); bf16 weights are kept "
+              f"and computed in fp32, each upcast as it is used ({NATIVE_BF16_ENV}=1 forces bf16)")
     return model.eval()
+
+
+def resolve_device(device) -> torch.device:
+    """"cuda" → this process's GPU: cuda:LOCAL_RANK under torchrun, else the current CUDA device.
+    A bare "cuda" means GPU 0 to safe_open and to .to() whatever torch.cuda.set_device said, which
+    would put every torchrun process on GPU 0."""
+    device = torch.device(device or "cpu")
+    if device.type == "cuda" and device.index is None:
+        local_rank = os.environ.get("LOCAL_RANK")
+        device = torch.device("cuda", int(local_rank) if local_rank is not None else torch.cuda.current_device())
+    return device
 
 
 def _weight_files(folder: Path) -> list[Path]:

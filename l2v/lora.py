@@ -35,6 +35,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .loading import CheckpointError, atomic_folder
+from .precision import UpcastLinear, upcast_linear
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
@@ -51,6 +52,7 @@ class LoRALinear(nn.Module):
         # Qwen2's q/k/v biases: frozen and kept as they are, like W. LoRA adapts W only, as peft does
         # with bias="none", so the adapter files carry no bias and keep PEFT's format.
         self.bias = None if base.bias is None else base.bias.requires_grad_(False)
+        self.upcast = isinstance(base, UpcastLinear)  # bf16 W computed in fp32 (a CPU without native bf16)
         self.r, self.alpha, self.scaling = r, alpha, alpha / r
         device = base.weight.device
         self.lora_A = nn.Linear(self.in_features, r, bias=False, device=device, dtype=torch.float32)
@@ -61,7 +63,7 @@ class LoRALinear(nn.Module):
         self.merged = False
 
     def forward(self, x):
-        out = F.linear(x, self.weight, self.bias)
+        out = upcast_linear(x, self.weight, self.bias) if self.upcast else F.linear(x, self.weight, self.bias)
         if self.merged:
             return out
         p = self.dropout.p if self.training else 0.0
@@ -129,8 +131,8 @@ def dropout_keep_mask(x: torch.Tensor, p: float) -> tuple[torch.Tensor, float]:
     On CPU, torch.rand costs a tenth of a LoRA training step; 16 random bits per element, drawn 64
     at a time, cost a quarter of that. p is then used to 1/65536 (0.05 → 0.0500031), and the
     dropout's 1/(1 − p) uses the same value, so the expectation stays exact."""
-    if x.device.type != "cpu":
-        return torch.rand_like(x, dtype=torch.float32) >= p, p
+    if x.device.type != "cpu":  # bernoulli straight into booleans: no fp32 rand_like of x's size
+        return torch.empty(x.shape, dtype=torch.bool, device=x.device).bernoulli_(1 - p), p
     n = x.numel()
     words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
     r = words.view(torch.int16)[:n].view(x.shape)  # uniform on [−32768, 32767]
@@ -180,7 +182,8 @@ def merge_lora(model: nn.Module) -> nn.Module:
         for child_name, child in list(module.named_children()):
             if isinstance(child, LoRALinear):
                 child.merge()
-                plain = nn.Linear(child.in_features, child.out_features, bias=child.bias is not None, device="meta")
+                linear = UpcastLinear if child.upcast else nn.Linear
+                plain = linear(child.in_features, child.out_features, bias=child.bias is not None, device="meta")
                 plain.weight = child.weight
                 if child.bias is not None:
                     plain.bias = child.bias

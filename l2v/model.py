@@ -8,9 +8,12 @@
                └─ lm_head (only when predicting tokens, e.g. MNTP) ─ logits (B, T, V)
 
 LLM2Vec step 1 is the `causal` switch: the same weights, but a mask that lets every token see every
-other real token. The mask is always built by `build_attention_mask` and handed to the attention
-kernel explicitly; nothing ever relies on a kernel's own `is_causal` default (the official llm2vec
-once stayed causal at batch size 1 because its kernel got no mask and fell back to causal).
+other real token. The mask is built by `build_attention_mask` and handed to the attention kernel
+explicitly; nothing ever relies on a kernel's own `is_causal` default (the official llm2vec once
+stayed causal at batch size 1 because its kernel got no mask and fell back to causal). The one
+exception is deliberate: bidirectional attention without padding (MNTP's packed blocks, unpadded
+batches) needs no mask, so none is passed and `is_causal=False` is said explicitly — on a GPU that
+is what lets SDPA use its flash kernel.
 
 The other families change a handful of lines, each behind a `ModelConfig` field and marked
 "Qwen2:", "Qwen3:", "Gemma:" or "Gemma-2:" where it happens (config.py has the table):
@@ -94,17 +97,21 @@ class Transformer(nn.Module):
         """
         B, T = input_ids.shape
         causal = self.causal if causal is None else causal
-        if attention_mask is None:
-            attention_mask = torch.ones(B, T, dtype=torch.bool, device=input_ids.device)
-        mask = build_attention_mask(attention_mask, causal=causal)  # (B, 1, T, T), True = may attend
-        # Sliding-window layers (all of Mistral's, every other one of Gemma-2's) see only the last
-        # `sliding_window` keys, in causal mode. Bidirectional: full attention in every layer, as
-        # the official LLM2Vec does for Mistral (a window in both directions was never trained).
-        masks = {"full_attention": mask, "sliding_attention": mask}
-        if causal and "sliding_attention" in self.config.layer_types:
-            masks["sliding_attention"] = build_attention_mask(
-                attention_mask, causal=causal, sliding_window=self.config.sliding_window
-            )
+        if not causal and self.attn_impl == "sdpa" and (attention_mask is None or bool(attention_mask.all())):
+            # Every query sees every key: no mask needed (and the flash kernel takes none). "math" keeps it.
+            masks = {"full_attention": None, "sliding_attention": None}
+        else:
+            if attention_mask is None:
+                attention_mask = torch.ones(B, T, dtype=torch.bool, device=input_ids.device)
+            mask = build_attention_mask(attention_mask, causal=causal)  # (B, 1, T, T), True = may attend
+            # Sliding-window layers (all of Mistral's, every other one of Gemma-2's) see only the last
+            # `sliding_window` keys, in causal mode. Bidirectional: full attention in every layer, as
+            # the official LLM2Vec does for Mistral (a window in both directions was never trained).
+            masks = {"full_attention": mask, "sliding_attention": mask}
+            if causal and "sliding_attention" in self.config.layer_types:
+                masks["sliding_attention"] = build_attention_mask(
+                    attention_mask, causal=causal, sliding_window=self.config.sliding_window
+                )
 
         x = self.model.embed_tokens(input_ids)  # (B, T, D)
         if self.config.scale_embeddings:
@@ -116,14 +123,15 @@ class Transformer(nn.Module):
         # of all of a row's positions leaves its attention scores unchanged.
         cos, sin = rotary_cos_sin(self.config, T, device=x.device, dtype=x.dtype)  # (T, head_dim) each
 
-        states = [x]
+        states = [x] if output_hidden_states else None  # L + 1 states kept only when asked for
         for layer, kind in zip(self.model.layers, self.config.layer_types):
             layer_mask = masks[kind]
             if self.gradient_checkpointing and self.training:
                 x = checkpoint(layer, x, layer_mask, cos, sin, use_reentrant=False)
             else:
                 x = layer(x, layer_mask, cos, sin)
-            states.append(x)
+            if states is not None:
+                states.append(x)
         x = self.model.norm(x)
         if output_hidden_states:
             return x, (*states[:-1], x)  # HF replaces the last block's output by its normed form
@@ -274,9 +282,17 @@ class Attention(nn.Module):
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         p = self.dropout if self.training else 0.0
         if self.impl == "sdpa" and self.softcap is None:
-            # is_causal stays False: causality, if wanted, is already in `mask`.
+            gqa = self.n_kv_heads != self.n_heads
+            if mask is not None and gqa:
+                # A mask rules out the flash kernel, and the fused kernel that takes one (memory-
+                # efficient) has no GQA: given both, SDPA on CUDA falls back to the math kernel and
+                # builds (B, H, T, T) in every layer. K/V expanded to all heads keep it fused.
+                n_rep = self.n_heads // self.n_kv_heads
+                k, v = k.repeat_interleave(n_rep, dim=1), v.repeat_interleave(n_rep, dim=1)  # (B, H, T, hd)
+                gqa = False
+            # is_causal stays False: causality, if wanted, is already in `mask` (None: see everything).
             y = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=p, enable_gqa=self.n_kv_heads != self.n_heads, scale=self.scale
+                q, k, v, attn_mask=mask, dropout_p=p, is_causal=False, enable_gqa=gqa, scale=self.scale
             )
         else:  # the fused kernel cannot soft-cap scores: Gemma-2 always takes the written-out path
             y = math_attention(q, k, v, mask, p, scale=self.scale, softcap=self.softcap)
@@ -285,15 +301,17 @@ class Attention(nn.Module):
 
 
 def math_attention(q, k, v, mask, dropout_p: float = 0.0, scale: float | None = None, softcap: float | None = None):
-    """softmax(QKᵀ/√d + mask)·V, spelled out. q (B, H, T, d); k, v (B, KV, T, d); mask (B, 1, T, T).
-    scale replaces 1/√d if given; softcap (Gemma-2) squashes scores to cap·tanh(scores/cap) first."""
+    """softmax(QKᵀ/√d + mask)·V, spelled out. q (B, H, T, d); k, v (B, KV, T, d); mask (B, 1, T, T),
+    or None where every query may see every key. scale replaces 1/√d if given; softcap (Gemma-2)
+    squashes scores to cap·tanh(scores/cap) first."""
     n_rep = q.shape[1] // k.shape[1]
     k = k.repeat_interleave(n_rep, dim=1)  # (B, H, T, d): kv head g serves query heads g·n_rep ...
     v = v.repeat_interleave(n_rep, dim=1)  # (B, H, T, d)
     scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5 if scale is None else scale)  # (B, H, T, T)
     if softcap is not None:  # Gemma-2
         scores = soft_cap(scores, softcap)
-    scores = scores.masked_fill(~mask, float("-inf"))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
     probs = scores.softmax(dim=-1, dtype=torch.float32).to(q.dtype)
     probs = F.dropout(probs, p=dropout_p)  # p is already 0 outside training mode
     return probs @ v  # (B, H, T, d)

@@ -17,6 +17,10 @@ kv = kv_heads·head_dim, r LoRA rank, H heads, T sequence length) — read off t
     attention                      3q + 2kv + H  (q, k, v, the output and its reshaped copy for
                                                   o_proj, one log-sum-exp per head: SDPA's fused
                                                   kernels never keep the T×T probabilities)
+                                   + 2(q − kv)   padded batches (SimCSE, supervised) of a GQA model:
+                                                  a mask rules out flash, and the fused kernel that
+                                                  takes one has no GQA, so K/V go in expanded to all
+                                                  heads (model.py). MNTP's packed blocks need no mask.
     SwiGLU MLP                     4f
     LoRA                           7r            (the A outputs)
   and, in bytes:
@@ -30,14 +34,21 @@ kv = kv_heads·head_dim, r LoRA rank, H heads, T sequence length) — read off t
                                    per element of H·T (plus the dropout term above, in SimCSE)
   Gemma-2's two extra norms per layer add 2h elements; Qwen2's q/k/v biases and Qwen3's q/k norms
   change nothing that is kept.
+
+On a CPU (`--device cpu`, compared with peak resident memory) two more rows: the process itself
+(Python, torch, tokenizers: ~0.3 GiB), and, where bf16 is not native, the fp32 block of weight
+rows that `precision.UpcastLinear` upcasts at a time (8 MB) — activations are then fp32.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from .config import ModelConfig
 from .lora import DEFAULT_TARGETS
+from .mntp import FAMILY_MASKING
+from .precision import UPCAST_CHUNK, native_bf16
 
 PRESETS = {
     "smollm2-135m": dict(model_type="llama", vocab_size=49152, hidden_size=576, intermediate_size=1536,
@@ -71,6 +82,7 @@ PRESETS = {
 }
 SEQUENCES_PER_EXAMPLE = {"mntp": 1, "simcse": 2, "supervised": 3}  # SimCSE: two views; supervised: q, pos, neg
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+PROCESS_BYTES_CPU = int(0.3 * 2**30)  # resident size of a Python process with torch + tokenizers loaded
 
 
 @dataclass
@@ -80,10 +92,13 @@ class Plan:
     activations: int
     activations_checkpointed: int
     lm_head: int
+    process: int = 0  # CPU only: the Python process itself
+    upcast: int = 0  # CPU without native bf16: the fp32 copy of the weight in use
+    compute_dtype: str = ""  # the dtype activations are in (fp32 for bf16 weights without native bf16)
 
     def total(self, checkpointing: bool) -> int:
         acts = self.activations_checkpointed if checkpointing else self.activations
-        return self.weights + self.lora_and_optimizer + acts + self.lm_head
+        return self.weights + self.lora_and_optimizer + acts + self.lm_head + self.process + self.upcast
 
 
 def count_parameters(c: ModelConfig) -> int:
@@ -103,10 +118,11 @@ def count_lora_parameters(c: ModelConfig, r: int, targets=DEFAULT_TARGETS) -> in
 
 
 def activation_bytes_per_token_layer(c: ModelConfig, T: int, *, dtype: str, r: int, lora_dropout: float,
-                                     attention_dropout: float, fused_attention: bool) -> float:
+                                     attention_dropout: float, fused_attention: bool, padded: bool = False) -> float:
     h, f, q, kv = c.hidden_size, c.intermediate_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim
     b = BYTES[dtype]
-    total = (4 * h + 3 * q + 2 * kv + c.num_attention_heads + 4 * f + 7 * r) * b
+    kv_in = q if padded else kv  # with a mask, K/V reach the kernel expanded to all heads
+    total = (4 * h + 3 * q + 2 * kv_in + c.num_attention_heads + 4 * f + 7 * r) * b
     if c.sandwich_norms:
         total += 2 * h * b
     if lora_dropout > 0:
@@ -120,24 +136,36 @@ def activation_bytes_per_token_layer(c: ModelConfig, T: int, *, dtype: str, r: i
 
 
 def plan(c: ModelConfig, *, stage: str, batch_size: int, max_length: int, dtype: str = "bfloat16", r: int = 16,
-         lora_dropout: float = 0.05, attention_dropout: float | None = None, mask_prob: float = 0.2,
-         device: str = "cuda") -> Plan:
-    """Memory estimate of one training step (bytes). attention_dropout None: SimCSE's 0.3, else 0."""
+         lora_dropout: float = 0.05, attention_dropout: float | None = None, mask_prob: float | None = None,
+         device: str = "cuda", padded: bool | None = None) -> Plan:
+    """Memory estimate of one training step (bytes). attention_dropout None: SimCSE's 0.3, else 0.
+    mask_prob None: the model family's MNTP rate (mntp.FAMILY_MASKING: LLaMA 0.2, Mistral 0.8).
+    padded None: MNTP's packed blocks are not, contrastive batches (padded to the longest) are."""
     if stage not in SEQUENCES_PER_EXAMPLE:
         raise ValueError(f"unknown stage {stage!r}: choose one of {', '.join(SEQUENCES_PER_EXAMPLE)}")
     tokens = batch_size * SEQUENCES_PER_EXAMPLE[stage] * max_length
     L = c.num_hidden_layers
     if attention_dropout is None:
         attention_dropout = 0.3 if stage == "simcse" else 0.0
-    per = activation_bytes_per_token_layer(c, max_length, dtype=dtype, r=r, lora_dropout=lora_dropout,
-                                           attention_dropout=attention_dropout, fused_attention=device == "cuda")
+    if mask_prob is None:
+        mask_prob = FAMILY_MASKING.get(c.model_type, FAMILY_MASKING["llama"]).prob
+    if padded is None:
+        padded = stage != "mntp"
+    h, f, V = c.hidden_size, c.intermediate_size, c.vocab_size
+    upcast = device == "cpu" and dtype == "bfloat16" and not native_bf16("cpu")
+    compute = "float32" if upcast else dtype  # precision.py: bf16 weights computed in fp32
+    per = activation_bytes_per_token_layer(c, max_length, dtype=compute, r=r, lora_dropout=lora_dropout,
+                                           attention_dropout=attention_dropout, fused_attention=device == "cuda",
+                                           padded=padded)
     # Checkpointing keeps each block's input, then holds one block's activations while recomputing it.
-    checkpointed = tokens * L * c.hidden_size * BYTES[dtype] + tokens * per
+    checkpointed = tokens * L * h * BYTES[compute] + tokens * per
     head = 0
     if stage == "mntp":  # fp32 logits + log-softmax at the masked positions (l2v never builds (B, T, V))
-        head = int(mask_prob * tokens) * c.vocab_size * 4 * 2
+        head = int(mask_prob * tokens) * V * 4 * 2
     return Plan(weights=count_parameters(c) * BYTES[dtype], lora_and_optimizer=count_lora_parameters(c, r) * 16,
-                activations=int(tokens * L * per), activations_checkpointed=int(checkpointed), lm_head=head)
+                activations=int(tokens * L * per), activations_checkpointed=int(checkpointed), lm_head=head,
+                process=PROCESS_BYTES_CPU if device == "cpu" else 0,
+                upcast=4 * UPCAST_CHUNK if upcast else 0, compute_dtype=compute)
 
 
 def format_plan(name: str, p: Plan, *, stage: str, batch_size: int, max_length: int, dtype: str,
@@ -146,11 +174,21 @@ def format_plan(name: str, p: Plan, *, stage: str, batch_size: int, max_length: 
     rows = [("weights", p.weights), ("LoRA + AdamW (fp32)", p.lora_and_optimizer),
             ("activations", p.activations), ("activations, checkpointed", p.activations_checkpointed),
             ("LM head (MNTP)", p.lm_head)]
-    lines = [f"{name}: {stage}, batch {batch_size} × {max_length} tokens, {dtype} weights, LoRA r16 on 7 projections"]
-    lines += [f"  {label:28} {value / gib:8.1f} GiB" for label, value in rows]
+    if p.process:  # CPU: compared with peak resident memory
+        rows += [("process (Python, torch)", p.process)] + ([("fp32 block of weight rows", p.upcast)] if p.upcast else [])
+    computed = f" computed in {p.compute_dtype} (no native bf16 here)" if p.compute_dtype not in ("", dtype) else ""
+    lines = [f"{name}: {stage}, batch {batch_size} × {max_length} tokens, {dtype} weights{computed}, "
+             f"LoRA r16 on 7 projections"]
+    lines += [f"  {label:28} {value / gib:8.2f} GiB" for label, value in rows]
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if p.process else 0  # CPU: this machine's RAM
     for ckpt in (False, True):
         total = p.total(ckpt) / gib
         fits = ", ".join(f"{g} GB: {'fits' if total * gib <= g * 1e9 * 0.92 else 'no'}" for g in gpus_gb)
-        lines.append(f"  {'total, ' + ('with' if ckpt else 'without') + ' checkpointing':28} {total:8.1f} GiB   ({fits})")
-    lines.append("  (estimate; leave ~8% of a GPU's memory for the CUDA context and fragmentation)")
+        if ram:
+            fits = f"this machine's {ram / gib:.1f} GiB of RAM: {'fits' if total * gib <= 0.9 * ram else 'no'}"
+        lines.append(f"  {'total, ' + ('with' if ckpt else 'without') + ' checkpointing':28} {total:8.2f} GiB   ({fits})")
+    if p.process:
+        lines.append("  (estimate of peak resident memory on this CPU)")
+    else:
+        lines.append("  (estimate; leave ~8% of a GPU's memory for the CUDA context and fragmentation)")
     return "\n".join(lines)

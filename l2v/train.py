@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from . import distributed
 from .loading import atomic_folder
 from .lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, lora_modules, read_adapter, write_adapter
+from .precision import warn_fp16_under_bf16_autocast
 
 CHECKPOINT_DIR, STATE_FILE, LOG_FILE = "checkpoint", "trainer_state.pt", "log.jsonl"
 
@@ -109,6 +110,8 @@ def train(model, *, loss_fn: Callable, batch_fn: Callable, cfg: TrainConfig, out
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     use_bf16 = device.type == "cuda" if cfg.autocast_bf16 is None else cfg.autocast_bf16
+    if use_bf16:
+        warn_fp16_under_bf16_autocast(model, desc)
     model.gradient_checkpointing = cfg.gradient_checkpointing
 
     start = 0
@@ -212,12 +215,13 @@ def _load_checkpoint(folder: Path, model, optimizer, scheduler) -> int:
         for path, m in lora_modules(model).items():
             m.lora_A.weight.copy_(tensors[path]["lora_A"])
             m.lora_B.weight.copy_(tensors[path]["lora_B"])
-    state = torch.load(folder / STATE_FILE, weights_only=True)  # our own file; weights_only: no code runs
+    device = next(model.parameters()).device  # not where the saving process had it (GPU 0 for rank 0)
+    state = torch.load(folder / STATE_FILE, weights_only=True, map_location=device)  # weights_only: no code runs
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["torch_rng"])
+    torch.set_rng_state(state["torch_rng"].cpu())  # RNG states are CPU byte tensors wherever the model is
     if state["cuda_rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
     random.setstate(_as_tuple(state["python_rng"]))
     return int(state["step"])
 

@@ -4,6 +4,7 @@
     python tests/bench.py mntp   [--batch-size 16 --max-length 128 --steps 3]   # fp32, and bf16 autocast
     python tests/bench.py simcse [--batch-size 16 --max-length 128 --steps 3]
     python tests/bench.py load                                     # peak memory of load_model
+    python tests/bench.py scale  [--layers 2 --hidden 1024 ...]    # a Mistral-7B-shaped model, end to end
 
 Training steps run each implementation in a fresh subprocess, so peak resident memory
 (ru_maxrss) belongs to that implementation alone.
@@ -15,11 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import re
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -75,7 +81,8 @@ def bench_encode(args):
     enc = l2v.Encoder.from_pretrained(args.model, causal=True, autocast=True)
     ours = timed(lambda: enc.encode(texts, batch_size=32, show_progress_bar=False))
     rows.append(("fp32+autocast", n_tokens / ours, hf_tok_s[torch.float32]))
-    print(f"encode {len(texts)} sentences ({n_tokens} tokens, batch 32, causal, mean pooling)")
+    native = "native" if torch.cpu._is_avx512_bf16_supported() else "NOT native"
+    print(f"encode {len(texts)} sentences ({n_tokens} tokens, batch 32, causal, mean pooling); bf16 {native}")
     print(f"{'dtype':14} {'l2v tok/s':>10} {'hf tok/s':>10} {'ratio':>6}")
     for dtype, a, b in rows:
         print(f"{dtype:14} {a:10.0f} {b:10.0f} {a / b:6.2f}x")
@@ -170,7 +177,9 @@ def bench_training(args):
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             results[impl, autocast] = json.loads(out.strip().splitlines()[-1])
     what = "MNTP step" if args.what == "mntp" else "SimCSE step (two views, attention dropout 0.3)"
-    print(f"{what}, {args.batch_size} x {args.max_length} tokens, LoRA r16 on 7 projections (best of {args.steps})")
+    native = "native" if torch.cpu._is_avx512_bf16_supported() else "NOT native (autocast rows are slow here)"
+    print(f"{what}, {args.batch_size} x {args.max_length} tokens, LoRA r16 on 7 projections (best of {args.steps}); "
+          f"bf16 {native}")
     print(f"{'':30} {'l2v s':>7} {'hf s':>7} {'speed-up':>9} {'l2v GiB':>8} {'hf GiB':>7} {'memory':>7}")
     rows = [("fp32 vs fp32", (("l2v", False), ("hf", False))),
             ("autocast vs autocast", (("l2v", True), ("hf", True))),
@@ -195,9 +204,184 @@ def bench_load(args):
           f"= {added / weights:.2f}x the weights")
 
 
+# ---------------------------------------------------------------- scale: a Mistral-7B-shaped run on this CPU
+
+
+def scale_config(args):
+    """Mistral-7B's shape (or a smaller one for a smoke test), SmolLM2's vocabulary."""
+    from l2v.config import ModelConfig
+
+    src = json.loads((Path(args.model) / "config.json").read_text())
+    return ModelConfig(model_type="mistral", vocab_size=l2v.Tokenizer(args.model).vocab_size,
+                       hidden_size=args.hidden, intermediate_size=args.intermediate, num_hidden_layers=args.layers,
+                       num_attention_heads=args.heads, num_key_value_heads=args.kv_heads, sliding_window=4096,
+                       max_position_embeddings=32768, rms_norm_eps=1e-5, bos_token_id=src.get("bos_token_id"),
+                       eos_token_id=src.get("eos_token_id"), pad_token_id=src.get("pad_token_id"))
+
+
+def write_scale_folder(args) -> Path:
+    """A random-initialised model folder in HF's layout — bf16 safetensors, one shard per layer and
+    an index, the real tokenizer — written one shard at a time (RAM holds one layer, not the model).
+    Reused when complete (it is ~15 GB at full size)."""
+    from safetensors.torch import save_file
+
+    from l2v.loading import INDEX_FILE
+    from l2v.model import Transformer
+
+    config = scale_config(args)
+    name = (f"mistral-shaped-L{config.num_hidden_layers}-h{config.hidden_size}-f{config.intermediate_size}"
+            f"-H{config.num_attention_heads}-kv{config.num_key_value_heads}-v{config.vocab_size}")
+    folder = Path(args.cache).expanduser() / name
+    if (folder / ".complete").is_file():
+        print(f"model folder: {folder} (reused)")
+        return folder
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in Transformer(config).state_dict().items()}
+    groups = [["model.embed_tokens.weight"]]
+    groups += [[k for k in shapes if k.startswith(f"model.layers.{i}.")] for i in range(config.num_hidden_layers)]
+    groups += [["model.norm.weight", "lm_head.weight"]]
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=folder.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it owner-only
+    g = torch.Generator().manual_seed(0)
+    weight_map, total = {}, 0
+    t0 = time.perf_counter()
+    from tqdm.auto import tqdm
+
+    try:
+        for i, group in enumerate(tqdm(groups, desc="write shards", unit="shard")):
+            file = f"model-{i + 1:05d}-of-{len(groups):05d}.safetensors"
+            shard = {}
+            for k in group:
+                if len(shapes[k]) == 1:  # RMSNorm weights
+                    shard[k] = torch.ones(shapes[k], dtype=torch.bfloat16)
+                else:
+                    shard[k] = torch.randn(shapes[k], generator=g).mul_(0.02).to(torch.bfloat16)
+                weight_map[k] = file
+                total += shard[k].numel() * 2
+            save_file(shard, str(tmp / file), metadata={"format": "pt"})
+            del shard
+        (tmp / INDEX_FILE).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map},
+                                                 indent=1))
+        (tmp / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        for f in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(Path(args.model) / f, tmp / f)
+        (tmp / ".complete").write_text("")
+        if folder.exists():  # written only by the rename below, so never half-done: not ours to delete
+            raise SystemExit(f"{folder} exists but has no .complete marker; remove it to rewrite it")
+        os.replace(tmp, folder)
+    finally:
+        if tmp.exists():  # interrupted: leave no half-written 15 GB behind
+            shutil.rmtree(tmp)
+    print(f"model folder: {folder}, {total / 2**30:.2f} GiB of bf16 weights in {len(groups)} shards, "
+          f"written in {time.perf_counter() - t0:.0f} s")
+    return folder
+
+
+def run_measured(cmd: list[str]) -> tuple[float, int, str]:
+    """Run a command; → (seconds, peak resident bytes of that process alone, its output)."""
+    t = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        log.seek(0)
+        out = log.read()
+    if proc.returncode:
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{out[-3000:]}")
+    return time.perf_counter() - t, usage.ru_maxrss * 1024, out
+
+
+def planned_peak(folder: Path, stage: str, batch: int, length: int) -> tuple[int, str]:
+    """`l2v plan --device cpu` for this run → (its total with checkpointing in bytes, its text)."""
+    cmd = [sys.executable, "-m", "l2v", "plan", "--config", str(folder), "--stage", stage, "--batch-size", str(batch),
+           "--max-length", str(length), "--dtype", "bfloat16", "--device", "cpu"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    total = re.search(r"total, with checkpointing\s+([\d.]+) GiB", out)
+    return int(float(total.group(1)) * 2**30), out
+
+
+LOAD_PROBE = """
+import resource, sys, time, torch, l2v
+def rss(): return int(open("/proc/self/statm").read().split()[1]) * 4096
+before = rss()
+t = time.perf_counter()
+model = l2v.load_model(sys.argv[1], causal=False)
+seconds = time.perf_counter() - t
+loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+params = {id(p): p for p in model.parameters()}.values()
+with torch.no_grad():  # read every weight once: the memory-mapped pages become resident
+    for p in params:
+        p.sum()
+touched = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+print(seconds, loaded, touched, sum(p.numel() * p.element_size() for p in params))
+"""
+
+
+def bench_scale(args):
+    """Write the model folder, then drive it through the documented commands only, each in its own
+    process (peak resident memory is that process's), each figure beside `l2v plan --device cpu`."""
+    from l2v.precision import native_bf16
+
+    folder = write_scale_folder(args)
+    work = Path(tempfile.mkdtemp(prefix="runs-", dir=folder.parent))
+    try:
+        print(f"bf16 compute: {'native' if native_bf16('cpu') else 'no native bf16: weights upcast to fp32 as used'}")
+        # Enough MNTP text for the steps' blocks, but under 10 blocks, so no held-out evaluation
+        # (a 7B forward pass costs about a minute here); sentences reach --simcse-length tokens.
+        lines = sentences(args.mntp_batch * args.steps + 3, words=args.mntp_length)
+        (work / "text.txt").write_text("\n".join(lines) + "\n")
+        lines = sentences(args.simcse_batch, words=args.simcse_length, seed=1)
+        (work / "sentences.txt").write_text("\n".join(lines) + "\n")
+        rows = []
+
+        seconds, _, out = run_measured([sys.executable, "-c", LOAD_PROBE, str(folder)])
+        load_s, loaded, touched, weights = (float(x) for x in out.split()[-4:])
+        rows.append(("weights", f"{weights / 2**30:.2f} GiB", "", ""))
+        rows.append(("load_model", f"{load_s:.1f} s; peak RSS +{loaded / 2**30:.2f} GiB", "",
+                     f"{loaded / weights:.2f}x weights"))
+        ok = "ok" if touched <= 1.2 * weights else "OVER 1.2x"
+        rows.append(("  after reading every weight", f"peak RSS +{touched / 2**30:.2f} GiB", "",
+                     f"{touched / weights:.2f}x weights ({ok})"))
+
+        seconds, peak, out = run_measured([sys.executable, "-m", "l2v", "encode", "--model", str(folder), "--input",
+                                           str(work / "sentences.txt"), "--output", str(work / "emb.npy"),
+                                           "--device", "cpu", "--batch-size", "8"])
+        enc_s = float(re.search(r"in ([\d.]+) s", out.strip().splitlines()[-1]).group(1))
+        rows.append((f"l2v encode ({args.simcse_batch} sentences)", f"{enc_s:.1f} s (+ load: {seconds:.0f} s in all); "
+                     f"peak RSS {peak / 2**30:.2f} GiB", "", f"{peak / weights:.2f}x weights"))
+
+        plans = []
+        for stage, batch, length in (("mntp", args.mntp_batch, args.mntp_length),
+                                     ("simcse", args.simcse_batch, args.simcse_length)):
+            est, text = planned_peak(folder, stage, batch, length)
+            plans.append(text)
+            out_dir = work / stage
+            data = work / ("text.txt" if stage == "mntp" else "sentences.txt")
+            cmd = [sys.executable, "-m", "l2v", stage, "--model", str(folder), "--data", str(data), "--out", str(out_dir),
+                   "--steps", str(args.steps), "--batch-size", str(batch), "--max-length", str(length),
+                   "--dtype", "bfloat16", "--gradient-checkpointing", "--device", "cpu", "--save-every", "0"]
+            if stage == "simcse":
+                cmd += ["--adapter", str(work / "mntp")]  # the recipe: MNTP merged, then SimCSE
+            seconds, peak, out = run_measured(cmd)
+            steps = [json.loads(line) for line in (out_dir / "log.jsonl").read_text().splitlines()]
+            step_s = min(r["seconds"] for r in steps if "seconds" in r)
+            ratio = est / peak
+            verdict = "ok" if 0.8 <= ratio <= 1.2 else "OUTSIDE ±20%"
+            rows.append((f"l2v {stage} {batch} x {length}, {args.steps} steps",
+                         f"{step_s:.1f} s/step ({seconds:.0f} s in all); peak RSS {peak / 2**30:.2f} GiB",
+                         f"plan {est / 2**30:.2f} GiB", f"plan/measured {ratio:.2f} ({verdict})"))
+        print("\n".join(plans))
+        print(f"{'':38} {'measured':54} {'l2v plan --device cpu':22} check")
+        for row in rows:
+            print(f"{row[0]:38} {row[1]:54} {row[2]:22} {row[3]}")
+    finally:
+        shutil.rmtree(work)  # this run's adapters and logs (the model folder is kept for the next run)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["encode", "mntp", "simcse", "load"])
+    parser.add_argument("what", choices=["encode", "mntp", "simcse", "load", "scale"])
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", default="weights/smollm2-135m-instruct")
     parser.add_argument("--threads", type=int, default=2)
@@ -206,13 +390,28 @@ def main():
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--impl", choices=["l2v", "hf"])
     parser.add_argument("--autocast", action="store_true", help=argparse.SUPPRESS)
+    scale = parser.add_argument_group("scale (defaults: Mistral-7B's shape; ~15 GB of disk, ~16 GB of RAM)")
+    scale.add_argument("--layers", type=int, default=32)
+    scale.add_argument("--hidden", type=int, default=4096)
+    scale.add_argument("--intermediate", type=int, default=14336)
+    scale.add_argument("--heads", type=int, default=32)
+    scale.add_argument("--kv-heads", type=int, default=8)
+    scale.add_argument("--cache", default="~/.cache/l2v-bench", help="where the model folder is written (kept)")
+    scale.add_argument("--mntp-batch", type=int, default=2)
+    scale.add_argument("--mntp-length", type=int, default=128)
+    scale.add_argument("--simcse-batch", type=int, default=4)
+    scale.add_argument("--simcse-length", type=int, default=64)
     args = parser.parse_args()
+    if args.what == "scale":
+        args.steps = 2
     torch.set_num_threads(args.threads)
     if args.worker:
         return step_worker(args)
+    native = torch.cpu._is_avx512_bf16_supported()
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
-    {"encode": bench_encode, "mntp": bench_training, "simcse": bench_training, "load": bench_load}[args.what](args)
+          f"{torch.get_num_threads()} threads, native bf16 (AVX-512 BF16): {'yes' if native else 'no'}")
+    {"encode": bench_encode, "mntp": bench_training, "simcse": bench_training, "load": bench_load,
+     "scale": bench_scale}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from l2v.model import Transformer
 from l2v.plan import PRESETS, count_lora_parameters, count_parameters, format_plan, plan
 
 
-def saved_activation_bytes(model, ids) -> int:
+def saved_activation_bytes(model, ids, *inputs) -> int:
     """Bytes of the tensors autograd saves for backward during one forward, parameters excluded."""
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen = {}
@@ -21,7 +21,7 @@ def saved_activation_bytes(model, ids) -> int:
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(ids)
+        model(ids, *inputs)
     return sum(seen.values())
 
 
@@ -96,3 +96,21 @@ def test_soft_capped_attention_estimate_matches_measured():
     measured = saved_activation_bytes(model, torch.randint(0, 300, (B, T)))
     est = plan(cfg, stage="mntp", batch_size=B, max_length=T, dtype="float32", lora_dropout=0.0, device="cuda")
     assert est.activations == pytest.approx(measured, rel=0.10)
+
+
+@pytest.mark.parametrize("kv_heads", [2, 6], ids=["gqa", "mha"])
+def test_padded_batches_count_kv_expanded_to_all_heads(kv_heads):
+    """Issue 14: a padded batch needs a mask, and with a mask K/V reach SDPA expanded to all heads."""
+    cfg = ModelConfig(vocab_size=300, hidden_size=192, intermediate_size=512, num_hidden_layers=3,
+                      num_attention_heads=6, num_key_value_heads=kv_heads)
+    model = apply_lora(Transformer(cfg, causal=False), r=16, dropout=0.0).train()
+    B, T = 4, 48
+    mask = torch.ones(B, T, dtype=torch.long)
+    mask[1:, :12] = 0  # left padding
+    measured = saved_activation_bytes(model, torch.randint(0, 300, (B, T)), mask)
+    est = plan(cfg, stage="simcse", batch_size=B // 2, max_length=T, dtype="float32", lora_dropout=0.0,
+               attention_dropout=0.0, device="cpu")  # simcse: padded, two views of B / 2 sentences
+    assert est.activations == pytest.approx(measured, rel=0.10)
+    unpadded = plan(cfg, stage="simcse", batch_size=B // 2, max_length=T, dtype="float32", lora_dropout=0.0,
+                    attention_dropout=0.0, device="cpu", padded=False)
+    assert (est.activations > unpadded.activations) is (kv_heads != 6)

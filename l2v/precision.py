@@ -1,0 +1,125 @@
+"""Which number format does the arithmetic: bf16 where the hardware has it, fp32 where it does not.
+
+A 7B model in bf16 is 14.5 GB; in fp32 it is 29 GB and does not fit a 24 GB machine. But a CPU
+without native bf16 (AVX2 only, no AVX-512 BF16 or AMX) multiplies bf16 matrices about 100×
+slower than fp32 ones (≈ 1 GFLOP/s against ≈ 98, measured). So on such a CPU the weights stay
+bf16 in memory and every matrix multiply runs in fp32: each weight is upcast at the moment it is
+used, a block of rows at a time, so only 8 MB of fp32 weight exists at once (`UpcastLinear`).
+Measured on an emulated AVX2 CPU (tests/bench.py's numbers are in README's Scaling section):
+bf16 matmuls 0.2 GFLOP/s, upcast blockwise ≈ fp32 weights (≈ 30 GFLOP/s on a shared core),
+upcasting the whole weight first 1.1–1.7× slower at 128 tokens. The residual stream is
+then fp32 too (the embedding output is upcast), so attention and the norms run in fp32 as well.
+
+    native_bf16("cpu")        the decision; L2V_NATIVE_BF16=0 (or 1) overrides it, which is how
+                              the fp32 path is tested on a CPU that has native bf16
+    upcast_compute(model)     bf16 storage, fp32 arithmetic (what load_model does on such CPUs)
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NATIVE_BF16_ENV = "L2V_NATIVE_BF16"
+
+
+def native_bf16(device="cpu") -> bool:
+    """Whether bf16 matrix multiplies are fast on this device: CUDA, or a CPU with AVX-512 BF16.
+    The environment variable L2V_NATIVE_BF16 (1 or 0) overrides the check on CPUs."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return True
+    forced = os.environ.get(NATIVE_BF16_ENV)
+    if forced is not None:
+        if forced not in ("0", "1"):
+            raise ValueError(f"{NATIVE_BF16_ENV} must be 0 or 1, not {forced!r}")
+        return forced == "1"
+    check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    return device.type == "cpu" and check is not None and bool(check())
+
+
+UPCAST_CHUNK = 2**21  # weight elements upcast at a time: 8 MB of fp32, hot in cache when used
+
+
+class _UpcastMatmul(torch.autograd.Function):
+    """x @ Wᵀ in fp32 with W stored in bf16, a block of W's rows at a time: each block is upcast
+    right before its multiply (measured faster than upcasting the whole weight first, and the
+    fp32 transient is 8 MB instead of up to a whole LM head). Autograd on `F.linear(x, W.float())`
+    would keep an fp32 copy of every weight for the backward pass (the model again, in fp32);
+    this keeps the bf16 W and upcasts it again in backward."""
+
+    @staticmethod
+    def forward(ctx, x, weight):
+        ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, weight)
+        ctx.rows = rows = max(1, UPCAST_CHUNK // weight.shape[1])
+        with torch.autocast(x.device.type, enabled=False):  # upcast because bf16 is slow here
+            parts = [F.linear(x, weight[i : i + rows].float()) for i in range(0, weight.shape[0], rows)]
+        return torch.cat(parts, dim=-1)  # (..., out)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            for i in range(0, weight.shape[0], ctx.rows):  # Σ over row blocks of grad[..., block] @ W[block]
+                part = grad[..., i : i + ctx.rows] @ weight[i : i + ctx.rows].float()  # (..., in)
+                grad_x = part if grad_x is None else grad_x.add_(part)
+        if ctx.needs_input_grad[1]:  # a trainable base weight (not LoRA training, where W is frozen)
+            grad_w = (grad.reshape(-1, grad.shape[-1]).T @ x.reshape(-1, x.shape[-1])).to(weight.dtype)
+        return grad_x, grad_w
+
+
+def upcast_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """F.linear in fp32 for a bf16 weight: fp32 input, fp32 output."""
+    y = _UpcastMatmul.apply(x.float(), weight)
+    return y if bias is None else y + bias.float()
+
+
+class UpcastLinear(nn.Linear):
+    """nn.Linear whose bf16 weight is upcast to fp32 as it is used (same parameters, same names)."""
+
+    def forward(self, x):
+        return upcast_linear(x, self.weight, self.bias)
+
+
+def _upcast_class(cls: type) -> type:
+    """nn.Linear → UpcastLinear; a subclass (the model's LMHead, which soft-caps Gemma-2's logits)
+    → one whose own forward still runs, its `super().forward` now the upcasting one."""
+    if cls is nn.Linear or issubclass(cls, UpcastLinear):
+        return UpcastLinear if cls is nn.Linear else cls
+    if cls not in _UPCAST_CLASSES:
+        _UPCAST_CLASSES[cls] = type(f"Upcast{cls.__name__}", (cls, UpcastLinear), {})
+    return _UPCAST_CLASSES[cls]
+
+
+_UPCAST_CLASSES: dict[type, type] = {}
+
+
+def _fp32_output(module, inputs, output):
+    return output.float()
+
+
+def upcast_compute(model: nn.Module) -> nn.Module:
+    """Keep the weights' storage, do the arithmetic in fp32: every nn.Linear becomes an
+    UpcastLinear sharing its weight, and the embedding output is upcast, so the residual stream,
+    attention and norms are fp32. Call before apply_lora (LoRALinear keeps the upcast)."""
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, nn.Linear) and child.weight.dtype == torch.bfloat16:
+                child.__class__ = _upcast_class(type(child))  # the same object and parameters; only forward changes
+            elif isinstance(child, nn.Embedding) and child.weight.dtype == torch.bfloat16:
+                child.register_forward_hook(_fp32_output)
+    model.upcast_compute = True
+    return model
+
+
+def warn_fp16_under_bf16_autocast(model: nn.Module, where: str):
+    """fp16 weights under bf16 autocast: matmuls come out bf16, and fp16 + bf16 promotes to fp32,
+    so the residual stream silently becomes fp32 (twice the activation memory). Warn, keep going."""
+    if any(p.dtype == torch.float16 for p in model.parameters()):
+        warnings.warn(f"{where}: fp16 weights under bf16 autocast make the residual stream fp32 "
+                      f"(fp16 + bf16 promotes); load the model with --dtype bfloat16 instead", stacklevel=3)
