@@ -123,23 +123,27 @@ def require(condition, message: str):
 
 
 def _close(a, b, atol, rtol) -> bool:
-    return a.shape == b.shape and torch.allclose(a.float(), b.float(), atol=atol, rtol=rtol)
+    return a.shape == b.shape and torch.allclose(a.float(), b.float(), atol=atol, rtol=rtol, equal_nan=True)
 
 
 def expect_close(actual, expected, what: str, *, mistakes: dict | None = None, atol=1e-5, rtol=1e-4):
     """Fail with a teaching message unless `actual` equals `expected` (within float32 rounding).
-    mistakes: {explanation: the value that mistake would give}."""
+    mistakes: {explanation: the value that mistake would give}; checked before the shape, since a
+    mistake may give another shape."""
     if not isinstance(actual, torch.Tensor):
         raise AssertionError(f"{what}: expected a torch.Tensor, got {type(actual).__name__}")
     expected = expected.detach()
     actual = actual.detach()
-    if actual.shape != expected.shape:
-        raise AssertionError(f"{what}: wrong shape {tuple(actual.shape)}, expected {tuple(expected.shape)}")
     if _close(actual, expected, atol, rtol):
         return
     for explanation, wrong in (mistakes or {}).items():
         if _close(actual, wrong.detach(), atol, rtol):
             raise AssertionError(f"{what}: {explanation}")
+    if actual.shape != expected.shape:
+        raise AssertionError(f"{what}: wrong shape {tuple(actual.shape)}, expected {tuple(expected.shape)}")
+    if torch.isnan(actual).any() and not torch.isnan(expected).any():
+        where = tuple(int(i) for i in torch.unravel_index(torch.isnan(actual).flatten().nonzero()[0, 0], actual.shape))
+        raise AssertionError(f"{what}: NaN in yours at index {where} (a softmax or a division over nothing?)")
     diff = (actual.float() - expected.float()).abs()
     where = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
     raise AssertionError(f"{what}: max |yours − reference| = {diff.max().item():.3g} at index {where} "

@@ -91,7 +91,7 @@ def test_attention():
             variant(m=torch.ones_like(mask)),
         "the softmax runs over the keys (the last dimension: each query's weights sum to 1), not over the "
         "queries": (q @ k.repeat_interleave(H // KV, 1).transpose(-2, -1) * d**-0.5)
-            .masked_fill(~mask, float("-inf")).softmax(-2).nan_to_num() @ v.repeat_interleave(H // KV, 1),
+            .masked_fill(~mask, float("-inf")).softmax(-2) @ v.repeat_interleave(H // KV, 1),
     })
 
 

@@ -112,7 +112,7 @@ def test_random_tokens():
     require(replaced.any(), "no selected token was replaced by a random one (the 10% random)")
     tokens = inputs[replaced]
     require(bool((tokens < VOCAB).all() and (tokens >= 0).all()), "random tokens must come from [0, vocab_size)")
-    require(tokens.unique().numel() > 0.5 * min(len(tokens), VOCAB),
+    require(tokens.unique().numel() > 20,
             f"only {tokens.unique().numel()} different random tokens for {len(tokens)} positions: draw one random "
             "token per position, not one for the whole batch")
     require(tokens.float().mean().item() > 0.35 * VOCAB, "random tokens are uniform over [0, vocab_size): yours "

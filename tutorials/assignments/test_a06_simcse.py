@@ -112,6 +112,8 @@ def test_uniformity():
     expect_close(torch.as_tensor(a06.uniformity(x)), expected, "uniformity", mistakes={
         "only pairs of DIFFERENT vectors (i < j): the diagonal (distance 0, exp(0) = 1) must be left out":
             full.mul(-2).exp().mean().log(),
+        "only pairs of DIFFERENT vectors (i < j): yours includes i = j (distance 0, exp(0) = 1)":
+            torch.tensor(math.log((sum(math.exp(-2 * sq[p]) for p in pairs) + n) / (len(pairs) + n))),
         "the exponent is −2‖x_i − x_j‖² (t = 2)":
             torch.tensor(math.log(sum(math.exp(-sq[p]) for p in pairs) / len(pairs))),
         "log of the mean, not the mean of the logs": torch.tensor(sum(-2 * sq[p] for p in pairs) / len(pairs)),

@@ -91,7 +91,8 @@ def check_ndcg(scores, qrels, what):
     expected = reference_ndcg(scores, qrels)
     mistakes = {
         "the gain is the relevance itself (linear), not 2^rel − 1": reference_ndcg(scores, qrels, gain=lambda r: 2**r - 1),
-        "equal scores are ordered by document id DESCENDING (trec_eval); yours orders them ascending":
+        "equal scores are ordered by document id DESCENDING (trec_eval); yours orders them ascending (or leaves "
+        "them in the dict's order)":
             reference_ndcg(scores, qrels, ties="asc"),
         "equal scores must be ordered by document id (descending), not left in the dict's order":
             reference_ndcg(scores, qrels, ties="dict"),
