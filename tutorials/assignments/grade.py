@@ -114,10 +114,20 @@ def _call(fn, kwargs: dict, timeout: float):
             signal.signal(signal.SIGALRM, previous)
 
 
+def _quiet():
+    """The report is the grader's messages: no library deprecations, no progress bars of model saves."""
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
 def grade_assignment(folder: Path | None, assignment: str, *, hidden: bool = True, timeout: float = 120) -> list[Check]:
     """Every check of one assignment on `folder`'s file (folder None: the reference solution)."""
     import torch
 
+    _quiet()
     torch.set_default_dtype(torch.float32)  # whatever an earlier submission did to torch's defaults
     torch.set_grad_enabled(True)
     problem, saved = None, sys.modules.get(assignment)
@@ -228,11 +238,6 @@ def main(argv=None):
     p.add_argument("--no-hidden", action="store_true", help="leave the hidden checks out (what students see)")
     p.add_argument("--timeout", type=float, default=120, help="seconds one check may run (default 120)")
     args = p.parse_args(argv)
-    warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecations are not the lesson
-    import transformers
-
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
     if args.solution == (args.folder is not None):
         p.error("give a FOLDER to grade, or --solution")
     if args.folder is not None and not args.folder.is_dir():
