@@ -1,86 +1,430 @@
-"""Issue 8: the course assignments' grader, run as a student would run it.
+"""Issues 8 and 18: the course assignments' graders, and the kit an instructor grades with.
 
-- on the untouched stubs every check fails, each saying which function is not written yet;
-- on the reference solution (`--solution`: the l2v library) every check passes;
-- on a worked solution written from the docstrings alone (tests/assignment_solutions/) every check
-  passes — the stubs can be solved as specified;
-- on that solution with a classic mistake planted in each assignment, the grader names the mistake.
+- the untouched stubs fail every visible check, each saying in one clean line what is not written;
+- the reference solution (the l2v library) and a worked solution written from the docstrings alone
+  (tests/assignment_solutions/) score full marks;
+- mutation testing: that worked solution with one mistake planted (MUTANTS, across all seven
+  assignments) loses points, and the grader's message names the mistake;
+- the kit: points, the grading command, the CSV over a class, hidden checks, the hand-out and
+  the integrity rule each have a test.
+
+Mutants are graded in this process (tutorials/assignments/grade.py), so the whole table runs in
+well under a minute; only the pytest-as-a-student checks start a new Python.
 """
 
+import csv
+import importlib.util
+import math
+import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
 pytest.importorskip("peft")
+pytest.importorskip("scipy")
 ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENTS = ROOT / "tutorials" / "assignments"
 SOLUTIONS = Path(__file__).resolve().parent / "assignment_solutions"
-STUBS = sorted(p.name for p in ASSIGNMENTS.glob("a[0-9][0-9]_*.py"))
+STUBS = sorted(p.stem for p in ASSIGNMENTS.glob("a[0-9][0-9]_*.py"))
+sys.path.insert(0, str(ASSIGNMENTS))
+grade = pytest.importorskip("grade")  # tutorials/assignments/grade.py
+handout = pytest.importorskip("handout")
 
 
-def grade(folder: Path, *args) -> tuple[int, str]:
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder), *args],
-                         capture_output=True, text=True, cwd=folder, timeout=600)
-    return run.returncode, run.stdout + run.stderr
+def pytest_run(folder: Path, *args) -> tuple[int, str, dict]:
+    """pytest in `folder`, as a student runs it → (exit code, output, {file: {check: message or None}})."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    xml = folder / "report.xml"
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}", *args],
+                         capture_output=True, text=True, cwd=folder, timeout=600, env=env)
+    results = {}
+    for case in ElementTree.parse(xml).iter("testcase"):
+        failure = case.find("failure")
+        results.setdefault(case.get("classname").split(".")[-1], {})[case.get("name")] = (
+            None if failure is None else failure.get("message", ""))
+    return run.returncode, run.stdout + run.stderr, results
 
 
-def counts(output: str) -> dict:
-    return {kind: int(n) for n, kind in re.findall(r"(\d+) (passed|failed|error)", output)}
-
-
-def student_copy(tmp_path: Path, plant: dict | None = None) -> Path:
-    """The assignments folder as handed out, with the worked solution filled in (and mistakes planted)."""
-    folder = tmp_path / "assignments"
-    shutil.copytree(ASSIGNMENTS, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in STUBS:
-        text = (SOLUTIONS / name).read_text()
-        for old, new in (plant or {}).get(name, []):
-            assert old in text, f"{name}: the line to break is missing"
-            text = text.replace(old, new)
-        (folder / name).write_text(text)
+def submission(folder: Path, names=STUBS, plant=()) -> Path:
+    """A student's folder: the worked solutions of `names`, with (old, new) replacements planted."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        text = (SOLUTIONS / f"{name}.py").read_text()
+        for old, new in plant:
+            if old in text:
+                text = text.replace(old, new)
+        (folder / f"{name}.py").write_text(text)
     return folder
 
 
+# ---------------------------------------------------------------- as a student runs it (pytest)
+
+
 def test_every_stub_has_a_worked_solution():
-    assert STUBS == sorted(p.name for p in SOLUTIONS.glob("a[0-9][0-9]_*.py"))
-    assert [s[:3] for s in STUBS] == ["a01", "a02", "a04", "a05", "a06"]
+    assert STUBS == sorted(p.stem for p in SOLUTIONS.glob("a[0-9][0-9]_*.py"))
+    assert [s[:3] for s in STUBS] == ["a01", "a02", "a03", "a04", "a05", "a06", "a07"]
 
 
-def test_untouched_stubs_fail_every_check(tmp_path):
-    folder = tmp_path / "assignments"
-    shutil.copytree(ASSIGNMENTS, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    code, out = grade(folder)
-    n = counts(out)
-    assert code == 1 and n.get("passed", 0) == 0 and n.get("error", 0) == 0 and n["failed"] >= 20, out[-2000:]
-    assert out.count("is not written yet") >= n["failed"], out[-2000:]
+def test_hand_out_under_pytest(tmp_path):
+    """The hand-out as a student runs it: solved, half-solved, one mistake, one integrity problem, stubs."""
+    out_dir = handout.build(tmp_path / "handout")
+    folder = out_dir / "assignments"
+    submission(folder, ["a01_llama_block", "a02_bidirectional", "a04_lora"])
+    submission(folder, ["a05_mntp"], [("hidden, labels = hidden[:, :-1], labels[:, 1:]", "pass")])
+    submission(folder, ["a03_pooling"], [("import torch\n", "import torch\nfrom l2v.pooling import mean_pool as _m\n")])
+    code, out, results = pytest_run(folder)  # a06 and a07 stay untouched stubs
+    assert code == 1, out[-3000:]
+    for name in ("a01_llama_block", "a02_bidirectional", "a04_lora"):
+        assert results[f"test_{name}"] and not any(results[f"test_{name}"].values()), results[f"test_{name}"]
+    a05 = results["test_a05_mntp"]
+    assert [c for c, m in a05.items() if m] == ["test_loss_matches_transformers"], a05
+    assert all("integrity: a03_pooling.py uses l2v.pooling" in m for m in results["test_a03_pooling"].values())
+    stubs = {**results["test_a06_simcse"], **results["test_a07_evaluation"]}
+    assert all(m and "is not written yet — " in m for m in stubs.values()), stubs
+    # one clean line per failure: the message once, no traceback, no chained exception, no summary repeat
+    failed = sum(m is not None for r in results.values() for m in r.values())
+    assert len(re.findall(r"^[\w.]+ is not written yet — .*$", out, flags=re.M)) == len(stubs), out[-3000:]
+    assert out.count("that is BERT's loss") == 1 and out.count("integrity: a03_pooling.py") == len(results["test_a03_pooling"])
+    assert "During handling" not in out and "Traceback" not in out and "raise NotImplementedError" not in out
+    assert f"{failed} failed" in out
 
 
-def test_reference_solution_passes():
-    code, out = grade(ASSIGNMENTS, "--solution")
-    assert code == 0 and counts(out).get("failed", 0) == 0, out[-3000:]
+def test_untouched_stubs_score_zero():
+    checks = grade.grade(ASSIGNMENTS, hidden=False)
+    assert len(checks) >= 40 and grade.score(checks)[0] == 0
+    assert all(re.fullmatch(r"[\w.]+ is not written yet — open its file, read the docstring, replace the TODO", c.message)
+               for c in checks), [c.message for c in checks]
 
 
-def test_worked_solution_passes(tmp_path):
-    code, out = grade(student_copy(tmp_path))
-    assert code == 0 and counts(out)["passed"] >= 20, out[-3000:]
+# ---------------------------------------------------------------- full marks
 
 
-MISTAKES = {  # assignment: (the correct line, the planted mistake, what the grader must say)
-    "a01_llama_block.py": ("return weight * x / torch.sqrt(", "return x / torch.sqrt(", "weight is missing"),
-    "a02_bidirectional.py": ("dtype=torch.bool).tril()", "dtype=torch.bool).triu()", "yours is transposed"),
-    "a04_lora.py": ("out + self.scaling * self.lora_B", "out + self.lora_B", "scaled by alpha / r"),
-    "a05_mntp.py": ("hidden, labels = hidden[:, :-1], labels[:, 1:]", "pass", "that is BERT's loss"),
-    "a06_simcse.py": ("F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T", "a @ b.T", "normalise a and b"),
-}
+def test_reference_solution_scores_full_marks():
+    checks = grade.grade(None)
+    failed = [f"{c.assignment}:{c.name}: {c.message}" for c in checks if c.message]
+    assert not failed and len(checks) >= 50, failed
 
 
-def test_grader_names_planted_mistakes(tmp_path):
-    folder = student_copy(tmp_path, {name: [(old, new)] for name, (old, new, _) in MISTAKES.items()})
-    code, out = grade(folder)
-    assert code == 1
-    for name, (_, _, message) in MISTAKES.items():
-        assert message in out, f"{name}: the grader did not say {message!r}\n{out[-3000:]}"
+def test_worked_solution_scores_full_marks(tmp_path):
+    checks = grade.grade(submission(tmp_path / "student"))
+    failed = [f"{c.assignment}:{c.name}: {c.message}" for c in checks if c.message]
+    assert not failed and any(c.hidden for c in checks), failed
+    assert grade.score(checks)[0] == grade.score(checks)[1] >= 100
+
+
+# ---------------------------------------------------------------- mutation testing
+
+MUTANTS = [  # (assignment, mistake, [(the correct text, the planted mistake)], what the grader must say)
+    ("a01_llama_block", "no weight", [("return weight * x / torch.sqrt(", "return x / torch.sqrt(")], "weight is missing"),
+    ("a01_llama_block", "eps outside the root", [("torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps)",
+                                                  "(torch.sqrt(x.pow(2).mean(-1, keepdim=True)) + eps)")],
+     "eps belongs inside the square root"),
+    ("a01_llama_block", "mean over the batch", [("x.pow(2).mean(-1,", "x.pow(2).mean(0,")], "over the last dimension"),
+    ("a01_llama_block", "rotation sign", [("torch.cat((-x2, x1), dim=-1)", "torch.cat((x2, -x1), dim=-1)")],
+     "rotates the other way"),
+    ("a01_llama_block", "GPT-J pairs", [("x1, x2 = x.chunk(2, dim=-1)\n    return x * cos + torch.cat((-x2, x1), dim=-1) * sin",
+                                         "return x * cos + torch.stack((-x[..., 1::2], x[..., ::2]), -1).flatten(-2) * sin")],
+     "not neighbours 2k, 2k+1"),
+    ("a01_llama_block", "kv heads tiled", [("k.repeat_interleave(n_rep, dim=1), v.repeat_interleave(n_rep, dim=1)",
+                                            "k.repeat(1, n_rep, 1, 1), v.repeat(1, n_rep, 1, 1)")], "not repeat (which tiles)"),
+    ("a01_llama_block", "scaled by d", [("/ q.shape[-1] ** 0.5", "/ q.shape[-1]")], "divided by √d"),
+    ("a01_llama_block", "mask ignored", [('scores.masked_fill(~mask, float("-inf"))', "scores")], "the mask is ignored"),
+    ("a01_llama_block", "mask transposed", [('masked_fill(~mask,', "masked_fill(~mask.transpose(-2, -1),")],
+     "reads it transposed"),
+    ("a01_llama_block", "softmax over queries", [(".softmax(-1) @ v", ".softmax(-2) @ v")], "softmax runs over the keys"),
+    ("a01_llama_block", "silu on up", [("F.silu(F.linear(x, gate_w)) * F.linear(x, up_w)",
+                                        "F.linear(x, gate_w) * F.silu(F.linear(x, up_w))")], "silu goes on the gate"),
+    ("a01_llama_block", "relu", [("F.linear(F.silu(", "F.linear(F.relu(")], "not ReLU"),
+    ("a01_llama_block", "no rotary in the block", [("attention(apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v, mask)",
+                                                    "attention(q, k, v, mask)")], "must be rotated"),
+    ("a01_llama_block", "norms swapped", [('w["input_layernorm.weight"]', "W_POST"), ('w["post_attention_layernorm.weight"]',
+                                          'w["input_layernorm.weight"]'), ("W_POST", 'w["post_attention_layernorm.weight"]')],
+     "yours are swapped"),
+    ("a01_llama_block", "second residual lost (not listed)", [("return x + swiglu(m,", "return swiglu(m,")],
+     "decoder_block: max |yours − reference|"),
+    ("a02_bidirectional", "upper triangle", [("dtype=torch.bool).tril()", "dtype=torch.bool).triu()")], "yours is transposed"),
+    ("a02_bidirectional", "no diagonal", [("return mask | torch.eye(T, dtype=torch.bool)", "return mask")],
+     "padding rows must still see themselves"),
+    ("a02_bidirectional", "padding on queries", [("padding_mask.bool()[:, None, None, :]", "padding_mask.bool()[:, None, :, None]")],
+     "mask padding on the keys"),
+    ("a02_bidirectional", "always causal", [("if causal:", "if True:")], "LLM2Vec removes the causal mask"),
+    ("a02_bidirectional", "cosine along positions", [("dim=-1) for c, b in zip", "dim=0) for c, b in zip")],
+     "not along positions"),
+    ("a02_bidirectional", "embeddings dropped", [("zip(causal, bidirectional)", "zip(causal[1:], bidirectional[1:])")],
+     "keep the embeddings"),
+    ("a02_bidirectional", "both runs causal", [("causal=False, output_hidden_states=True", "causal=True, output_hidden_states=True")],
+     "every cosine is 1"),
+    ("a03_pooling", "instruction by position", [("seen = attention_mask.cumsum(1)",
+                                                 "seen = torch.arange(1, attention_mask.shape[1] + 1).expand_as(attention_mask)")],
+     "do not start at position 0"),
+    ("a03_pooling", "instruction kept", [("(seen > n_prefix[:, None])", "(seen > 0)")], "nothing was left out"),
+    ("a03_pooling", "BOS kept", [("(seen > n_prefix[:, None])", "(seen >= n_prefix[:, None])")], "one real token too few"),
+    ("a03_pooling", "bool mask", [(").to(attention_mask.dtype)", ")")], "attention_mask's dtype"),
+    ("a03_pooling", "mean over T", [("return (hidden * m).sum(1) / m.sum(1)", "return (hidden * m).sum(1) / m.shape[1]")],
+     "not by T"),
+    ("a03_pooling", "padding averaged", [("return (hidden * m).sum(1) / m.sum(1)", "return hidden.mean(1)")],
+     "padding and instruction were averaged in"),
+    ("a03_pooling", "weights by position", [("w = (pool_mask.cumsum(1) * pool_mask)",
+                                             "w = (torch.arange(1, pool_mask.shape[1] + 1) * pool_mask)")],
+     "not positions in the padded row"),
+    ("a03_pooling", "weights not normalised", [("return (hidden * w).sum(1) / w.sum(1)\n",
+                                                "return (hidden * w).sum(1) / pool_mask.sum(1, keepdim=True)\n")],
+     "divide by the sum of the weights"),
+    ("a03_pooling", "eos at the last position", [("return hidden[rows, last]", "return hidden[:, -1]")], "padded on the right"),
+    ("a03_pooling", "eos at count − 1", [("return hidden[rows, last]", "return hidden[rows, attention_mask.sum(1) - 1]")],
+     "not at (its number of real tokens) − 1"),
+    ("a03_pooling", "eos not checked", [("    if missing:\n", "    if False:\n")], "returned a vector anyway"),
+    ("a04_lora", "no scaling", [("out + self.scaling * self.lora_B", "out + self.lora_B")], "scaled by alpha / r"),
+    ("a04_lora", "r / alpha", [("self.scaling = alpha / r", "self.scaling = r / alpha")], "scaling is alpha / r"),
+    ("a04_lora", "B random", [("nn.init.zeros_(self.lora_B.weight)", "pass")], "B starts at zero"),
+    ("a04_lora", "A zero", [("nn.init.zeros_(self.lora_B.weight)",
+                             "nn.init.zeros_(self.lora_B.weight); nn.init.zeros_(self.lora_A.weight)")], "A starts random"),
+    ("a04_lora", "A tiny normal", [("nn.init.zeros_(self.lora_B.weight)",
+                                    "nn.init.zeros_(self.lora_B.weight); nn.init.normal_(self.lora_A.weight, std=0.01)")],
+     "initialised like nn.Linear"),
+    ("a04_lora", "weight copied", [("self.weight = base.weight\n", "self.weight = nn.Parameter(base.weight.detach().clone())\n")],
+     "not a copy"),
+    ("a04_lora", "weight not frozen", [("self.weight.requires_grad = False", "pass")], "frozen"),
+    ("a04_lora", "branch after merge", [("return out if self.merged else out + self.scaling",
+                                         "return out + self.scaling")], "must not add the LoRA branch again"),
+    ("a04_lora", "nothing frozen", [('p.requires_grad = "lora_A" in name or "lora_B" in name', "pass")],
+     "only LoRA's A and B may train"),
+    ("a04_lora", "targets ignored", [("name in targets", 'name in ("q_proj",)')], "wrapped modules differ from peft's"),
+    ("a05_mntp", "BERT loss", [("hidden, labels = hidden[:, :-1], labels[:, 1:]", "pass")], "that is BERT's loss"),
+    ("a05_mntp", "shift backwards", [("hidden[:, :-1], labels[:, 1:]", "hidden[:, 1:], labels[:, :-1]")],
+     "shifted the wrong way"),
+    ("a05_mntp", "summed loss", [("labels[where])", 'labels[where], reduction="sum")')], "not the sum"),
+    ("a05_mntp", "position 0 allowed", [("eligible[:, 0] = False", "pass")], "position 0 was selected"),
+    ("a05_mntp", "specials allowed", [("eligible = ~torch.isin(ids, torch.tensor(sorted(special_ids)))",
+                                       "eligible = torch.ones_like(ids, dtype=torch.bool)")], "a special token"),
+    ("a05_mntp", "labels 0", [("torch.full_like(ids, IGNORE))", "torch.zeros_like(ids))")], "no label is IGNORE"),
+    ("a05_mntp", "labels from inputs", [("return inputs, labels", "return inputs, torch.where(selected, inputs, labels)")],
+     "not the input after masking"),
+    ("a05_mntp", "ids changed in place", [("inputs = torch.where(selected & (u < 0.8), torch.full_like(ids, mask_token_id), ids)",
+                                           "ids[selected & (u < 0.8)] = mask_token_id\n    inputs = ids")],
+     "changed the ids tensor it was given"),
+    ("a05_mntp", "no 10% unchanged", [("selected & (u < 0.8)", "selected")], "expected 0.8 / 0.1 / 0.1"),
+    ("a05_mntp", "all masked", [("selected & (u < 0.8)", "selected"), ("inputs = torch.where(selected & (u >= 0.8)", "pass  #")],
+     "the Mistral recipe"),
+    ("a05_mntp", "global RNG", [("torch.randint(vocab_size, ids.shape, generator=generator)", "torch.randint(vocab_size, ids.shape)")],
+     "draw every random number with generator"),
+    ("a05_mntp", "one random token", [("torch.randint(vocab_size, ids.shape, generator=generator)",
+                                       "torch.randint(vocab_size, (1,), generator=generator).expand(ids.shape)")],
+     "not one for the whole batch"),
+    ("a05_mntp", "prob ignored", [("< prob)", "< 0.15)")], "expected prob = 0.2"),
+    ("a05_mntp", "random ids too small", [("torch.randint(vocab_size, ids.shape", "torch.randint(vocab_size // 4, ids.shape")],
+     "mostly small ids"),
+    ("a06_simcse", "dot products", [("F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T", "a @ b.T")], "normalise a and b"),
+    ("a06_simcse", "divided by scale", [(".T * scale", ".T / scale")], "do not divide"),
+    ("a06_simcse", "symmetric loss", [("return F.cross_entropy(scores, torch.arange(len(a)))",
+                                       "return (F.cross_entropy(scores, torch.arange(len(a))) + "
+                                       "F.cross_entropy(scores.T, torch.arange(len(a)))) / 2")], "one direction only"),
+    ("a06_simcse", "b → a", [("F.cross_entropy(scores, torch.arange", "F.cross_entropy(scores.T, torch.arange")],
+     "the transposed score matrix"),
+    ("a06_simcse", "constant scale", [(".T * scale", ".T * 20.0")], "use the argument"),
+    ("a06_simcse", "pooled over attention_mask", [("(batch.input_ids, batch.attention_mask, batch.pool_mask)",
+                                                   "(batch.input_ids, batch.attention_mask, batch.attention_mask)")],
+     "pooled over attention_mask"),
+    ("a06_simcse", "masks swapped", [("(batch.input_ids, batch.attention_mask, batch.pool_mask)",
+                                      "(batch.input_ids, batch.pool_mask, batch.attention_mask)")], "are swapped"),
+    ("a06_simcse", "two passes", [("return encoder.embed(doubled).chunk(2)", "return encoder.embed(batch), encoder.embed(batch)")],
+     "was called 2 times"),
+    ("a06_simcse", "interleaved", [("torch.cat([t, t])", "t.repeat_interleave(2, 0)")], "not repeat_interleave"),
+    ("a06_simcse", "distance not squared", [("(a - b).pow(2).sum(-1).mean()", "(a - b).norm(dim=-1).mean()")],
+     "SQUARED distance"),
+    ("a06_simcse", "mean over N·D", [("(a - b).pow(2).sum(-1).mean()", "(a - b).pow(2).mean()")], "not over all N·D numbers"),
+    ("a06_simcse", "diagonal kept", [("offset=1", "offset=0")], "only pairs of DIFFERENT vectors"),
+    ("a06_simcse", "t = 1", [("(-2 *", "(-1 *")], "(t = 2)"),
+    ("a07_evaluation", "ordinal ranks", [("ranks[order[k]] = (i + j) / 2 + 1", "ranks[order[k]] = k + 1")],
+     "breaks ties by order"),
+    ("a07_evaluation", "min ranks", [("ranks[order[k]] = (i + j) / 2 + 1", "ranks[order[k]] = i + 1")], "not the lowest one"),
+    ("a07_evaluation", "Pearson of values", [("ra, rb = _ranks([float(v) for v in a]), _ranks([float(v) for v in b])",
+                                              "ra, rb = [float(v) for v in a], [float(v) for v in b]")],
+     "Pearson's correlation of the values"),
+    ("a07_evaluation", "exponential gain", [("qrels.get(d, 0) / math.log2", "(2 ** qrels.get(d, 0) - 1) / math.log2"),
+                                            ("g / math.log2", "(2 ** g - 1) / math.log2")], "not 2^rel − 1"),
+    ("a07_evaluation", "ties ascending", [("key=lambda d: (scores[d], d), reverse=True", "key=lambda d: (-scores[d], d)")],
+     "yours orders them ascending"),
+    ("a07_evaluation", "ties in dict order", [("key=lambda d: (scores[d], d), reverse=True", "key=lambda d: -scores[d]")],
+     "by document id DESCENDING"),
+    ("a07_evaluation", "ideal from retrieved", [("(g for g in qrels.values() if g > 0)",
+                                                 "(qrels.get(d, 0) for d in scores if qrels.get(d, 0) > 0)")],
+     "did not retrieve"),
+    ("a07_evaluation", "ideal not cut", [("reverse=True)[:10]", "reverse=True)")], "cut at 10 too"),
+    ("a07_evaluation", "discount log2(r + 2)", [("math.log2(r + 1)", "math.log2(r + 2)")], "is log2(r + 1)"),
+    ("a07_evaluation", "NaN without relevant", [("if idcg > 0 else 0.0", 'if idcg > 0 else float("nan")')], "not NaN"),
+    ("a07_evaluation", "DCG not cut (not listed)", [("enumerate(ranking[:10], 1)", "enumerate(ranking, 1)")],
+     "ndcg_at_10 with 15 documents"),
+    # the integrity rule: the existing answer, however it is reached, scores zero
+    ("a05_mntp", "delegates to l2v", [("import torch\n", "import torch\nfrom l2v.mntp import mntp_loss as _theirs\n")],
+     "integrity: a05_mntp.py uses l2v.mntp"),
+    ("a03_pooling", "l2v's pool", [("import torch\n", "import torch\nfrom l2v import pool\n")],
+     "integrity: a03_pooling.py uses l2v.pool"),
+    ("a07_evaluation", "scipy", [("import math\n", "import math\n\n\ndef _r(a, b):\n    import scipy.stats\n"
+                                  "    return scipy.stats.spearmanr(a, b).statistic\n")], "integrity: a07_evaluation.py uses scipy"),
+    ("a06_simcse", "worked solution", [("import torch\n", "import importlib\nimport torch\n\n\ndef _s():\n"
+                                        "    return importlib.import_module('assignment_solutions.a06_simcse')\n")],
+     "integrity: a06_simcse.py uses assignment_solutions"),
+    ("a04_lora", "peft", [("import torch\n", "import torch\nimport peft as _p\n")], "integrity: a04_lora.py uses peft"),
+]
+
+
+@pytest.mark.parametrize("assignment, mistake, plant, message", MUTANTS, ids=[f"{m[0][:3]}-{m[1]}" for m in MUTANTS])
+def test_grader_names_planted_mistake(tmp_path, assignment, mistake, plant, message):
+    text = (SOLUTIONS / f"{assignment}.py").read_text()
+    for old, new in plant:
+        assert old in text, f"{assignment}: the text to break is missing: {old!r}"
+        text = text.replace(old, new)
+    (tmp_path / f"{assignment}.py").write_text(text)
+    checks = grade.grade_assignment(tmp_path, assignment)
+    got, total = grade.score(checks)
+    messages = [c.message for c in checks if c.message]
+    assert got < total, f"{mistake}: the planted mistake scored full marks"
+    assert any(message in m for m in messages), f"{mistake}: no message says {message!r}; got {messages}"
+
+
+def test_mutants_cover_every_assignment():
+    assert {m[0] for m in MUTANTS} == set(STUBS) and len(MUTANTS) >= 60
+
+
+# ---------------------------------------------------------------- the kit
+
+
+def load_grader(file: Path):
+    """A grader module, imported as the kit imports it (against the reference solution)."""
+    import grading
+
+    grading.SOLUTION = True
+    try:
+        spec = importlib.util.spec_from_file_location(file.stem, file)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        grading.SOLUTION = False
+
+
+def test_points_are_given_for_every_check():
+    for name in STUBS:
+        for file, _ in grade.grader_files(name):
+            grader = load_grader(file)
+            tests = {n for n in vars(grader) if n.startswith("test_")}
+            assert set(grader.POINTS) == tests, f"{file.name}: POINTS and the checks differ"
+            assert all(isinstance(v, int) and v > 0 for v in grader.POINTS.values())
+    points = load_grader(ASSIGNMENTS / "test_a05_mntp.py").POINTS
+    assert points["test_loss_matches_transformers"] > points["test_uses_the_generator"]  # weighted by what matters
+
+
+def test_grading_command_prints_a_score(tmp_path):
+    folder = submission(tmp_path / "student", ["a05_mntp", "a07_evaluation"],
+                        [("eligible[:, 0] = False", "pass")])  # a05 breaks one rule; a07 is right
+    run = subprocess.run([sys.executable, str(ASSIGNMENTS / "grade.py"), str(folder), "--only", "a05_mntp",
+                          "a07_evaluation", "a03_pooling"], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = run.stdout
+    assert run.returncode == 1, run.stdout + run.stderr
+    got = re.search(r"^score: (\d+)/(\d+)$", out, flags=re.M)
+    assert got, out
+    a05 = re.search(r"^a05_mntp .* (\d+)/(\d+)$", out, flags=re.M)
+    a07 = re.search(r"^a07_evaluation .* (\d+)/(\d+)$", out, flags=re.M)
+    a03 = re.search(r"^a03_pooling .* (\d+)/(\d+)$", out, flags=re.M)
+    assert a07.group(1) == a07.group(2) and a03.group(1) == "0" and 0 < int(a05.group(1)) < int(a05.group(2)), out
+    assert int(got.group(1)) == int(a05.group(1)) + int(a07.group(1)), out
+    assert "position 0 was selected" in out and "a03_pooling.py is missing" in out, out
+    a05_total = sum(load_grader(ASSIGNMENTS / "test_a05_mntp.py").POINTS.values())
+    assert int(a05.group(2)) >= a05_total  # the visible checks' points, plus the hidden ones
+
+
+def test_class_of_submissions_writes_a_csv(tmp_path):
+    root = tmp_path / "class"
+    names = ["a03_pooling", "a07_evaluation"]
+    submission(root / "ada", names)
+    submission(root / "bob", names, [("(seen > n_prefix[:, None])", "(seen > 0)")])
+    submission(root / "cy", names, [("import math\n", "import math\nfrom l2v.evaluate import metrics\n")])
+    (root / "dee").mkdir()  # handed in nothing
+    rows = grade.grade_class(root, tmp_path / "scores.csv", assignments=names)
+    table = {r["student"]: r for r in csv.DictReader(open(tmp_path / "scores.csv"))}
+    assert list(table) == ["ada", "bob", "cy", "dee"] and len(rows) == 4
+    full = int(table["ada"]["out_of"])
+    assert int(table["ada"]["total"]) == full and table["ada"]["failed_checks"] == ""
+    assert 0 < int(table["bob"]["total"]) < full and "a03_pooling:test_text_mask" in table["bob"]["failed_checks"]
+    assert table["cy"]["a07_evaluation"] == "0" and table["cy"]["integrity"] == "a07_evaluation"
+    assert int(table["cy"]["a03_pooling"]) == int(table["ada"]["a03_pooling"])
+    assert table["dee"]["total"] == "0"
+    with pytest.raises(SystemExit):  # an existing CSV is not overwritten without --force
+        grade.main([str(root), "--csv", str(tmp_path / "scores.csv"), "--only", *names])
+
+
+def test_hidden_checks_run_only_when_the_instructor_grades(tmp_path):
+    # special ids fixed at the visible grader's {0, 1, 2}: only the hidden check, with other ids, sees it
+    folder = submission(tmp_path / "student", ["a05_mntp"], [("torch.tensor(sorted(special_ids))", "torch.tensor([0, 1, 2])")])
+    instructor = grade.grade_assignment(folder, "a05_mntp")
+    student = grade.grade_assignment(folder, "a05_mntp", hidden=False)
+    assert not any(c.hidden for c in student) and any(c.hidden for c in instructor)
+    assert not any(c.message for c in student)  # the visible grader uses prob = 0.2: it cannot see this
+    assert any(c.hidden and "use the special_ids argument" in (c.message or "") for c in instructor)
+    assert not any(p.name.startswith("test_") for p in (ASSIGNMENTS / "hidden").iterdir())  # pytest never collects them
+
+
+def test_hand_out_has_no_answers(tmp_path):
+    out = handout.build(tmp_path / "handout")
+    files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    for name in STUBS:
+        assert f"assignments/{name}.py" in files and f"assignments/test_{name}.py" in files
+        assert (out / "assignments" / f"{name}.py").read_text() == (ASSIGNMENTS / f"{name}.py").read_text()
+    assert {"assignments/grading.py", "assignments/conftest.py", "assignments/README.md", "tutorials/common.py"} <= files
+    assert len([f for f in files if f.endswith(".ipynb")]) == len(list((ROOT / "tutorials").glob("[0-9][0-9]_*.ipynb")))
+    assert not any("reference" in f or "hidden" in f or "solution" in f for f in files), files
+    assert "For instructors" not in (out / "assignments" / "README.md").read_text()
+    with pytest.raises(SystemExit):  # never overwrites
+        handout.build(out)
+    assert not (out / "assignments" / "reference.py").exists()
+
+
+def test_integrity_zeroes_only_the_assignment_that_uses_the_answer(tmp_path):
+    folder = submission(tmp_path / "student", ["a03_pooling", "a05_mntp"])
+    wrapper = "import torch\nimport l2v.mntp\n\n\ndef mntp_loss(hidden, labels, lm_head):\n    return l2v.mntp.mntp_loss\n"
+    (folder / "a05_mntp.py").write_text((folder / "a05_mntp.py").read_text().replace("import torch\n", wrapper, 1))
+    checks = grade.grade(folder, ["a03_pooling", "a05_mntp"])
+    a03 = [c for c in checks if c.assignment == "a03_pooling"]
+    a05 = [c for c in checks if c.assignment == "a05_mntp"]
+    assert all(c.message is None for c in a03)
+    assert all(c.earned == 0 and c.message.startswith("integrity: a05_mntp.py uses l2v.mntp") for c in a05)
+
+
+def test_grader_ndcg_is_trec_eval():
+    """The a07 grader's own nDCG@10 equals trec_eval's (pytrec_eval), ties and unretrieved documents included."""
+    pytrec_eval = pytest.importorskip("pytrec_eval")
+    import random
+
+    grader = load_grader(ASSIGNMENTS / "test_a07_evaluation.py")
+    rng = random.Random(0)
+    runs, qrels = {}, {}
+    for q in range(60):
+        n = rng.randint(1, 25)
+        runs[f"q{q}"] = {f"d{rng.randint(0, 40)}": float(rng.randint(0, 6)) for _ in range(n)}  # many ties
+        qrels[f"q{q}"] = {f"d{rng.randint(0, 40)}": rng.randint(0, 3) for _ in range(rng.randint(1, 15))}
+    theirs = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10"}).evaluate(runs)
+    for q in runs:
+        ours = float(grader.reference_ndcg(runs[q], qrels[q]))
+        assert math.isclose(ours, theirs[q]["ndcg_cut_10"], abs_tol=1e-4), (q, ours, theirs[q]["ndcg_cut_10"])
+
+
+@pytest.mark.skipif(os.environ.get("L2V_TIME_CLASS") != "1", reason="set L2V_TIME_CLASS=1 to time a class of 30")
+def test_time_to_grade_a_class_of_30(tmp_path):
+    """30 synthetic submissions (the worked solution, some with a planted mistake, some incomplete)."""
+    root = tmp_path / "class"
+    for i in range(30):
+        m = MUTANTS[(7 * i) % len(MUTANTS)]
+        submission(root / f"student{i:02d}", STUBS if i % 5 else STUBS[:4], m[2] if i % 3 else ())
+    start = time.perf_counter()
+    rows = grade.grade_class(root, tmp_path / "scores.csv")
+    seconds = time.perf_counter() - start
+    print(f"\n30 submissions graded in {seconds:.1f} s ({seconds / 30:.2f} s each)")
+    assert len(rows) == 30

@@ -3,6 +3,10 @@
 TINY mode (`L2V_TINY=1`, what CI runs): a random 2-layer LLaMA with a 400-token byte-level BPE
 trained on the sentences below — every notebook finishes in seconds, and the numbers mean nothing.
 Normal mode: the embedded default, SmolLM2-135M-Instruct (`l2v fetch smollm2` first).
+
+`show(key, value)` is how a notebook prints a number worth comparing: in TINY mode it puts the
+SmolLM2 value beside it, read from smollm2_values.json, which `python tutorials/render.py` writes
+while it runs every notebook on the real model (L2V_RECORD=1). No number is typed in by hand.
 """
 
 import json
@@ -11,7 +15,11 @@ import tempfile
 from pathlib import Path
 
 TINY = os.environ.get("L2V_TINY") == "1"
+RECORD = os.environ.get("L2V_RECORD") == "1" and not TINY  # set by render.py: keep the real run's values
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "weights" / "smollm2-135m-instruct"
+VALUES = Path(__file__).resolve().parent / "smollm2_values.json"
+TINY_NOTE = ("TINY mode: a random 2-layer model. The numbers below only prove that the code runs; each "
+             "comparison prints the SmolLM2-135M value from the last real run beside it.")
 
 SENTENCES = [
     "The cat sat on the mat.", "A dog ran in the park.", "Stock markets fell sharply today.",
@@ -105,3 +113,26 @@ def tiny_family_folder(family: str) -> Path:
         write_tiny_tokenizer(folder, SENTENCES * 10, vocab_size=cfg.vocab_size, add_bos=not family.startswith("qwen"))
         _family_folders[family] = folder
     return _family_folders[family]
+
+
+def reference_values() -> dict:
+    return json.loads(VALUES.read_text()) if VALUES.is_file() else {}
+
+
+def show(key: str, value, fmt: str = "{:.3f}") -> str:
+    """`value` formatted; in TINY mode followed by SmolLM2's value for `key` from the last real run.
+    With L2V_RECORD=1 (render.py, normal mode) the value is stored under `key` for that purpose."""
+    text = value if isinstance(value, str) else fmt.format(value)
+    if RECORD:
+        values = reference_values()
+        values[key] = text
+        VALUES.write_text(json.dumps(values, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
+    if TINY:
+        reference = reference_values().get(key, "not recorded yet: run python tutorials/render.py")
+        text = f"{text}   [SmolLM2: {reference}]" if "\n" not in reference else f"{text}\n[SmolLM2:]\n{reference}"
+    return text
+
+
+def banner():
+    """The first line a notebook prints: which model, and what its numbers are worth."""
+    print(TINY_NOTE if TINY else f"Model: {DEFAULT_MODEL.name} (the real one: these numbers are meaningful).")

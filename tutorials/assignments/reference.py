@@ -5,7 +5,10 @@ from types import SimpleNamespace
 
 from torch.func import functional_call
 
-from l2v import analyze, config, lora, mntp, model, simcse
+import torch
+
+from l2v import analyze, config, lora, mntp, model, pooling, simcse
+from l2v.evaluate import metrics
 
 
 def _block_config(D, F_, n_heads, n_kv_heads, eps):
@@ -65,3 +68,25 @@ a05_mntp = SimpleNamespace(IGNORE=mntp.IGNORE, mask_tokens=_mask_tokens, mntp_lo
 
 a06_simcse = SimpleNamespace(info_nce=lambda a, b, scale=20.0: simcse.contrastive_loss(a, b, scale=scale),
                              two_views=simcse.two_views, alignment=simcse.alignment, uniformity=simcse.uniformity)
+
+
+def _eos_pool(hidden, attention_mask, input_ids, eos_id):
+    # The state at the last real token; the library names this "last" once EOS pooling appends the
+    # EOS itself (issue 15), and "eos" before: either way the same computation on attention_mask.
+    last_pool = getattr(pooling, "last_pool", None) or pooling.eos_pool
+    T = attention_mask.shape[1]
+    last = (torch.arange(T) * attention_mask).argmax(1)  # (B,)
+    missing = (input_ids[torch.arange(len(last)), last] != eos_id).nonzero().flatten().tolist()
+    if missing:
+        raise ValueError(f"rows {missing} do not end with EOS")
+    return last_pool(hidden, attention_mask)
+
+
+a03_pooling = SimpleNamespace(
+    # Tokenizer.pad builds the pool mask while padding; from a ready attention mask it is this line.
+    text_mask=lambda attention_mask, n_prefix: ((attention_mask.cumsum(1) > n_prefix[:, None]) & attention_mask.bool())
+    .to(attention_mask.dtype),
+    mean_pool=pooling.mean_pool, weighted_mean_pool=pooling.weighted_mean_pool, eos_pool=_eos_pool)
+
+a07_evaluation = SimpleNamespace(spearman=metrics.spearman,
+                                 ndcg_at_10=lambda scores, qrels: metrics.ndcg_at_k(metrics.trec_ranking(scores), qrels, 10))

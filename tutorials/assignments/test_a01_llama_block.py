@@ -14,6 +14,7 @@ a01 = load("a01_llama_block")
 CFG = LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=96, num_hidden_layers=1, num_attention_heads=4,
                   num_key_value_heads=2, rms_norm_eps=0.1, attn_implementation="eager")  # a large eps shows eps mistakes
 B, T, D, H, KV, d = 2, 6, 64, 4, 2, 16
+POINTS = {"test_rms_norm": 2, "test_apply_rotary": 3, "test_attention": 4, "test_swiglu": 2, "test_decoder_block": 4}
 
 
 def cos_sin(T):
@@ -88,6 +89,9 @@ def test_attention():
         "mask rows are queries and columns are keys — yours reads it transposed": variant(m=mask.transpose(-2, -1)),
         "the mask is ignored: masked positions need a score of −inf before the softmax":
             variant(m=torch.ones_like(mask)),
+        "the softmax runs over the keys (the last dimension: each query's weights sum to 1), not over the "
+        "queries": (q @ k.repeat_interleave(H // KV, 1).transpose(-2, -1) * d**-0.5)
+            .masked_fill(~mask, float("-inf")).softmax(-2) @ v.repeat_interleave(H // KV, 1),
     })
 
 
@@ -120,8 +124,15 @@ def test_decoder_block():
         attn = layer.self_attn(layer.input_layernorm(x), attention_mask=additive(mask),
                                position_embeddings=(cos[None], sin[None]))[0]
         no_residual = layer.mlp(layer.post_attention_layernorm(attn))
+        swapped = {**weights, "input_layernorm.weight": weights["post_attention_layernorm.weight"],
+                   "post_attention_layernorm.weight": weights["input_layernorm.weight"]}
+        layer_swapped = hf.LlamaDecoderLayer(CFG, layer_idx=0).eval()
+        layer_swapped.load_state_dict(swapped)
+        norms_swapped = layer_swapped(x, attention_mask=additive(mask), position_embeddings=(cos[None], sin[None]))
     expect_close(ours, ref, "decoder_block", atol=1e-4, mistakes={
         "q and k must be rotated (apply_rotary) before the scores": no_rotary[0] if isinstance(no_rotary, tuple)
         else no_rotary,
         "both halves add their output to their input (residual connections: h = x + …, out = h + …)": no_residual,
+        "input_layernorm comes before attention, post_attention_layernorm before the MLP (yours are swapped)":
+            norms_swapped[0] if isinstance(norms_swapped, tuple) else norms_swapped,
     })

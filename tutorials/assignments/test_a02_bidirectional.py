@@ -1,5 +1,8 @@
 """Grader for assignment 02: your attention mask drives an l2v model, checked against transformers."""
 
+import functools
+import tempfile
+
 import pytest
 import torch
 import transformers
@@ -11,16 +14,18 @@ from grading import expect_close, load, require
 
 a02 = load("a02_bidirectional")
 PADDING = torch.tensor([[1, 1, 1, 1, 1], [0, 0, 1, 1, 1]])  # the second sequence left-padded
+POINTS = {"test_mask_table": 3, "test_your_mask_in_a_model_matches_transformers": 3,
+          "test_batch_of_one_is_really_bidirectional": 2, "test_layer_similarity": 2}
+_TMP = tempfile.TemporaryDirectory(prefix="a02-")  # removed when the grader's process ends
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
+@functools.cache
+def tiny_folder():
     cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                    num_attention_heads=4, num_key_value_heads=2, attn_implementation="eager")
     torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny")
-    transformers.LlamaForCausalLM(cfg).save_pretrained(path)
-    return path
+    transformers.LlamaForCausalLM(cfg).save_pretrained(_TMP.name)
+    return _TMP.name
 
 
 @pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidirectional"])
@@ -48,8 +53,9 @@ def test_mask_table(causal):
 
 
 @pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidirectional"])
-def test_your_mask_in_a_model_matches_transformers(folder, causal, monkeypatch):
+def test_your_mask_in_a_model_matches_transformers(causal, monkeypatch):
     """Every layer's states at real tokens, with your mask inside l2v's model, against transformers."""
+    folder = tiny_folder()
     monkeypatch.setattr(l2v_model, "build_attention_mask",
                         lambda mask, causal, sliding_window=None: a02.attention_mask(mask, causal))
     ours = l2v.load_model(folder)
@@ -70,8 +76,9 @@ def test_your_mask_in_a_model_matches_transformers(folder, causal, monkeypatch):
                      atol=1e-5)
 
 
-def test_batch_of_one_is_really_bidirectional(folder, monkeypatch):
+def test_batch_of_one_is_really_bidirectional(monkeypatch):
     """The official llm2vec's old bug: at batch size 1 with no padding the model silently stayed causal."""
+    folder = tiny_folder()
     monkeypatch.setattr(l2v_model, "build_attention_mask",
                         lambda mask, causal, sliding_window=None: a02.attention_mask(mask, causal))
     model = l2v.load_model(folder, causal=False)
@@ -84,15 +91,21 @@ def test_batch_of_one_is_really_bidirectional(folder, monkeypatch):
     require(moved > 1e-4, "changing the last token did not change position 0: the model is still causal")
 
 
-def test_layer_similarity(folder):
-    model = l2v.load_model(folder)
+def test_layer_similarity():
+    model = l2v.load_model(tiny_folder())
     ids = torch.randint(3, 64, (1, 9))
     expected = reference_similarity(model, ids)
     with torch.no_grad():
         _, c = model(ids, causal=True, output_hidden_states=True)
         _, b = model(ids, causal=False, output_hidden_states=True)
+    got = a02.layer_similarity(model, ids)
+    require(isinstance(got, torch.Tensor), "layer_similarity returns a tensor (L + 1, T)")
+    require(got.shape[0] != len(c) - 1, f"{got.shape[0]} rows: there are L + 1 = {len(c)} hidden states — keep the "
+            "embeddings (row 0, where the two are identical) as well as every layer's output")
     over_positions = torch.stack([torch.nn.functional.cosine_similarity(x[0], y[0], dim=0) for x, y in zip(c, b)])
-    expect_close(a02.layer_similarity(model, ids), expected, "layer_similarity", mistakes={
+    expect_close(got, expected, "layer_similarity", mistakes={
         "the cosine is between the two D-dimensional states of one token (dim=-1), not along positions":
             over_positions,
+        "causal and bidirectional are swapped in one of the runs, or both runs use the same mode: every "
+        "cosine is 1": torch.ones_like(expected),
     })

@@ -11,6 +11,7 @@ from torch import nn
 from grading import expect_close, load, require
 
 a04 = load("a04_lora")
+POINTS = {"test_initialisation": 3, "test_forward_and_gradients": 3, "test_merge": 2, "test_apply_lora_matches_peft": 4}
 
 
 def make_layer(seed=0):
@@ -30,7 +31,8 @@ def test_initialisation():
     require(layer.scaling == pytest.approx(2.0), f"scaling is alpha / r = 8 / 4 = 2, got {layer.scaling}")
     require(torch.all(B == 0), "B starts at zero, so the adapted layer starts exactly as the base layer")
     require(A.abs().sum() > 0, "A starts random (kaiming-uniform, like nn.Linear); with A = B = 0 nothing can learn")
-    require(A.abs().max() <= 32 ** -0.5 + 1e-6, "A is initialised like nn.Linear: uniform in ±1/√in")
+    require(A.abs().max() <= 32 ** -0.5 + 1e-6 and A.abs().max() > 0.5 * 32 ** -0.5,
+            "A is initialised like nn.Linear: uniform in ±1/√in (kaiming-uniform with a = √5)")
     x = torch.randn(5, 32)
     expect_close(layer(x), base(x), "at initialisation the LoRA layer equals the base layer")
 

@@ -9,12 +9,15 @@ import l2v
 from grading import expect_close, load, require
 
 a06 = load("a06_simcse")
+POINTS = {"test_info_nce": 5, "test_two_views": 4, "test_alignment": 2, "test_uniformity": 2}
 
 
-def views(seed=0, B=8, D=16):
+def views(seed=0, B=8, D=16, noise=4.0):
+    """Two views hard enough that the loss is about 1 (noise 4 on unit-variance vectors): every
+    mistake then moves the loss by a lot, not by rounding."""
     g = torch.Generator().manual_seed(seed)
     a = torch.randn(B, D, generator=g)
-    return a, a + 0.5 * torch.randn(B, D, generator=g)  # a noisy second view
+    return a, a + noise * torch.randn(B, D, generator=g)
 
 
 def test_info_nce():
@@ -22,6 +25,7 @@ def test_info_nce():
     cos = F.cosine_similarity(a[:, None, :], b[None, :, :], dim=-1)  # (B, B): row i = a[i] against every b[j]
     target = torch.arange(len(a))
     expected = F.cross_entropy(20 * cos, target)
+    assert 0.5 < expected.item() < 2, "grader: the views must be hard (a loss near 1)"
     expect_close(torch.as_tensor(a06.info_nce(a, b, scale=20.0)), expected, "info_nce", mistakes={
         "the scores are COSINE similarities: normalise a and b to unit length before the dot products":
             F.cross_entropy(20 * a @ b.T, target),
@@ -29,6 +33,11 @@ def test_info_nce():
         "the cosines are multiplied by scale before the softmax": F.cross_entropy(cos, target),
         "one direction only (a → b), as LLM2Vec: not the mean of a → b and b → a":
             (F.cross_entropy(20 * cos, target) + F.cross_entropy(20 * cos.T, target)) / 2,
+        "row i holds a[i] against every b[j] (a → b): yours is b → a, the transposed score matrix":
+            F.cross_entropy(20 * cos.T, target),
+        "the loss is the MEAN cross-entropy over the B rows, not the sum": F.cross_entropy(20 * cos, target) * len(a),
+        "the right answer of row i is column i (the diagonal): targets are arange(B)":
+            F.cross_entropy(20 * cos, torch.zeros_like(target)),
     })
     expect_close(torch.as_tensor(a06.info_nce(a, b, scale=50.0)), F.cross_entropy(50 * cos, target),
                  "info_nce with scale=50 (use the argument, not a constant)")
@@ -46,19 +55,35 @@ def test_two_views():
     ids = torch.randint(3, 50, (4, 6))
     mask = torch.ones(4, 6, dtype=torch.long)
     mask[1, :2] = 0  # a left-padded row
-    batch = l2v.Batch(ids, mask, mask.clone())
+    pool = mask.clone()
+    pool[:, 2:4] = 0  # an instruction: attended to (attention_mask) but not pooled (pool_mask)
+    pool[1, :2] = 0
+    batch = l2v.Batch(ids, mask, pool)
     calls = []
     embed = encoder.embed
     encoder.embed = lambda b: calls.append(b.input_ids.shape) or embed(b)
     encoder.model.eval()
     with torch.no_grad():
         expected = embed(batch)
+        pooled_all = embed(l2v.Batch(ids, mask, mask))  # pooled over every real token
+        pool_attends = embed(l2v.Batch(ids, pool, mask))  # the two masks swapped
         a, b = a06.two_views(encoder, batch)
     require(len(calls) == 1, f"encoder.embed was called {len(calls)} times: stack the batch on itself and embed "
             "once (one forward pass; on a GPU that is the cheaper way to get two dropout samples)")
     require(tuple(calls[0]) == (8, 6), f"embed got input_ids of shape {tuple(calls[0])}; expected (2B, T) = (8, 6)")
-    expect_close(a, expected, "first view (eval mode: no dropout, so it equals a plain embedding)")
-    expect_close(b, expected, "second view (eval mode)", mistakes={
+    mistakes = {
+        "pooled over attention_mask: the instruction tokens were pooled — stack pool_mask into the Batch's "
+        "third field, it is what the encoder pools over": pooled_all,
+        "attention_mask and pool_mask are swapped: Batch(input_ids, attention_mask, pool_mask), in that order":
+            pool_attends,
+    }
+    require(isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape == expected.shape,
+            f"two_views returns two (B, D) = {tuple(expected.shape)} tensors")
+    interleaved = expected.repeat_interleave(2, 0)
+    require(not torch.allclose(a, interleaved[:4], atol=1e-5), "rows i and B + i are the two views of sentence i: "
+            "stack with torch.cat([x, x]) (the whole batch after itself), not repeat_interleave (each row twice)")
+    expect_close(a, expected, "first view (eval mode: no dropout, so it equals a plain embedding)", mistakes=mistakes)
+    expect_close(b, expected, "second view (eval mode)", mistakes={**mistakes,
         "the second view must be the same sentences in the same order (rows B … 2B − 1)": expected.roll(1, 0)})
     encoder.model.train()
     with torch.no_grad():
@@ -72,6 +97,8 @@ def test_alignment():
     expect_close(torch.as_tensor(a06.alignment(a, b)), expected, "alignment", mistakes={
         "alignment uses the SQUARED distance ‖a − b‖²": (a - b).norm(dim=-1).mean(),
         "the mean over pairs, not the sum": expected * len(a),
+        "‖a[i] − b[i]‖² sums over the D dimensions, then the mean is over i (not over all N·D numbers)":
+            (a - b).pow(2).mean(),
     })
 
 
@@ -85,6 +112,8 @@ def test_uniformity():
     expect_close(torch.as_tensor(a06.uniformity(x)), expected, "uniformity", mistakes={
         "only pairs of DIFFERENT vectors (i < j): the diagonal (distance 0, exp(0) = 1) must be left out":
             full.mul(-2).exp().mean().log(),
+        "only pairs of DIFFERENT vectors (i < j): yours includes i = j (distance 0, exp(0) = 1)":
+            torch.tensor(math.log((sum(math.exp(-2 * sq[p]) for p in pairs) + n) / (len(pairs) + n))),
         "the exponent is −2‖x_i − x_j‖² (t = 2)":
             torch.tensor(math.log(sum(math.exp(-sq[p]) for p in pairs) / len(pairs))),
         "log of the mean, not the mean of the logs": torch.tensor(sum(-2 * sq[p] for p in pairs) / len(pairs)),

@@ -1,0 +1,56 @@
+"""Build the student hand-out: what a student gets, and nothing an instructor keeps back.
+
+    python tutorials/assignments/handout.py OUT        # OUT must not exist yet (nothing is overwritten)
+
+OUT/assignments/  the stubs (aNN_*.py), the visible graders (test_aNN_*.py), grading.py,
+                  conftest.py, grade.py (a student may score themselves: visible checks only)
+                  and the student half of README.md
+OUT/tutorials/    the notebooks (outputs stripped, as in git), common.py, the tutorials README
+
+Left out: reference.py (which points each stub at the l2v function it mirrors), hidden/ (the
+instructor's checks) and tests/assignment_solutions/ (the worked solutions). The hand-out's
+graders need l2v itself installed (`pip install l2v[tutorials]`): some checks run an l2v model.
+"""
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TUTORIALS = HERE.parent
+KEPT_BACK = ("reference.py", "hidden", "handout.py")  # and the worked solutions, which live under tests/
+
+
+def student_readme(text: str) -> str:
+    """README.md up to the instructors' section."""
+    return text.split("\n## For instructors")[0].rstrip() + "\n"
+
+
+def build(out: Path) -> Path:
+    out = Path(out)
+    if out.exists():
+        raise SystemExit(f"{out} exists: give a new folder (the hand-out builder never overwrites)")
+    assignments, tutorials = out / "assignments", out / "tutorials"
+    assignments.mkdir(parents=True)
+    tutorials.mkdir()
+    for path in sorted(HERE.iterdir()):
+        if path.suffix == ".py" and path.name not in KEPT_BACK:
+            shutil.copy2(path, assignments / path.name)
+    (assignments / "README.md").write_text(student_readme((HERE / "README.md").read_text()))
+    for path in sorted(TUTORIALS.glob("[0-9][0-9]_*.ipynb")) + [TUTORIALS / "common.py", TUTORIALS / "README.md"]:
+        shutil.copy2(path, tutorials / path.name)
+    n = sum(1 for _ in out.rglob("*") if _.is_file())
+    print(f"hand-out: {n} files in {out} (left out: {', '.join(KEPT_BACK[:2])}, the worked solutions)")
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("out", type=Path, help="the folder to create")
+    build(p.parse_args(argv).out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
