@@ -13,12 +13,13 @@ whitespace mismatches, its issues #80 and #107.)
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from .checks import L2VError, read_json
 
 # LLM2Vec's MNTP mask token for LLaMA and Mistral, which have no mask token of their own.
 DEFAULT_MASK_TOKEN = "_"
@@ -44,11 +45,14 @@ class Tokenizer:
             raise FileNotFoundError(f"no tokenizer.json in {folder}")
         if padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', not {padding_side!r}")
-        self.tk = _HFTokenizer.from_file(str(file))
+        try:
+            self.tk = _HFTokenizer.from_file(str(file))
+        except Exception as e:  # the tokenizers library's own error: name the file
+            raise L2VError(f"{file}: not a readable tokenizer ({str(e).splitlines()[0]})") from None
         self.tk.no_padding()
         self.tk.no_truncation()
         cfg_file = folder / "tokenizer_config.json"
-        cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+        cfg = read_json(cfg_file) if cfg_file.is_file() else {}
         self.add_bos = bool(cfg.get("add_bos_token", False))
         self.add_eos = bool(cfg.get("add_eos_token", False))
         self.bos_id = self._id(cfg.get("bos_token"))
