@@ -157,11 +157,25 @@ def warn_max_length(max_length: int, config, what: str = "max_length"):
 @contextmanager
 def hold_signals():
     """Hold back SIGINT and SIGTERM for a few lines that must happen together (both or neither);
-    a signal that arrives meanwhile is delivered right after."""
-    block = hasattr(signal, "pthread_sigmask")
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}) if block else None
+    one that arrives meanwhile is delivered right after. (Python runs signal handlers in the main
+    thread only, so elsewhere there is nothing to hold.)"""
+    import os
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending = []
+    previous = {s: signal.signal(s, lambda signum, frame: pending.append((signum, frame)))
+                for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        if block:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for signum, frame in pending[:1]:
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)  # e.g. Python's default SIGINT handler: KeyboardInterrupt here
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)
