@@ -87,7 +87,8 @@ def main(argv=None):
     _training_args(p, data_help="'wiki' (its sentences) or a text file, one sentence a line",
                    presets="cpu: 40 steps × 16 sentences × 64 tokens, lr 3e-4; paper: 1000 × 128 × 128, lr 3e-5",
                    adapter=True)
-    p.add_argument("--dropout", type=arg_type("dropout"), help="attention dropout, the source of the two views (default 0.3)")
+    p.add_argument("--dropout", type=arg_type("dropout"),
+                   help="attention dropout, the source of the two views (default 0.3)")
     p.set_defaults(run=_simcse)
 
     p = sub.add_parser("supervised", help="LLM2Vec step 4: contrastive training on (query, positive, negative)")
@@ -131,8 +132,11 @@ def _training_args(p, *, data_help: str, presets: str, adapter: bool = False, da
     p.add_argument("--data", default=data_default, required=data_default is None, help=data_help)
     p.add_argument("--out", required=True, help="output folder: adapter (PEFT format), log.jsonl, checkpoint/")
     p.add_argument("--preset", default="cpu", choices=["cpu", "paper"], help=presets)
-    for name in ("steps", "batch_size", "grad_accum", "max_length", "lr"):
-        p.add_argument("--" + name.replace("_", "-"), type=arg_type(name))
+    p.add_argument("--steps", type=arg_type("steps"))
+    p.add_argument("--batch-size", type=arg_type("batch_size"))
+    p.add_argument("--grad-accum", type=arg_type("grad_accum"))
+    p.add_argument("--max-length", type=arg_type("max_length"))
+    p.add_argument("--lr", type=arg_type("lr"))
     p.add_argument("--lora-r", type=arg_type("lora_r"), default=16)
     p.add_argument("--lora-alpha", type=arg_type("lora_alpha"), default=32)
     p.add_argument("--lora-dropout", type=arg_type("lora_dropout"), default=0.05)
@@ -165,7 +169,9 @@ def _run_stage(fn, *args, **kwargs):
     try:
         fn(*args, **kwargs)
     except KeyboardInterrupt as e:  # the loop has saved a checkpoint and said so
-        return 143 if type(e).__name__ == "Preempted" else 130  # 128 + SIGTERM / SIGINT, as a shell reports
+        from .train import Preempted
+
+        return 143 if isinstance(e, Preempted) else 130  # 128 + SIGTERM / SIGINT, as a shell reports
 
 
 def _mntp(args):

@@ -184,7 +184,7 @@ def train(model, *, loss_fn: Callable, batch_fn: Callable, cfg: TrainConfig, out
     try:
         for step in bar:
             model.train()
-            rng = rng_after = _rng_state()  # if this step is interrupted, a resume must redo it with the same randomness
+            rng = _rng_state()  # if this step is interrupted, a resume must redo it with the same randomness
             t0, loss_sum, metrics_sum = time.perf_counter(), 0.0, {}
             for micro in range(cfg.grad_accum):
                 batch = batch_fn(step, micro)

@@ -65,8 +65,9 @@ def test_api_arguments_are_checked_at_the_door(tiny_encoder_folder, tmp_path):
         l2v.Encoder.from_pretrained(tiny_encoder_folder, max_length=1)
     from l2v.mntp import run_mntp
 
-    for kwargs, name in [(dict(steps=0), "steps"), (dict(grad_accum=0), "grad_accum"), (dict(mask_prob=1.5), "mask_prob"),
-                         (dict(lora_r=0), "lora_r"), (dict(lora_dropout=1.0), "lora_dropout"), (dict(lr=-1.0), "lr")]:
+    for kwargs, name in [(dict(steps=0), "steps"), (dict(grad_accum=0), "grad_accum"),
+                         (dict(mask_prob=1.5), "mask_prob"), (dict(lora_r=0), "lora_r"),
+                         (dict(lora_dropout=1.0), "lora_dropout"), (dict(lr=-1.0), "lr")]:
         with pytest.raises(L2VError, match=f"^{name} must be"):
             run_mntp(tiny_encoder_folder, tmp_path / "none.txt", tmp_path / "out", **kwargs)
     assert not (tmp_path / "out").exists()

@@ -25,18 +25,9 @@ from l2v.lora import apply_lora, lora_modules
 from l2v.mntp import FAMILY_MASKING, MNTPData, mntp_loss, pack_blocks, run_mntp
 from l2v.train import TrainConfig, train
 from conftest import TINY_CORPUS
+from test_mntp import blocks, tokenizer  # noqa: F401  (the same fixtures: tiny tokenizer, 16-token blocks)
 
 TESTS = Path(__file__).parent
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tiny_encoder_folder):
-    return l2v.Tokenizer(tiny_encoder_folder)
-
-
-@pytest.fixture(scope="module")
-def blocks(tokenizer):
-    return pack_blocks(tokenizer, TINY_CORPUS, 16)
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +126,8 @@ def test_non_finite_weights_are_never_saved(tiny_encoder_folder, tokenizer, bloc
 
 def test_a_loss_far_above_its_running_value_warns(tiny_encoder_folder, tokenizer, blocks, tmp_path):
     with pytest.warns(UserWarning, match=r"loss .* at step 6 is far above its running value"):
-        run(tiny_encoder_folder, tokenizer, blocks, tmp_path, loss_hook=lambda s, loss, m: loss * 30 if s == 5 else loss)
+        run(tiny_encoder_folder, tokenizer, blocks, tmp_path,
+            loss_hook=lambda s, loss, m: loss * 30 if s == 5 else loss)
 
 
 # ---------------------------------------------------------------- interrupts

@@ -94,7 +94,8 @@ class Task:
             raise TaskError(f"{spec_file}: unknown task type {kind!r}; known: {', '.join(MAIN_SCORES)}")
         main = spec.get("main_score", MAIN_SCORES[kind])
         if main not in SCORE_NAMES[kind]:
-            raise TaskError(f"{spec_file}: unknown main_score {main!r} for {kind}; known: {', '.join(SCORE_NAMES[kind])}")
+            raise TaskError(f"{spec_file}: unknown main_score {main!r} for {kind}; "
+                            f"known: {', '.join(SCORE_NAMES[kind])}")
         for key in ("name", "instruction"):
             if not isinstance(spec.get(key, ""), str):
                 raise TaskError(f"{spec_file}: field '{key}' must be a string, got {type(spec[key]).__name__}")
@@ -165,7 +166,8 @@ class Task:
                 if r["label"] not in (0, 1):
                     raise TaskError(f"{at(i)}: label must be 0 or 1, got {r['label']!r}")
             if len({r["label"] for r in self.rows}) < 2:
-                raise TaskError(f"{where}: every label is {self.rows[0]['label']}; average precision needs both 0 and 1")
+                raise TaskError(f"{where}: every label is {self.rows[0]['label']}; "
+                                f"average precision needs both 0 and 1")
         elif self.type == "reranking":
             for i, r in enumerate(self.rows):
                 for key in ("positive", "negative"):
