@@ -75,7 +75,8 @@ def _weight_files(folder: Path) -> list[Path]:
         return [folder / SINGLE_FILE]
     index = folder / INDEX_FILE
     if index.is_file():
-        weight_map = read_json(index).get("weight_map")
+        spec = read_json(index)
+        weight_map = spec.get("weight_map") if isinstance(spec, dict) else None
         if not isinstance(weight_map, dict):
             raise CheckpointError(f"{index} has no 'weight_map'")
         for name in set(weight_map.values()):  # a shard is a file of this folder, never ../elsewhere
