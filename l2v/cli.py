@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .checks import L2VError, NonFiniteError, arg_type
+
+# Bad input (an argument, a file, a setting): one line naming it, exit status 2, no traceback.
+USAGE_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="l2v", description="LLM2Vec from scratch")
@@ -22,8 +27,8 @@ def main(argv=None):
     p.add_argument("--instruction", default=None, help="instruction put before every text (not pooled)")
     p.add_argument("--input", required=True, help="text file, one text a line")
     p.add_argument("--output", required=True, help="where to write the (N, D) float32 .npy")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", type=int, default=512)
+    p.add_argument("--batch-size", type=arg_type("batch_size"), default=32)
+    p.add_argument("--max-length", type=arg_type("max_length"), default=512)
     p.add_argument("--normalize", action="store_true", help="unit-length embeddings")
     p.add_argument("--device", default=None)
     p.set_defaults(run=_encode)
@@ -33,8 +38,9 @@ def main(argv=None):
     p.add_argument("--suite", default=None, choices=["l2v-mini"], help="the built-in suite (default if no --task)")
     p.add_argument("--task", action="append", default=[], help="a task folder (repeatable)")
     p.add_argument("--quick", action="store_true", help="the suite's small version (about a minute on a CPU)")
-    p.add_argument("--max-length", type=int, default=128, help="tokens per text (longer texts are truncated)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=arg_type("max_length"), default=128,
+                   help="tokens per text (longer texts are truncated)")
+    p.add_argument("--batch-size", type=arg_type("batch_size"), default=32)
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
     p.add_argument("--device", default=None)
     p.add_argument("--json", default=None, help="write results (+ model, adapters, settings, versions) here")
@@ -66,8 +72,8 @@ def main(argv=None):
                    help="a config.json, a model folder, or a preset: smollm2-135m, llama-2-7b, mistral-7b, llama-3-8b, "
                         "qwen2.5-0.5b, qwen2.5-7b, qwen3-0.6b, gemma-2-2b, gemma-2-9b")
     p.add_argument("--stage", default="mntp", choices=["mntp", "simcse", "supervised"])
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", type=int, default=512)
+    p.add_argument("--batch-size", type=arg_type("batch_size"), default=32)
+    p.add_argument("--max-length", type=arg_type("max_length"), default=512)
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: SDPA's math path with dropout")
     p.set_defaults(run=_plan)
@@ -75,14 +81,15 @@ def main(argv=None):
     p = sub.add_parser("mntp", help="LLM2Vec step 2: masked next-token prediction with LoRA")
     _training_args(p, data_help="'wiki' (fetched through PyPI) or a .txt / .jsonl file of texts",
                    presets="cpu: 60 steps × 8 × 128 tokens, lr 2e-4; paper: 1000 × 32 × 512, lr 5e-5")
-    p.add_argument("--mask-prob", type=float, help="default per family: 0.2 (llama, qwen, gemma), mistral 0.8")
+    p.add_argument("--mask-prob", type=arg_type("mask_prob"), help="default per family: 0.2 (llama, qwen, gemma), mistral 0.8")
     p.set_defaults(run=_mntp)
 
     p = sub.add_parser("simcse", help="LLM2Vec step 3: unsupervised SimCSE with LoRA")
     _training_args(p, data_help="'wiki' (its sentences) or a text file, one sentence a line",
                    presets="cpu: 40 steps × 16 sentences × 64 tokens, lr 3e-4; paper: 1000 × 128 × 128, lr 3e-5",
                    adapter=True)
-    p.add_argument("--dropout", type=float, help="attention dropout, the source of the two views (default 0.3)")
+    p.add_argument("--dropout", type=arg_type("dropout"),
+                   help="attention dropout, the source of the two views (default 0.3)")
     p.set_defaults(run=_simcse)
 
     p = sub.add_parser("supervised", help="LLM2Vec step 4: contrastive training on (query, positive, negative)")
@@ -91,8 +98,23 @@ def main(argv=None):
                    adapter=True, data_default=None)
     p.set_defaults(run=_supervised)
 
+    for p in sub.choices.values():
+        p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except USAGE_ERRORS as e:
+        return _error(args, e, 2)
+    except NonFiniteError as e:  # training or evaluation went numerically wrong; nothing broken was written
+        return _error(args, e, 1)
+
+
+def _error(args, e: Exception, status: int) -> int:
+    if args.debug:
+        raise e
+    message = " ".join(line.strip() for line in str(e).splitlines()) or type(e).__name__
+    print(f"l2v {args.command}: error: {message}", file=sys.stderr)
+    return status
 
 
 def _encoder_args(p):
@@ -111,16 +133,16 @@ def _training_args(p, *, data_help: str, presets: str, adapter: bool = False, da
     p.add_argument("--data", default=data_default, required=data_default is None, help=data_help)
     p.add_argument("--out", required=True, help="output folder: adapter (PEFT format), log.jsonl, checkpoint/")
     p.add_argument("--preset", default="cpu", choices=["cpu", "paper"], help=presets)
-    p.add_argument("--steps", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--grad-accum", type=int)
-    p.add_argument("--max-length", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--lora-r", type=int, default=16)
-    p.add_argument("--lora-alpha", type=float, default=32)
-    p.add_argument("--lora-dropout", type=float, default=0.05)
-    p.add_argument("--eval-every", type=int)
-    p.add_argument("--save-every", type=int)
+    p.add_argument("--steps", type=arg_type("steps"))
+    p.add_argument("--batch-size", type=arg_type("batch_size"))
+    p.add_argument("--grad-accum", type=arg_type("grad_accum"))
+    p.add_argument("--max-length", type=arg_type("max_length"))
+    p.add_argument("--lr", type=arg_type("lr"))
+    p.add_argument("--lora-r", type=arg_type("lora_r"), default=16)
+    p.add_argument("--lora-alpha", type=arg_type("lora_alpha"), default=32)
+    p.add_argument("--lora-dropout", type=arg_type("lora_dropout"), default=0.05)
+    p.add_argument("--eval-every", type=arg_type("eval_every"))
+    p.add_argument("--save-every", type=arg_type("save_every"))
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--autocast", action="store_true",
                    help="bf16 autocast on CPU too (always on for CUDA): ~1.45x faster and ~0.75x the memory on "
@@ -128,7 +150,9 @@ def _training_args(p, *, data_help: str, presets: str, adapter: bool = False, da
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint (with the same settings)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in OUT (files l2v did not "
+                                                            "write are never deleted)")
 
 
 def _training_kwargs(args) -> dict:
@@ -139,14 +163,16 @@ def _training_kwargs(args) -> dict:
                 dtype=args.dtype and getattr(torch, args.dtype), lora_r=args.lora_r, lora_alpha=args.lora_alpha,
                 lora_dropout=args.lora_dropout, eval_every=args.eval_every, save_every=args.save_every,
                 gradient_checkpointing=args.gradient_checkpointing, autocast=args.autocast or None,
-                resume=args.resume)
+                resume=args.resume, overwrite=args.overwrite)
 
 
 def _run_stage(fn, *args, **kwargs):
     try:
         fn(*args, **kwargs)
-    except KeyboardInterrupt:  # the loop has saved a checkpoint and said so
-        return 130
+    except KeyboardInterrupt as e:  # the loop has saved a checkpoint and said so
+        from .train import Preempted
+
+        return 143 if isinstance(e, Preempted) else 130  # 128 + SIGTERM / SIGINT, as a shell reports
 
 
 def _mntp(args):
@@ -187,7 +213,7 @@ def _eval(args):
           f"in {record['minutes']:.1f} min")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")  # strict JSON: no NaN
 
 
 def _plan(args):
@@ -202,7 +228,7 @@ def _plan(args):
         path = Path(args.config)
         path = path / "config.json" if path.is_dir() else path
         if not path.is_file():
-            raise SystemExit(f"l2v plan: no such config or preset: {args.config} (presets: {', '.join(PRESETS)})")
+            raise FileNotFoundError(f"no such config or preset: {args.config} (presets: {', '.join(PRESETS)})")
         config, name = ModelConfig.from_json(path), str(args.config)
     p = plan(config, stage=args.stage, batch_size=args.batch_size, max_length=args.max_length, dtype=args.dtype,
              device=args.device)
@@ -257,19 +283,23 @@ def _encode(args):
 
     from .encoder import Encoder
 
-    source = Path(args.input)
-    if not source.is_file():
-        raise SystemExit(f"l2v encode: input file not found: {source}")
-    texts = source.read_text(encoding="utf-8").splitlines()
+    from .checks import read_lines
+
+    texts = read_lines(args.input)  # one text per line, as the rows of the output
+    output = Path(args.output)
+    if output.is_dir():
+        raise L2VError(f"--output {output} is a folder; give a file name such as {output / 'embeddings.npy'}")
+    if output.suffix != ".npy":  # np.save would add it anyway; say where the file really goes
+        output = output.with_name(output.name + ".npy")
     encoder = Encoder.from_pretrained(args.model, adapters=args.adapter, causal=args.causal, pooling=args.pooling,
                                       max_length=args.max_length, device=args.device)
     start = time.perf_counter()
     emb = encoder.encode(texts, instruction=args.instruction, batch_size=args.batch_size,
                          normalize=args.normalize, show_progress_bar=True)
     seconds = time.perf_counter() - start
-    np.save(args.output, emb)
+    np.save(output, emb)
     mode = "causal" if args.causal else "bidirectional"
-    print(f"{len(texts)} texts → {args.output} {tuple(emb.shape)} ({mode}, {args.pooling} pooling) in {seconds:.1f} s")
+    print(f"{len(texts)} texts → {output} {tuple(emb.shape)} ({mode}, {args.pooling} pooling) in {seconds:.1f} s")
 
 
 if __name__ == "__main__":

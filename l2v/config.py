@@ -19,9 +19,10 @@ biases"), so `FAMILY_TRAITS` states them; the rest are read from config.json und
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from .checks import L2VError, read_json
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2")
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3")
@@ -46,6 +47,8 @@ FAMILY_DEFAULTS = {
                    query_pre_attn_scalar=256, sliding_window=4096, attn_logit_softcapping=50.0,
                    final_logit_softcapping=30.0),
 }
+# The shape of the network: a config.json without one of these is an error, never a 7B default.
+REQUIRED = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
 
 
 @dataclass
@@ -137,6 +140,16 @@ class ModelConfig:
         rope_scaling = d.pop("rope_scaling", None) or {k: v for k, v in rope.items() if k != "rope_theta"} or None
         if "model_type" not in d:
             raise ValueError(f"config.json has no 'model_type' (expected one of {', '.join(SUPPORTED_MODEL_TYPES)})")
+        if d["model_type"] not in SUPPORTED_MODEL_TYPES:  # said first: the other checks would only confuse
+            cls(model_type=d["model_type"])
+        missing = [k for k in REQUIRED if k not in d]
+        if missing:
+            raise L2VError(f"config.json has no {', '.join(repr(k) for k in missing)}")
+        bad = [k for k in REQUIRED if isinstance(d[k], bool) or not isinstance(d[k], int) or d[k] < 1]
+        if bad:
+            raise L2VError(f"config.json: {bad[0]} must be a positive integer, got {d[bad[0]]!r}")
+        if d.get("num_key_value_heads") is None:  # as transformers: no field means MHA
+            d["num_key_value_heads"] = d["num_attention_heads"]
         family = d["model_type"]
         d = {**FAMILY_DEFAULTS.get(family, {}), **d}
         if family == "gemma2":  # Gemma-2's config names its activation `hidden_activation`
@@ -168,7 +181,13 @@ class ModelConfig:
 
     @classmethod
     def from_json(cls, path: str | Path) -> "ModelConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        d = read_json(path)
+        if not isinstance(d, dict):
+            raise L2VError(f"{path}: expected a JSON object")
+        try:
+            return cls.from_dict(d)
+        except (ValueError, TypeError) as e:
+            raise L2VError(f"{path}: {e}".replace(f"{path}: config.json", f"{path}")) from None
 
     def to_dict(self) -> dict:
         """The config in both transformers layouts, so a folder l2v writes loads the same in 4.x and 5.x.

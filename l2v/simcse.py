@@ -23,7 +23,8 @@ from .encoder import Encoder
 from .loading import load_model
 from .lora import apply_lora, merge_adapters, trainable_summary
 from .tokenizer import Batch, Tokenizer
-from .train import EpochSampler, resolve_settings, train
+from .checks import L2VError, check_args, read_lines
+from .train import EpochSampler, check_out_dir, resolve_settings, train
 
 PRESETS = {
     "paper": dict(steps=1000, batch_size=128, grad_accum=1, max_length=128, lr=3e-5, warmup_steps=0, save_every=200,
@@ -67,7 +68,7 @@ def read_sentences(source, min_words: int = 5, max_words: int = 64) -> list[str]
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"data file not found: {path}")
-        sentences = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        sentences = [line.strip() for line in read_lines(path) if line.strip()]
     if len(sentences) < 2:
         raise ValueError(f"{source} has {len(sentences)} sentence(s); contrastive training needs at least 2")
     return sentences
@@ -126,13 +127,15 @@ def run_simcse(model_dir, adapter, data, out_dir, *, preset: str = "cpu", steps=
                grad_accum=None, max_length=None, lr=None, dropout=None, seed: int = 42, device=None, dtype=None,
                lora_r: int = 16, lora_alpha: float = 32, lora_dropout: float = 0.05, eval_every=None,
                save_every=None, gradient_checkpointing: bool = False, autocast=None,
-               resume: bool = False) -> list[dict]:
+               resume: bool = False, overwrite: bool = False) -> list[dict]:
     cfg, extra = resolve_settings(PRESETS, preset, steps=steps, batch_size=batch_size, grad_accum=grad_accum,
                                   lr=lr, eval_every=eval_every, save_every=save_every, max_length=max_length,
                                   dropout=dropout, seed=seed, gradient_checkpointing=gradient_checkpointing,
                                   autocast_bf16=autocast)
     if cfg.batch_size < 2:
         raise ValueError("--batch-size must be at least 2: the other sentences in the batch are the negatives")
+    check_args(dropout=extra["dropout"], lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout)
+    check_out_dir(out_dir, resume, overwrite)
     distributed.init()
     sentences = read_sentences(data)
     encoder = prepare_encoder(model_dir, adapter, dropout=extra["dropout"], lora_r=lora_r, lora_alpha=lora_alpha,
@@ -143,6 +146,9 @@ def run_simcse(model_dir, adapter, data, out_dir, *, preset: str = "cpu", steps=
         sentences = sentences[64:]
     print(f"SimCSE data: {len(sentences)} sentences; attention dropout {extra['dropout']}, "
           f"batch {cfg.batch_size} (each sentence twice), max length {extra['max_length']}")
+    if len(set(sentences)) < cfg.batch_size:  # a batch would hold a sentence twice: its own negative
+        raise L2VError(f"{data} has {len(set(sentences))} distinct sentences, fewer than the batch size "
+                       f"{cfg.batch_size}; lower --batch-size or add text")
     sampler = EpochSampler(len(sentences), cfg.batch_size, cfg.grad_accum, seed)
     tk, dev = encoder.tokenizer, encoder.device
     eval_batch = tk(held_out, max_length=extra["max_length"]).to(dev)
@@ -158,4 +164,6 @@ def run_simcse(model_dir, adapter, data, out_dir, *, preset: str = "cpu", steps=
 
     return train(encoder.model, loss_fn=loss_fn, batch_fn=batch_fn, cfg=cfg, out_dir=out_dir,
                  eval_fn=lambda model: alignment_uniformity(encoder, eval_batch), resume=resume, desc="SimCSE",
-                 base_model=str(model_dir))
+                 base_model=str(model_dir), overwrite=overwrite,
+                 settings=dict(max_length=extra["max_length"], dropout=extra["dropout"], data=str(data),
+                               adapter=adapter and str(adapter)))

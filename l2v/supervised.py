@@ -11,6 +11,7 @@ It starts, like SimCSE, from the MNTP adapter merged into the base plus a fresh 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +19,8 @@ import torch
 from . import distributed
 from .jsonl import read_jsonl
 from .simcse import contrastive_loss, prepare_encoder
-from .train import resolve_settings, train
+from .checks import check_args
+from .train import check_out_dir, resolve_settings, train
 
 FIELDS = ("query", "positive", "negative")
 PRESETS = {
@@ -59,6 +61,10 @@ class DatasetBatches:
         if self.per_epoch == 0:
             sizes = ", ".join(f"{k}: {len(v)}" for k, v in self.groups.items())
             raise ValueError(f"no dataset has a full batch of {batch_size} rows ({sizes}); lower --batch-size")
+        small = {k: len(v) for k, v in self.groups.items() if len(v) < batch_size}
+        if small:  # every batch comes from one dataset, so these rows can never be used
+            warnings.warn(f"dataset(s) smaller than one batch of {batch_size} are left out of training: "
+                          + ", ".join(f"{k} ({n} rows)" for k, n in small.items()), stacklevel=2)
         self._epoch, self._batches = None, None
 
     def indices(self, step: int, micro: int) -> list[int]:
@@ -88,13 +94,15 @@ def run_supervised(model_dir, adapter, data, out_dir, *, preset: str = "cpu", st
                    grad_accum=None, max_length=None, lr=None, seed: int = 42, device=None, dtype=None,
                    lora_r: int = 16, lora_alpha: float = 32, lora_dropout: float = 0.05, eval_every=None,
                    save_every=None, gradient_checkpointing: bool = False, autocast=None,
-                   resume: bool = False) -> list[dict]:
+                   resume: bool = False, overwrite: bool = False) -> list[dict]:
     cfg, extra = resolve_settings(PRESETS, preset, steps=steps, batch_size=batch_size, grad_accum=grad_accum,
                                   lr=lr, eval_every=eval_every, save_every=save_every, max_length=max_length,
                                   seed=seed, gradient_checkpointing=gradient_checkpointing,
                                   autocast_bf16=autocast)
     if cfg.batch_size < 2:
         raise ValueError("--batch-size must be at least 2: the other rows in the batch are the negatives")
+    check_args(lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout)
+    check_out_dir(out_dir, resume, overwrite)
     distributed.init()
     triples = read_triples(data)
     batches = DatasetBatches([t.dataset for t in triples], cfg.batch_size, cfg.grad_accum, seed)
@@ -122,4 +130,5 @@ def run_supervised(model_dir, adapter, data, out_dir, *, preset: str = "cpu", st
         return {"accuracy": hits.float().mean().item(), "loss": contrastive_loss(q, p, n, scale=50.0).item()}
 
     return train(encoder.model, loss_fn=loss_fn, batch_fn=batches.indices, cfg=cfg, out_dir=out_dir,
-                 eval_fn=evaluate, resume=resume, desc="supervised", base_model=str(model_dir))
+                 eval_fn=evaluate, resume=resume, desc="supervised", base_model=str(model_dir), overwrite=overwrite,
+                 settings=dict(max_length=extra["max_length"], data=str(data), adapter=adapter and str(adapter)))

@@ -19,12 +19,13 @@ tokenizers, which rebuild their template from those keys.
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from .checks import L2VError, read_json
 
 # LLM2Vec's MNTP mask token for models without one of their own (LLaMA, Mistral, Qwen). The
 # official run_mntp.py keeps a tokenizer's own mask token when its files declare one.
@@ -51,13 +52,16 @@ class Tokenizer:
             raise FileNotFoundError(f"no tokenizer.json in {folder}")
         if padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', not {padding_side!r}")
-        self.tk = _HFTokenizer.from_file(str(file))
+        try:
+            self.tk = _HFTokenizer.from_file(str(file))
+        except Exception as e:  # the tokenizers library's own error: name the file
+            raise L2VError(f"{file}: not a readable tokenizer ({str(e).splitlines()[0]})") from None
         self.tk.no_padding()
         self.tk.no_truncation()
         cfg_file = folder / "tokenizer_config.json"
-        cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+        cfg = read_json(cfg_file) if cfg_file.is_file() else {}
         model_cfg_file = folder / "config.json"
-        model_cfg = json.loads(model_cfg_file.read_text()) if model_cfg_file.is_file() else {}
+        model_cfg = read_json(model_cfg_file) if model_cfg_file.is_file() else {}
         added_before, added_after = self._post_processor_tokens()
         # BOS/EOS: tokenizer_config.json's tokens (Qwen writes "bos_token": null: it has none); a
         # key that is absent falls back to the template's token, then to config.json's id.

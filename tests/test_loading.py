@@ -73,20 +73,23 @@ def test_shape_mismatch_names_tensor_and_shapes(tiny_folder, tmp_path):
         l2v.load_model(folder)
 
 
+SHAPE = dict(vocab_size=11, hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2)
+
+
 def test_unknown_model_type_and_rope_type():
     with pytest.raises(ValueError, match="unknown model_type 'gpt2'"):
         ModelConfig.from_dict({"model_type": "gpt2"})
     with pytest.raises(ValueError, match="unknown rope type 'yarn'"):
-        ModelConfig.from_dict({"model_type": "llama", "rope_scaling": {"rope_type": "yarn", "factor": 2}})
+        ModelConfig.from_dict({"model_type": "llama", "rope_scaling": {"rope_type": "yarn", "factor": 2}, **SHAPE})
     with pytest.raises(ValueError, match="no 'model_type'"):
         ModelConfig.from_dict({})
 
 
 def test_config_reads_transformers_4_layout_too():
     old = ModelConfig.from_dict({"model_type": "llama", "rope_theta": 5e5,
-                                 "rope_scaling": {"type": "linear", "factor": 2.0}})
+                                 "rope_scaling": {"type": "linear", "factor": 2.0}, **SHAPE})
     new = ModelConfig.from_dict({"model_type": "llama", "rope_parameters":
-                                 {"rope_theta": 5e5, "rope_type": "linear", "factor": 2.0}})
+                                 {"rope_theta": 5e5, "rope_type": "linear", "factor": 2.0}, **SHAPE})
     assert old.rope_theta == new.rope_theta == 5e5
     assert old.rope_type == new.rope_type == "linear"
     assert old.rope_scaling["factor"] == new.rope_scaling["factor"] == 2.0

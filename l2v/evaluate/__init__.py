@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..checks import NonFiniteError
 from .suite import build_suite, suite_folder
 from .tasks import MAIN_SCORES, Task, TaskError
 
@@ -37,12 +38,17 @@ def evaluate(encoder, tasks: Sequence, batch_size: int = 32, show_progress: bool
             if texts:  # instructions go on queries (and on both sides of symmetric tasks), never on documents
                 vectors = encoder.encode(texts, instruction=instruction if role == "query" else None,
                                          batch_size=batch_size, show_progress_bar=False)
+                if not np.isfinite(vectors).all():  # every score would be nan, or quietly meaningless
+                    raise NonFiniteError(f"task {task.name}: the encoder gave NaN or inf embeddings")
                 cache.update({(t, role): v for t, v in zip(texts, vectors)})
 
         def embed(texts, role, cache=cache):
             return np.stack([cache[(t, role)] for t in texts]) if texts else np.zeros((0, encoder.dim), np.float32)
 
         scores = task.evaluate(embed)
+        if not np.isfinite(scores["main_score"]):  # e.g. a collapsed encoder: every cosine equal
+            raise NonFiniteError(f"task {task.name}: {task.main_score} is {scores['main_score']} (the embeddings "
+                                 f"give no usable variation)")
         results.append({"task": task.name, "type": task.type, "main_score_name": task.main_score,
                         "seconds": round(time.perf_counter() - start, 2), **scores})
     return results

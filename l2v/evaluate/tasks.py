@@ -17,13 +17,14 @@ can come from an Encoder or, in the reference checks, from a table of precompute
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..checks import L2VError, read_json, read_lines
 from ..jsonl import read_jsonl
 from . import metrics as M
 from .estimators import fit_logistic_regression, kmeans
@@ -43,10 +44,19 @@ FIELDS = {
     "pair_classification": {"sentence1": str, "sentence2": str, "label": int},
     "reranking": {"query": str, "positive": list, "negative": list},
 }
+_KS = (1, 3, 5, 10, 100, 1000)
+SCORE_NAMES = {  # every score each type reports; main_score must be one of them
+    "sts": ("cosine_spearman", "cosine_pearson"),
+    "classification": ("accuracy", "f1"),
+    "clustering": ("v_measure",),
+    "pair_classification": ("max_ap", "cosine_ap", "dot_ap", "euclidean_ap", "manhattan_ap"),
+    "retrieval": tuple(f"{m}_at_{k}" for k in _KS for m in ("ndcg", "map", "recall")) + ("mrr_at_10",),
+    "reranking": ("map", "mrr_at_10"),
+}
 Embed = Callable[[list[str], str], np.ndarray]  # (texts, "query" | "document") → (N, D)
 
 
-class TaskError(ValueError):
+class TaskError(L2VError):
     """A task folder that cannot be evaluated; the message names the file and, if any, the line."""
 
 
@@ -62,6 +72,7 @@ class Task:
     corpus: dict = field(default_factory=dict, repr=False)  # retrieval: id → text
     queries: dict = field(default_factory=dict, repr=False)  # retrieval: id → text
     qrels: dict = field(default_factory=dict, repr=False)  # retrieval: query id → {doc id: relevance}
+    lines: list = field(default_factory=list, repr=False)  # data.jsonl: the line number of each row
 
     @classmethod
     def load(cls, folder) -> "Task":
@@ -69,32 +80,43 @@ class Task:
         spec_file = folder / "task.json"
         if not spec_file.is_file():
             raise TaskError(f"no task.json in {folder}")
-        spec = json.loads(spec_file.read_text())
+        try:
+            spec = read_json(spec_file, "task.json")
+        except L2VError as e:
+            raise TaskError(str(e)) from None
+        if not isinstance(spec, dict):
+            raise TaskError(f"{spec_file}: expected a JSON object")
         for key in ("name", "type"):
             if key not in spec:
                 raise TaskError(f"{spec_file}: missing field '{key}'")
         kind = spec["type"]
         if kind not in MAIN_SCORES:
             raise TaskError(f"{spec_file}: unknown task type {kind!r}; known: {', '.join(MAIN_SCORES)}")
+        main = spec.get("main_score", MAIN_SCORES[kind])
+        if main not in SCORE_NAMES[kind]:
+            raise TaskError(f"{spec_file}: unknown main_score {main!r} for {kind}; "
+                            f"known: {', '.join(SCORE_NAMES[kind])}")
+        for key in ("name", "instruction"):
+            if not isinstance(spec.get(key, ""), str):
+                raise TaskError(f"{spec_file}: field '{key}' must be a string, got {type(spec[key]).__name__}")
         task = cls(name=spec["name"], type=kind, main_score=spec.get("main_score", MAIN_SCORES[kind]), folder=folder,
                    instruction=spec.get("instruction", ""),
                    meta={k: v for k, v in spec.items() if k not in ("name", "type", "main_score", "instruction")})
         if kind == "retrieval":
             task._load_retrieval()
         else:
-            task.rows = _read_jsonl(folder / "data.jsonl", FIELDS[kind])
+            task.rows = _read_jsonl(folder / "data.jsonl", FIELDS[kind], task.lines)
         task._validate()
         return task
 
     def _load_retrieval(self):
-        corpus = _read_jsonl(self.folder / "corpus.jsonl", {"id": (str, int), "text": str})
-        queries = _read_jsonl(self.folder / "queries.jsonl", {"id": (str, int), "text": str})
-        self.corpus = {str(r["id"]): (r.get("title", "") + " " + r["text"]).strip() for r in corpus}
-        self.queries = {str(r["id"]): r["text"] for r in queries}
+        self.corpus = {str(k): (r.get("title", "") + " " + r["text"]).strip()
+                       for k, r in _by_id(self.folder / "corpus.jsonl").items()}
+        self.queries = {str(k): r["text"] for k, r in _by_id(self.folder / "queries.jsonl").items()}
         path = self.folder / "qrels.tsv"
         if not path.is_file():
             raise TaskError(f"missing file {path}")
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for n, line in enumerate(read_lines(path), 1):
             parts = line.split("\t")
             if not line.strip() or (n == 1 and parts[-1].strip().lower() in ("score", "relevance")):
                 continue  # blank line or a header
@@ -103,23 +125,54 @@ class Task:
             q, d, rel = parts[0].strip(), parts[1].strip(), int(parts[2])
             if d not in self.corpus:
                 raise TaskError(f"{path}, line {n}: corpus id {d!r} is not in corpus.jsonl")
+            if q not in self.queries:  # it would score nan, and so would the average
+                raise TaskError(f"{path}, line {n}: query id {q!r} is not in queries.jsonl")
             self.qrels.setdefault(q, {})[d] = rel
 
     def _validate(self):
+        """Refuse data that cannot give a meaningful score (it would read as 100, or as nan)."""
         where = self.folder / "data.jsonl"
+        at = lambda i: f"{where}, line {self.lines[i]}"  # noqa: E731
         if self.type == "classification":
+            for i, r in enumerate(self.rows):
+                if r["split"] not in ("train", "test"):
+                    raise TaskError(f"{at(i)}: split must be 'train' or 'test', got {r['split']!r}")
             splits = {s: [r for r in self.rows if r["split"] == s] for s in ("train", "test")}
             for s, rows in splits.items():
                 if not rows:
                     raise TaskError(f"{where}: the {s} split is empty")
+            if len({str(r["label"]) for r in self.rows}) < 2:
+                raise TaskError(f"{where}: one label only; classification needs at least 2")
             unseen = sorted({str(r["label"]) for r in splits["test"]} - {str(r["label"]) for r in splits["train"]})
             if unseen:
                 raise TaskError(f"{where}: test label(s) never seen in training: {', '.join(unseen)}")
         elif self.type == "retrieval":
             if not self.queries or not self.corpus:
                 raise TaskError(f"{self.folder}: empty {'queries' if not self.queries else 'corpus'}")
+            if not any(g > 0 for rels in self.qrels.values() for g in rels.values()):
+                raise TaskError(f"{self.folder / 'qrels.tsv'}: no relevant (relevance > 0) document for any query")
         elif not self.rows:
             raise TaskError(f"{where}: no rows")
+        elif self.type == "sts":
+            for i, r in enumerate(self.rows):
+                if not math.isfinite(r["score"]):
+                    raise TaskError(f"{at(i)}: score is {r['score']}")
+            if len({r["score"] for r in self.rows}) < 2:
+                raise TaskError(f"{where}: every gold score is {self.rows[0]['score']}; a correlation needs variation")
+        elif self.type == "clustering" and len({str(r["label"]) for r in self.rows}) < 2:
+            raise TaskError(f"{where}: one label only; clustering needs at least 2")
+        elif self.type == "pair_classification":
+            for i, r in enumerate(self.rows):
+                if r["label"] not in (0, 1):
+                    raise TaskError(f"{at(i)}: label must be 0 or 1, got {r['label']!r}")
+            if len({r["label"] for r in self.rows}) < 2:
+                raise TaskError(f"{where}: every label is {self.rows[0]['label']}; "
+                                f"average precision needs both 0 and 1")
+        elif self.type == "reranking":
+            for i, r in enumerate(self.rows):
+                for key in ("positive", "negative"):
+                    if not r[key] or not all(isinstance(t, str) for t in r[key]):
+                        raise TaskError(f"{at(i)}: '{key}' must be a non-empty list of strings")
 
     def texts(self) -> list[tuple[str, str]]:
         """Every (text, role) this task will embed — for caching across tasks."""
@@ -141,10 +194,23 @@ class Task:
         return {"main_score": scores[self.main_score], **scores}
 
 
-def _read_jsonl(path: Path, fields: dict) -> list[dict]:
+def _read_jsonl(path: Path, fields: dict, lines: list | None = None) -> list[dict]:
     if not path.is_file():
         raise TaskError(f"missing file {path}")
-    return read_jsonl(path, fields, error=TaskError)
+    return read_jsonl(path, fields, error=TaskError, lines=lines)
+
+
+def _by_id(path: Path) -> dict:
+    """Rows of corpus.jsonl / queries.jsonl by id; a repeated id is an error, not a silent overwrite."""
+    lines = []
+    rows = _read_jsonl(path, {"id": (str, int), "text": str}, lines)
+    out, first = {}, {}
+    for n, r in zip(lines, rows):
+        key = str(r["id"])
+        if key in out:
+            raise TaskError(f"{path}, line {n}: id {key!r} repeats line {first[key]}")
+        out[key], first[key] = r, n
+    return out
 
 
 # ---------------------------------------------------------------- one scorer per task type
@@ -222,7 +288,7 @@ def rank_scores(query_ids, doc_ids, q_emb, d_emb) -> dict[str, dict[str, float]]
     return {q: dict(zip(doc_ids, row.tolist())) for q, row in zip(query_ids, sims)}
 
 
-def _ranking_metrics(runs: dict, qrels: dict, ks=(1, 3, 5, 10, 100, 1000)) -> dict:
+def _ranking_metrics(runs: dict, qrels: dict, ks=_KS) -> dict:
     """Averages over queries that have a relevant document (MTEB drops the others)."""
     judged = [q for q in runs if any(g > 0 for g in qrels.get(q, {}).values())]
     rankings = {q: M.trec_ranking(runs[q]) for q in judged}
