@@ -99,7 +99,9 @@ def _encoder_args(p):
     p.add_argument("--model", required=True, help="HF-layout model folder (e.g. weights/smollm2-135m-instruct)")
     p.add_argument("--adapter", action="append", default=[], help="PEFT LoRA folder to merge (repeatable, in order)")
     p.add_argument("--causal", action="store_true", help="keep causal attention (default: bidirectional)")
-    p.add_argument("--pooling", default="mean", choices=["mean", "weighted_mean", "eos", "bos"])
+    p.add_argument("--pooling", default="mean", choices=["mean", "weighted_mean", "eos", "last", "bos"],
+                   help="eos: the tokenizer's EOS appended to each text, pooled there (LLM2Vec's eos_token); "
+                        "last: the last text token as it is; bos: the BOS token (only where one is added)")
 
 
 def _training_args(p, *, data_help: str, presets: str, adapter: bool = False, data_default="wiki"):
