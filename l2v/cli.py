@@ -82,12 +82,14 @@ def main(argv=None):
                    presets="cpu: 40 steps × 16 sentences × 64 tokens, lr 3e-4; paper: 1000 × 128 × 128, lr 3e-5",
                    adapter=True)
     p.add_argument("--dropout", type=float, help="attention dropout, the source of the two views (default 0.3)")
+    _chunk_arg(p, "sentences")
     p.set_defaults(run=_simcse)
 
     p = sub.add_parser("supervised", help="LLM2Vec step 4: contrastive training on (query, positive, negative)")
     _training_args(p, data_help='JSONL: {"query", "positive", "negative"[, "dataset", "instruction"]}',
                    presets="cpu: 20 steps × 8 triples × 64 tokens, lr 2e-4; paper: 1000 × 512 × 512, lr 2e-4",
                    adapter=True, data_default=None)
+    _chunk_arg(p, "triples")
     p.set_defaults(run=_supervised)
 
     args = parser.parse_args(argv)
@@ -132,6 +134,12 @@ def _training_args(p, *, data_help: str, presets: str, adapter: bool = False, da
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
 
 
+def _chunk_arg(p, what: str):
+    p.add_argument("--chunk-size", type=int, default=None,
+                   help=f"GradCache: embed {what} this many at a time, then backpropagate chunk by chunk — the "
+                        "whole batch's loss and gradient (all its negatives) in one chunk's activation memory")
+
+
 def _training_kwargs(args) -> dict:
     import torch
 
@@ -160,13 +168,14 @@ def _simcse(args):
     from .simcse import run_simcse
 
     return _run_stage(run_simcse, args.model, args.adapter, args.data, args.out, dropout=args.dropout,
-                      **_training_kwargs(args))
+                      chunk_size=args.chunk_size, **_training_kwargs(args))
 
 
 def _supervised(args):
     from .supervised import run_supervised
 
-    return _run_stage(run_supervised, args.model, args.adapter, args.data, args.out, **_training_kwargs(args))
+    return _run_stage(run_supervised, args.model, args.adapter, args.data, args.out, chunk_size=args.chunk_size,
+                      **_training_kwargs(args))
 
 
 def _eval(args):
