@@ -69,6 +69,7 @@ def main(argv=None):
     p.add_argument("--max-length", type=int, default=512)
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: SDPA's math path with dropout")
+    p.add_argument("--chunk-size", type=int, default=None, help="simcse / supervised: GradCache's examples per pass")
     p.set_defaults(run=_plan)
 
     p = sub.add_parser("mntp", help="LLM2Vec step 2: masked next-token prediction with LoRA")
@@ -215,9 +216,9 @@ def _plan(args):
             raise SystemExit(f"l2v plan: no such config or preset: {args.config} (presets: {', '.join(PRESETS)})")
         config, name = ModelConfig.from_json(path), str(args.config)
     p = plan(config, stage=args.stage, batch_size=args.batch_size, max_length=args.max_length, dtype=args.dtype,
-             device=args.device)
+             device=args.device, chunk_size=args.chunk_size)
     print(format_plan(name, p, stage=args.stage, batch_size=args.batch_size, max_length=args.max_length,
-                      dtype=args.dtype))
+                      dtype=args.dtype, chunk_size=args.chunk_size))
 
 
 def _demo(args):

@@ -25,6 +25,9 @@ kv = kv_heads·head_dim, r LoRA rank, H heads, T sequence length) — read off t
                                    keep an fp32 copy too, ~6 bytes)
     attention dropout (SimCSE)     ~12 per element of H·T on CPU, where SDPA falls back to the
                                    math path to drop probabilities; CUDA's kernels do not need it
+
+With GradCache (`--chunk-size`, gradcache.py) a contrastive stage keeps the activations of one
+chunk at a time, plus the whole batch's embeddings and their gradient (fp32, a few kB a text).
 """
 
 from __future__ import annotations
@@ -90,10 +93,18 @@ def activation_bytes_per_token_layer(c: ModelConfig, T: int, *, dtype: str, r: i
 
 def plan(c: ModelConfig, *, stage: str, batch_size: int, max_length: int, dtype: str = "bfloat16", r: int = 16,
          lora_dropout: float = 0.05, attention_dropout: float | None = None, mask_prob: float = 0.2,
-         device: str = "cuda") -> Plan:
-    """Memory estimate of one training step (bytes). attention_dropout None: SimCSE's 0.3, else 0."""
+         device: str = "cuda", chunk_size: int | None = None) -> Plan:
+    """Memory estimate of one training step (bytes). attention_dropout None: SimCSE's 0.3, else 0.
+    chunk_size: GradCache's examples per pass (contrastive stages only)."""
     if stage not in SEQUENCES_PER_EXAMPLE:
         raise ValueError(f"unknown stage {stage!r}: choose one of {', '.join(SEQUENCES_PER_EXAMPLE)}")
+    if chunk_size is not None and stage == "mntp":
+        raise ValueError("--chunk-size is GradCache for the contrastive stages (simcse, supervised); "
+                         "MNTP's loss is per token, so --grad-accum already splits its batch")
+    cache = 0
+    if chunk_size is not None and chunk_size < batch_size:
+        cache = batch_size * SEQUENCES_PER_EXAMPLE[stage] * c.hidden_size * 4 * 2  # embeddings + their gradient
+        batch_size = chunk_size  # activations: one chunk's
     tokens = batch_size * SEQUENCES_PER_EXAMPLE[stage] * max_length
     L = c.num_hidden_layers
     if attention_dropout is None:
@@ -106,16 +117,18 @@ def plan(c: ModelConfig, *, stage: str, batch_size: int, max_length: int, dtype:
     if stage == "mntp":  # fp32 logits + log-softmax at the masked positions (l2v never builds (B, T, V))
         head = int(mask_prob * tokens) * c.vocab_size * 4 * 2
     return Plan(weights=count_parameters(c) * BYTES[dtype], lora_and_optimizer=count_lora_parameters(c, r) * 16,
-                activations=int(tokens * L * per), activations_checkpointed=int(checkpointed), lm_head=head)
+                activations=int(tokens * L * per) + cache, activations_checkpointed=int(checkpointed) + cache,
+                lm_head=head)
 
 
 def format_plan(name: str, p: Plan, *, stage: str, batch_size: int, max_length: int, dtype: str,
-                gpus_gb=(40, 80)) -> str:
+                gpus_gb=(40, 80), chunk_size: int | None = None) -> str:
     gib = 2**30
     rows = [("weights", p.weights), ("LoRA + AdamW (fp32)", p.lora_and_optimizer),
             ("activations", p.activations), ("activations, checkpointed", p.activations_checkpointed),
             ("LM head (MNTP)", p.lm_head)]
-    lines = [f"{name}: {stage}, batch {batch_size} × {max_length} tokens, {dtype} weights, LoRA r16 on 7 projections"]
+    lines = [f"{name}: {stage}, batch {batch_size} × {max_length} tokens, {dtype} weights, LoRA r16 on 7 projections"
+             + (f", GradCache chunks of {chunk_size}" if chunk_size else "")]
     lines += [f"  {label:28} {value / gib:8.1f} GiB" for label, value in rows]
     for ckpt in (False, True):
         total = p.total(ckpt) / gib

@@ -138,7 +138,8 @@ def run_simcse(model_dir, adapter, data, out_dir, *, preset: str = "cpu", steps=
     cfg, extra = resolve_settings(PRESETS, preset, steps=steps, batch_size=batch_size, grad_accum=grad_accum,
                                   lr=lr, eval_every=eval_every, save_every=save_every, max_length=max_length,
                                   dropout=dropout, seed=seed, gradient_checkpointing=gradient_checkpointing,
-                                  autocast_bf16=autocast)
+                                  autocast_bf16=autocast, chunk_size=chunk_size)
+    chunk_size = extra.get("chunk_size")
     if cfg.batch_size < 2:
         raise ValueError("--batch-size must be at least 2: the other sentences in the batch are the negatives")
     if chunk_size is not None and chunk_size < 1:

@@ -23,9 +23,11 @@ from .train import resolve_settings, train
 
 FIELDS = ("query", "positive", "negative")
 PRESETS = {
-    # The paper: the E5 mixture, batch 512, lr 2e-4, 1000 steps, max length 512, warmup 300.
+    # The paper: the E5 mixture, batch 512, lr 2e-4, 1000 steps, max length 512, warmup 300 (on 8
+    # GPUs). GradCache in chunks of 64 triples fits it on one 80 GB GPU with gradient checkpointing
+    # (`l2v plan`: 55-59 GiB for 7-8B models); with torchrun on 8 GPUs each process's 64 are one chunk.
     "paper": dict(steps=1000, batch_size=512, grad_accum=1, max_length=512, lr=2e-4, warmup_steps=300,
-                  save_every=200),
+                  save_every=200, chunk_size=64),
     "cpu": dict(steps=20, batch_size=8, grad_accum=1, max_length=64, lr=2e-4, warmup_steps=2, save_every=10),
 }
 
@@ -98,7 +100,8 @@ def run_supervised(model_dir, adapter, data, out_dir, *, preset: str = "cpu", st
     cfg, extra = resolve_settings(PRESETS, preset, steps=steps, batch_size=batch_size, grad_accum=grad_accum,
                                   lr=lr, eval_every=eval_every, save_every=save_every, max_length=max_length,
                                   seed=seed, gradient_checkpointing=gradient_checkpointing,
-                                  autocast_bf16=autocast)
+                                  autocast_bf16=autocast, chunk_size=chunk_size)
+    chunk_size = extra.get("chunk_size")
     if cfg.batch_size < 2:
         raise ValueError("--batch-size must be at least 2: the other rows in the batch are the negatives")
     if chunk_size is not None and chunk_size < 1:

@@ -217,3 +217,25 @@ def test_peak_memory_grows_with_the_chunk_not_the_batch():
     # Batch 64 keeps ~16x batch 4's activations (hundreds of MiB here); in chunks of 4 it keeps one chunk's.
     assert big - small > 200
     assert big_chunked - small < 0.15 * (big - small), (small, big, big_chunked)
+
+
+def test_plan_counts_one_chunk_of_activations(capsys):
+    from l2v.cli import main as cli
+    from l2v.config import ModelConfig
+    from l2v.plan import PRESETS, plan
+
+    c = ModelConfig(**PRESETS["mistral-7b"])
+    whole = plan(c, stage="supervised", batch_size=64, max_length=512)
+    chunked = plan(c, stage="supervised", batch_size=512, max_length=512, chunk_size=64)
+    cache = 512 * 3 * c.hidden_size * 4 * 2  # the batch's embeddings and their gradient, fp32
+    assert chunked.activations == whole.activations + cache
+    assert chunked.activations_checkpointed == whole.activations_checkpointed + cache
+    assert plan(c, stage="simcse", batch_size=8, max_length=64, chunk_size=8) == plan(c, stage="simcse", batch_size=8,
+                                                                                      max_length=64)
+    with pytest.raises(ValueError, match="--chunk-size is GradCache for the contrastive stages"):
+        plan(c, stage="mntp", batch_size=8, max_length=64, chunk_size=2)
+    # The supervised paper preset (512 × 512, chunks of 64) on one 80 GB GPU, with checkpointing
+    cli(["plan", "--config", "llama-3-8b", "--stage", "supervised", "--batch-size", "512", "--chunk-size", "64"])
+    out = capsys.readouterr().out
+    assert "GradCache chunks of 64" in out
+    assert "with checkpointing" in out and out.split("with checkpointing")[1].split("\n")[0].endswith("80 GB: fits)")
