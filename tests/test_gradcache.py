@@ -28,9 +28,9 @@ TRIPLES = [Triple(f"where did cat {i} sit?", f"The cat {i} sat on the mat.", f"A
                   instruction="Retrieve the answer:") for i in range(6)]
 
 
-def lora_encoder(folder, *, dropout=0.0, lora_dropout=0.0):
+def lora_encoder(folder, *, dropout=0.0, lora_dropout=0.0, device="cpu"):
     torch.manual_seed(0)
-    model = apply_lora(l2v.load_model(folder, causal=False), r=4, alpha=8, dropout=lora_dropout)
+    model = apply_lora(l2v.load_model(folder, causal=False, device=device), r=4, alpha=8, dropout=lora_dropout)
     with torch.no_grad():  # B ≠ 0, so every LoRA matrix gets a gradient
         for p in lora_parameters(model):
             p.normal_(std=0.05)
@@ -73,9 +73,11 @@ def test_dropout_off_loss_and_every_lora_gradient_equal_the_whole_batch(tiny_enc
         assert all(w.abs().max() > 0 for w in want)
 
 
-def test_dropout_on_the_two_passes_embed_identically_and_the_gradient_is_exact(tiny_encoder_folder):
-    encoder = lora_encoder(tiny_encoder_folder, dropout=0.3, lora_dropout=0.1)
-    batch = encoder.tokenizer(SENTENCES)
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU"))])
+def test_dropout_on_the_two_passes_embed_identically_and_the_gradient_is_exact(tiny_encoder_folder, device):
+    encoder = lora_encoder(tiny_encoder_folder, dropout=0.3, lora_dropout=0.1, device=device)
+    batch = encoder.tokenizer(SENTENCES).to(device)
     doubled = l2v.tokenizer.Batch(*(torch.cat([t, t]) for t in (batch.input_ids, batch.attention_mask,
                                                                  batch.pool_mask)))
     calls = []
