@@ -46,3 +46,9 @@ def test_demo_smoke_run_and_reuse(tiny_encoder_folder, tmp_path, capsys):
     assert "Bi + MNTP + SimCSE" in out and "Avg" in out
     run_demo(tmp_path / "demo", model_dir=tiny_encoder_folder, budget="smoke")  # everything is reused
     assert capsys.readouterr().out.count("reusing") == 3 + len(ROWS)
+    # An 'eos' row from before l2v appended EOS (no appends_eos in its record) is evaluated again.
+    old = tmp_path / "demo" / "eval" / "uni-eos.json"
+    old.write_text(json.dumps({k: v for k, v in json.loads(old.read_text()).items() if k != "appends_eos"}))
+    run_demo(tmp_path / "demo", model_dir=tiny_encoder_folder, budget="smoke")
+    out = capsys.readouterr().out
+    assert "evaluating Uni + EOS" in out and out.count("reusing") == 3 + len(ROWS) - 1
