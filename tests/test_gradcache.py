@@ -241,3 +241,18 @@ def test_plan_counts_one_chunk_of_activations(capsys):
     out = capsys.readouterr().out
     assert "GradCache chunks of 64" in out
     assert "with checkpointing" in out and out.split("with checkpointing")[1].split("\n")[0].endswith("80 GB: fits)")
+
+
+def test_cli_chunk_size(tiny_encoder_folder, tmp_path, capsys):
+    from l2v.cli import main as cli
+
+    data = tmp_path / "t.jsonl"
+    data.write_text("".join(json.dumps({"query": t.query, "positive": t.positive, "negative": t.negative}) + "\n"
+                            for t in TRIPLES))
+    cli(["supervised", "--model", str(tiny_encoder_folder), "--data", str(data), "--out", str(tmp_path / "out"),
+         "--steps", "1", "--batch-size", "4", "--max-length", "24", "--chunk-size", "2"])
+    assert "GradCache, 2 triples per pass" in capsys.readouterr().out
+    assert (tmp_path / "out" / "adapter_model.safetensors").is_file()
+    with pytest.raises(ValueError, match="--chunk-size must be at least 1, not 0"):
+        cli(["supervised", "--model", str(tiny_encoder_folder), "--data", str(data), "--out", str(tmp_path / "o2"),
+             "--steps", "1", "--batch-size", "4", "--chunk-size", "0"])
