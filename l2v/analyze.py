@@ -6,8 +6,8 @@
   attention in training). Position 0 sees only itself under the causal mask and the whole text
   without it, so it changes most; the last position sees the same tokens either way and changes
   only through the changed states of the others.
-- `analyze_pooling`: EOS vs mean vs weighted mean, causal and bidirectional, on the l2v-mini suite
-  (the paper: mean pooling wins, even for causal models).
+- `analyze_pooling`: EOS (appended) vs last token vs mean vs weighted mean, causal and
+  bidirectional, on the l2v-mini suite (the paper: mean pooling wins, even for causal models).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def analyze_pooling(model_dir, *, adapters=(), quick: bool = False, dtype=None, 
 
     records = []
     for causal in (True, False):
-        for pooling in ("eos", "mean", "weighted_mean"):
+        for pooling in ("eos", "last", "mean", "weighted_mean"):
             name = f"{'Uni' if causal else 'Bi'} + {pooling.replace('_', ' ')}"
             print(f"evaluating {name}")
             record = evaluate_model(model_dir, adapters=adapters, causal=causal, pooling=pooling, quick=quick,

@@ -42,6 +42,7 @@ RANGES = {
     "lora_alpha": (float, 0.0, None, False, True),
     "lora_dropout": (float, 0.0, 1.0, True, False),  # 1 would drop every input of the LoRA branch
     "dropout": (float, 0.0, 1.0, True, False),
+    "chunk_size": (int, 1, None, True, True),  # GradCache: sentences (or triples) embedded per pass
 }
 
 

@@ -76,6 +76,7 @@ def main(argv=None):
     p.add_argument("--max-length", type=arg_type("max_length"), default=512)
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: SDPA's math path with dropout")
+    p.add_argument("--chunk-size", type=arg_type("chunk_size"), default=None, help="simcse / supervised: GradCache's examples per pass")
     p.set_defaults(run=_plan)
 
     p = sub.add_parser("mntp", help="LLM2Vec step 2: masked next-token prediction with LoRA")
@@ -90,12 +91,14 @@ def main(argv=None):
                    adapter=True)
     p.add_argument("--dropout", type=arg_type("dropout"),
                    help="attention dropout, the source of the two views (default 0.3)")
+    _chunk_arg(p, "sentences")
     p.set_defaults(run=_simcse)
 
     p = sub.add_parser("supervised", help="LLM2Vec step 4: contrastive training on (query, positive, negative)")
     _training_args(p, data_help='JSONL: {"query", "positive", "negative"[, "dataset", "instruction"]}',
                    presets="cpu: 20 steps × 8 triples × 64 tokens, lr 2e-4; paper: 1000 × 512 × 512, lr 2e-4",
                    adapter=True, data_default=None)
+    _chunk_arg(p, "triples")
     p.set_defaults(run=_supervised)
 
     for p in sub.choices.values():
@@ -122,7 +125,9 @@ def _encoder_args(p):
     p.add_argument("--model", required=True, help="HF-layout model folder (e.g. weights/smollm2-135m-instruct)")
     p.add_argument("--adapter", action="append", default=[], help="PEFT LoRA folder to merge (repeatable, in order)")
     p.add_argument("--causal", action="store_true", help="keep causal attention (default: bidirectional)")
-    p.add_argument("--pooling", default="mean", choices=["mean", "weighted_mean", "eos", "bos"])
+    p.add_argument("--pooling", default="mean", choices=["mean", "weighted_mean", "eos", "last", "bos"],
+                   help="eos: the tokenizer's EOS appended to each text, pooled there (LLM2Vec's eos_token); "
+                        "last: the last text token as it is; bos: the BOS token (only where one is added)")
 
 
 def _training_args(p, *, data_help: str, presets: str, adapter: bool = False, data_default="wiki"):
@@ -155,6 +160,12 @@ def _training_args(p, *, data_help: str, presets: str, adapter: bool = False, da
                                                             "write are never deleted)")
 
 
+def _chunk_arg(p, what: str):
+    p.add_argument("--chunk-size", type=arg_type("chunk_size"), default=None,
+                   help=f"GradCache: embed {what} this many at a time, then backpropagate chunk by chunk — the "
+                        "whole batch's loss and gradient (all its negatives) in one chunk's activation memory")
+
+
 def _training_kwargs(args) -> dict:
     import torch
 
@@ -185,13 +196,14 @@ def _simcse(args):
     from .simcse import run_simcse
 
     return _run_stage(run_simcse, args.model, args.adapter, args.data, args.out, dropout=args.dropout,
-                      **_training_kwargs(args))
+                      chunk_size=args.chunk_size, **_training_kwargs(args))
 
 
 def _supervised(args):
     from .supervised import run_supervised
 
-    return _run_stage(run_supervised, args.model, args.adapter, args.data, args.out, **_training_kwargs(args))
+    return _run_stage(run_supervised, args.model, args.adapter, args.data, args.out, chunk_size=args.chunk_size,
+                      **_training_kwargs(args))
 
 
 def _eval(args):
@@ -231,9 +243,9 @@ def _plan(args):
             raise FileNotFoundError(f"no such config or preset: {args.config} (presets: {', '.join(PRESETS)})")
         config, name = ModelConfig.from_json(path), str(args.config)
     p = plan(config, stage=args.stage, batch_size=args.batch_size, max_length=args.max_length, dtype=args.dtype,
-             device=args.device)
+             device=args.device, chunk_size=args.chunk_size)
     print(format_plan(name, p, stage=args.stage, batch_size=args.batch_size, max_length=args.max_length,
-                      dtype=args.dtype))
+                      dtype=args.dtype, chunk_size=args.chunk_size))
 
 
 def _demo(args):

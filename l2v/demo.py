@@ -2,7 +2,8 @@
 step buys — the paper in miniature.
 
     rows                        what it is
-    Uni + EOS                   the LLM as it is: causal attention, the last token's state
+    Uni + EOS                   the LLM as it is: causal attention, the state of an EOS appended to the text
+    Uni + last token            causal attention, the last text token's state (no EOS appended)
     Uni + mean                  causal attention, the mean of the token states
     Bi + mean                   step 1 alone: the causal mask removed, no training
     Bi + MNTP                   steps 1–2: LoRA trained to predict masked tokens from position i−1
@@ -34,6 +35,7 @@ BUDGETS = {
 }
 ROWS = [  # name, causal, pooling, adapters (names of training runs, merged in order)
     ("Uni + EOS", True, "eos", ()),
+    ("Uni + last token", True, "last", ()),
     ("Uni + mean", True, "mean", ()),
     ("Bi + mean", False, "mean", ()),
     ("Bi + MNTP", False, "mean", ("mntp",)),
@@ -87,7 +89,9 @@ def run_demo(out_dir="runs/demo", *, model_dir=None, quick: bool = False, device
         path = out / "eval" / (name.lower().replace(" + ", "-").replace(" ", "-").strip("()") + ".json")
         suite = "l2v-mini-quick" if plan["quick_suite"] else "l2v-mini"
         old = json.loads(path.read_text()) if path.is_file() else {}
-        if (old.get("suite"), old.get("bf16_autocast")) == (suite, autocast):  # done with the same settings
+        # Done with the same settings? ('eos' records from before l2v appended EOS lack appends_eos.)
+        stale = pooling == "eos" and "appends_eos" not in old
+        if (old.get("suite"), old.get("bf16_autocast"), old.get("pooling")) == (suite, autocast, pooling) and not stale:
             record = old
             print(f"reusing {path}")
         else:

@@ -35,7 +35,15 @@ class Encoder:
             raise ValueError(f"unknown pooling {pooling!r}: choose one of {', '.join(POOLINGS)}")
         check_args(max_length=max_length)
         warn_max_length(max_length, model.config)
+        if pooling == "eos" and tokenizer.eos_id is None:
+            raise L2VError("pooling 'eos' appends the tokenizer's EOS token, but this tokenizer names none "
+                             "(no eos_token in tokenizer_config.json); pooling 'last' pools the last text token")
+        if pooling == "bos" and not (tokenizer.add_bos and tokenizer.bos_id is not None):
+            raise L2VError("pooling 'bos' pools the BOS token, but this tokenizer adds none "
+                             "(add_bos_token is not set); use 'mean', or 'last' for one token")
         self.model, self.tokenizer = model.eval(), tokenizer
+        # LLM2Vec's eos_token mode: EOS after every text, unless the tokenizer already ends texts with it.
+        self.appends_eos = pooling == "eos" and not tokenizer.add_eos
         self.pooling, self.max_length = pooling, max_length
         # bf16 autocast: matmuls in bf16, weights (and merged adapters) kept in their own dtype.
         # Faster where bf16 is native; embeddings then agree with fp32 to a cosine of about 0.999.
@@ -73,8 +81,7 @@ class Encoder:
         single = isinstance(texts, str)
         instructions, bodies = _split_inputs([texts] if single else texts, instruction)
         prefixes = self.tokenizer.encode_batch(instructions)
-        sequences = [self.tokenizer.layout(p, b, self.max_length)
-                     for p, b in zip(prefixes, self.tokenizer.encode_batch(bodies))]
+        sequences = [self.layout(p, b) for p, b in zip(prefixes, self.tokenizer.encode_batch(bodies))]
 
         # Longest first: batches of similar lengths waste little on padding, and an out-of-memory
         # error shows at once rather than at the end. Results go back in input order.
@@ -92,6 +99,20 @@ class Encoder:
         if single:
             out = out[0]
         return out.numpy() if convert_to_numpy else out
+
+    def layout(self, instruction_ids: list[int], text_ids: list[int]):
+        """The tokenizer's layout, plus (pooling 'eos') the EOS id after the text: attended to, and
+        the one position pooled. Truncation keeps it. An empty text is the EOS token alone already."""
+        if not self.appends_eos or not text_ids:
+            return self.tokenizer.layout(instruction_ids, text_ids, self.max_length)
+        ids, n_prefix = self.tokenizer.layout(instruction_ids, text_ids + [self.tokenizer.eos_id], self.max_length)
+        ids[-1] = self.tokenizer.eos_id  # if truncation cut into the text, EOS takes the last place
+        return ids, n_prefix
+
+    def tokenize(self, texts: list[str], instructions: list[str] | None = None):
+        """A padded Batch laid out for this encoder's pooling (training builds its batches here)."""
+        prefixes = self.tokenizer.encode_batch(instructions) if instructions else [[] for _ in texts]
+        return self.tokenizer.pad([self.layout(p, b) for p, b in zip(prefixes, self.tokenizer.encode_batch(texts))])
 
     def embed(self, batch):
         """One padded Batch → (B, D) pooled embeddings, with gradients if enabled (training uses this)."""

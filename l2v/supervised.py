@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from . import distributed
+from .gradcache import embed_in_chunks
 from .jsonl import read_jsonl
 from .simcse import contrastive_loss, prepare_encoder
 from .checks import check_args
@@ -24,9 +25,11 @@ from .train import check_out_dir, resolve_settings, train
 
 FIELDS = ("query", "positive", "negative")
 PRESETS = {
-    # The paper: the E5 mixture, batch 512, lr 2e-4, 1000 steps, max length 512, warmup 300.
+    # The paper: the E5 mixture, batch 512, lr 2e-4, 1000 steps, max length 512, warmup 300 (on 8
+    # GPUs). GradCache in chunks of 64 triples fits it on one 80 GB GPU with gradient checkpointing
+    # (`l2v plan`: 55-59 GiB for 7-8B models); with torchrun on 8 GPUs each process's 64 are one chunk.
     "paper": dict(steps=1000, batch_size=512, grad_accum=1, max_length=512, lr=2e-4, warmup_steps=300,
-                  save_every=200),
+                  save_every=200, chunk_size=64),
     "cpu": dict(steps=20, batch_size=8, grad_accum=1, max_length=64, lr=2e-4, warmup_steps=2, save_every=10),
 }
 
@@ -81,27 +84,34 @@ class DatasetBatches:
         return self._batches[position]
 
 
-def embed_triples(encoder, triples: list[Triple]):
-    """One forward pass over queries (with their instructions), positives and negatives → 3 × (B, D)."""
+def embed_triples(encoder, triples: list[Triple], chunk_size: int | None = None):
+    """One forward pass over queries (with their instructions), positives and negatives → 3 × (B, D).
+    chunk_size: GradCache (gradcache.py), chunk_size triples (3 · chunk_size texts) at a time."""
     B = len(triples)
     texts = [t.query for t in triples] + [t.positive for t in triples] + [t.negative for t in triples]
     instructions = [t.instruction for t in triples] + [""] * (2 * B)  # documents carry no instruction
-    batch = encoder.tokenizer(texts, instructions=instructions, max_length=encoder.max_length).to(encoder.device)
-    return encoder.embed(batch).chunk(3)
+    batch = encoder.tokenize(texts, instructions=instructions).to(encoder.device)
+    if chunk_size is None:
+        return encoder.embed(batch).chunk(3)
+    return embed_in_chunks(encoder.embed, batch, 3 * chunk_size).chunk(3)
 
 
 def run_supervised(model_dir, adapter, data, out_dir, *, preset: str = "cpu", steps=None, batch_size=None,
                    grad_accum=None, max_length=None, lr=None, seed: int = 42, device=None, dtype=None,
                    lora_r: int = 16, lora_alpha: float = 32, lora_dropout: float = 0.05, eval_every=None,
                    save_every=None, gradient_checkpointing: bool = False, autocast=None,
-                   resume: bool = False, overwrite: bool = False) -> list[dict]:
+                   resume: bool = False, overwrite: bool = False,
+                   chunk_size: int | None = None) -> list[dict]:
+    """chunk_size: GradCache (gradcache.py), the batch's exact loss and gradient with the memory of
+    chunk_size triples — the paper's batch of 512 on one GPU."""
     cfg, extra = resolve_settings(PRESETS, preset, steps=steps, batch_size=batch_size, grad_accum=grad_accum,
                                   lr=lr, eval_every=eval_every, save_every=save_every, max_length=max_length,
                                   seed=seed, gradient_checkpointing=gradient_checkpointing,
-                                  autocast_bf16=autocast)
+                                  autocast_bf16=autocast, chunk_size=chunk_size)
+    chunk_size = extra.get("chunk_size")
     if cfg.batch_size < 2:
         raise ValueError("--batch-size must be at least 2: the other rows in the batch are the negatives")
-    check_args(lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout)
+    check_args(lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, chunk_size=chunk_size)
     check_out_dir(out_dir, resume, overwrite)
     distributed.init()
     triples = read_triples(data)
@@ -110,11 +120,12 @@ def run_supervised(model_dir, adapter, data, out_dir, *, preset: str = "cpu", st
                               lora_dropout=lora_dropout, max_length=extra["max_length"], seed=seed,
                               device=device, dtype=dtype)
     print(f"supervised data: {len(triples)} triples in {len(batches.groups)} dataset(s), "
-          f"{batches.per_epoch} batches of {cfg.batch_size} per epoch")
+          f"{batches.per_epoch} batches of {cfg.batch_size} per epoch"
+          + (f"; GradCache, {chunk_size} triples per pass" if chunk_size else ""))
     held_out = triples[: min(64, len(triples))]
 
     def loss_fn(model, rows):
-        q, p, n = embed_triples(encoder, [triples[i] for i in distributed.shard(rows)])
+        q, p, n = embed_triples(encoder, [triples[i] for i in distributed.shard(rows)], chunk_size)
         q, p, n = (distributed.gather_with_grad(v) for v in (q, p, n))  # candidates from every process
         return contrastive_loss(q, p, n, scale=50.0), {}
 

@@ -40,8 +40,15 @@ def test_demo_smoke_run_and_reuse(tiny_encoder_folder, tmp_path, capsys):
         assert (tmp_path / "demo" / sub / "adapter_model.safetensors").is_file()
     assert (tmp_path / "demo" / "results.png").stat().st_size > 10_000
     saved = json.loads((tmp_path / "demo" / "results.json").read_text())
-    assert saved["rows"][4]["adapters"][-1].endswith("simcse") and saved["rows"][0]["pooling"] == "eos"
+    assert saved["rows"][5]["adapters"][-1].endswith("simcse") and saved["rows"][0]["pooling"] == "eos"
+    assert saved["rows"][0]["appends_eos"] and saved["rows"][1]["pooling"] == "last"
     out = capsys.readouterr().out
     assert "Bi + MNTP + SimCSE" in out and "Avg" in out
     run_demo(tmp_path / "demo", model_dir=tiny_encoder_folder, budget="smoke")  # everything is reused
     assert capsys.readouterr().out.count("reusing") == 3 + len(ROWS)
+    # An 'eos' row from before l2v appended EOS (no appends_eos in its record) is evaluated again.
+    old = tmp_path / "demo" / "eval" / "uni-eos.json"
+    old.write_text(json.dumps({k: v for k, v in json.loads(old.read_text()).items() if k != "appends_eos"}))
+    run_demo(tmp_path / "demo", model_dir=tiny_encoder_folder, budget="smoke")
+    out = capsys.readouterr().out
+    assert "evaluating Uni + EOS" in out and out.count("reusing") == 3 + len(ROWS) - 1

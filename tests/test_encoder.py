@@ -69,7 +69,7 @@ def test_instruction_is_attended_but_not_pooled(encoder, tiny_encoder_folder):
 
 def test_causal_and_pooling_options(tiny_encoder_folder):
     texts = ["The cat sat on the mat.", "A dog ran."]
-    causal = l2v.Encoder.from_pretrained(tiny_encoder_folder, causal=True, pooling="eos")
+    causal = l2v.Encoder.from_pretrained(tiny_encoder_folder, causal=True, pooling="last")
     tk = causal.tokenizer
     with torch.no_grad():
         ids = torch.tensor([[tk.bos_id] + tk.encode(texts[0])])

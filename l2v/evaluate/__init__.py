@@ -95,6 +95,7 @@ def evaluate_model(model_dir, *, adapters=(), causal: bool = False, pooling: str
         warnings.filterwarnings("ignore", message="text longer than max_length")  # truncation is the protocol here
         results = evaluate(encoder, folders, batch_size=batch_size, show_progress=show_progress)
     return dict(model=str(model_dir), adapters=[str(a) for a in adapters], causal=causal, pooling=pooling,
+                appends_eos=encoder.appends_eos,  # pooling 'eos' before l2v appended an EOS was 'last'
                 max_length=max_length, dtype=str(dtype or "float32").removeprefix("torch."), bf16_autocast=autocast,
                 suite=None if tasks else ("l2v-mini-quick" if quick else "l2v-mini"),
                 minutes=round((time.perf_counter() - start) / 60, 2), averages=type_averages(results), tasks=results,
