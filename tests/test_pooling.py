@@ -110,6 +110,8 @@ def test_eos_and_bos_need_their_tokens(tiny_encoder_folder, tmp_path):
     with pytest.raises(ValueError, match="pooling 'bos' pools the BOS token, but this tokenizer adds none"):
         l2v.Encoder(model, l2v.Tokenizer(no_bos), pooling="bos")
     no_eos = copy_with_config(tiny_encoder_folder, tmp_path / "no-eos", eos_token=None)
+    model_config = json.loads((no_eos / "config.json").read_text())  # the tokenizer's last fallback for EOS
+    (no_eos / "config.json").write_text(json.dumps({**model_config, "eos_token_id": None}))
     with pytest.raises(ValueError, match="pooling 'eos' appends the tokenizer's EOS token, but this tokenizer"):
         l2v.Encoder(model, l2v.Tokenizer(no_eos), pooling="eos")
     # A tokenizer that ends texts with EOS itself gets no second one: eos pools its own.

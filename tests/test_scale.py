@@ -68,7 +68,13 @@ def test_resume_maps_the_checkpoint_to_the_models_device(tiny_encoder_folder, tm
 
     tk = l2v.Tokenizer(tiny_encoder_folder)
     blocks = pack_blocks(tk, TINY_CORPUS, 16)
-    make_run(tiny_encoder_folder, tk, blocks, tmp_path, steps=2, save_every=1)
+    def stop_at_2(step, loss):  # interrupted after step 2 of 3: a checkpoint to resume from
+        if step == 2:
+            raise KeyboardInterrupt
+        return loss
+
+    with pytest.raises(KeyboardInterrupt):
+        make_run(tiny_encoder_folder, tk, blocks, tmp_path, steps=3, save_every=1, loss_hook=stop_at_2)
     calls, real = [], torch.load
 
     def recording(*args, **kwargs):
