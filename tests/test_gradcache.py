@@ -182,7 +182,7 @@ def test_two_processes_with_chunks_equal_one_on_the_whole_batch(tiny_encoder_fol
 
 
 PEAK_SCRIPT = textwrap.dedent("""
-    import json, resource, sys
+    import json, sys
     import torch
     from l2v.config import ModelConfig
     from l2v.lora import apply_lora
@@ -204,7 +204,10 @@ PEAK_SCRIPT = textwrap.dedent("""
     ones = torch.ones_like(ids)
     a, b = two_views(encoder, Batch(ids, ones, ones), chunk)
     contrastive_loss(a, b).backward()
-    print(json.dumps({"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over from the parent across fork + exec,
+    # so under a large pytest process every child would report the parent's peak.
+    hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+    print(json.dumps({"peak_mib": int(hwm.split()[1]) / 1024}))
 """)
 
 
@@ -216,9 +219,11 @@ def peak_mib(batch_size, chunk):
 
 def test_peak_memory_grows_with_the_chunk_not_the_batch():
     small, big, big_chunked = peak_mib(4, 0), peak_mib(64, 0), peak_mib(64, 4)
-    # Batch 64 keeps ~16x batch 4's activations (hundreds of MiB here); in chunks of 4 it keeps one chunk's.
+    # Batch 64 keeps ~16x batch 4's activations (hundreds of MiB here); in chunks of 4 it keeps one chunk's
+    # plus the batch's embeddings. (The allocator makes `big` vary by ~50 % run to run: measured
+    # 264-278 / 543-832 / 322-328 MiB; without chunking big_chunked would be `big`.)
     assert big - small > 200
-    assert big_chunked - small < 0.15 * (big - small), (small, big, big_chunked)
+    assert big_chunked - small < 0.35 * (big - small), (small, big, big_chunked)
 
 
 def test_plan_counts_one_chunk_of_activations(capsys):
