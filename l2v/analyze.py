@@ -76,15 +76,17 @@ def plot_layers(results: dict[str, torch.Tensor], png):
 
 
 def analyze_pooling(model_dir, *, adapters=(), quick: bool = False, dtype=None, device=None) -> list[dict]:
-    from .evaluate import comparison_table, evaluate_model
+    from .evaluate import comparison_table, evaluate_model, evaluate_model_poolings
 
-    records = []
-    for causal in (True, False):
-        for pooling in ("eos", "last", "mean", "weighted_mean"):
-            name = f"{'Uni' if causal else 'Bi'} + {pooling.replace('_', ' ')}"
-            print(f"evaluating {name}")
-            record = evaluate_model(model_dir, adapters=adapters, causal=causal, pooling=pooling, quick=quick,
-                                    dtype=dtype, device=device)
-            records.append({"row": name, **record})
+    poolings = ("eos", "last", "mean", "weighted_mean")
+    print("evaluating Uni + " + ", ".join(poolings) + " (one causal pass serves them all)")
+    causal = evaluate_model_poolings(model_dir, poolings, adapters=adapters, quick=quick, dtype=dtype, device=device)
+    records = [{"row": f"Uni + {p.replace('_', ' ')}", **causal[p]} for p in poolings]
+    for pooling in poolings:  # bidirectional: an appended EOS changes every state, so one pass each
+        name = f"Bi + {pooling.replace('_', ' ')}"
+        print(f"evaluating {name}")
+        record = evaluate_model(model_dir, adapters=adapters, causal=False, pooling=pooling, quick=quick,
+                                dtype=dtype, device=device)
+        records.append({"row": name, **record})
     print(comparison_table(records))
     return records

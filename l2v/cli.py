@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .checks import L2VError, NonFiniteError, arg_type
+from .checks import DEFAULT_MAX_LENGTH, L2VError, NonFiniteError, arg_type
 
 # Bad input (an argument, a file, a setting): one line naming it, exit status 2, no traceback.
 USAGE_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
@@ -28,7 +28,7 @@ def main(argv=None):
     p.add_argument("--input", required=True, help="text file, one text a line")
     p.add_argument("--output", required=True, help="where to write the (N, D) float32 .npy")
     p.add_argument("--batch-size", type=arg_type("batch_size"), default=32)
-    p.add_argument("--max-length", type=arg_type("max_length"), default=512)
+    p.add_argument("--max-length", type=arg_type("max_length"), default=DEFAULT_MAX_LENGTH)
     p.add_argument("--normalize", action="store_true", help="unit-length embeddings")
     p.add_argument("--device", default=None)
     p.set_defaults(run=_encode)
@@ -38,8 +38,8 @@ def main(argv=None):
     p.add_argument("--suite", default=None, choices=["l2v-mini"], help="the built-in suite (default if no --task)")
     p.add_argument("--task", action="append", default=[], help="a task folder (repeatable)")
     p.add_argument("--quick", action="store_true", help="the suite's small version (about a minute on a CPU)")
-    p.add_argument("--max-length", type=arg_type("max_length"), default=128,
-                   help="tokens per text (longer texts are truncated)")
+    p.add_argument("--max-length", type=arg_type("max_length"), default=DEFAULT_MAX_LENGTH,
+                   help=f"tokens per text (longer texts are truncated; default {DEFAULT_MAX_LENGTH}, as `l2v encode`)")
     p.add_argument("--batch-size", type=arg_type("batch_size"), default=32)
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
     p.add_argument("--device", default=None)

@@ -56,7 +56,7 @@ def train_once(dest: Path, stage, *args, **kwargs) -> Path:
 
 def run_demo(out_dir="runs/demo", *, model_dir=None, quick: bool = False, device=None, ablation: bool = True,
              budget: str | None = None) -> dict:
-    from .evaluate import comparison_table, evaluate_model
+    from .evaluate import DEFAULT_MAX_LENGTH, comparison_table, evaluate_model, evaluate_model_poolings
     from .fetch import fetch_smollm2, fetch_wiki
     from .mntp import run_mntp
     from .simcse import run_simcse
@@ -84,24 +84,41 @@ def run_demo(out_dir="runs/demo", *, model_dir=None, quick: bool = False, device
         runs["simcse-only"] = train_once(out / "simcse-only", run_simcse, model_dir, None, "wiki", **training,
                                          **plan["simcse"])
 
-    records = []
-    for name, causal, pooling, adapters in rows:
-        path = out / "eval" / (name.lower().replace(" + ", "-").replace(" ", "-").strip("()") + ".json")
-        suite = "l2v-mini-quick" if plan["quick_suite"] else "l2v-mini"
-        old = json.loads(path.read_text()) if path.is_file() else {}
-        # Done with the same settings? ('eos' records from before l2v appended EOS lack appends_eos.)
+    suite = "l2v-mini-quick" if plan["quick_suite"] else "l2v-mini"
+    settings = {"quick": plan["quick_suite"], "device": device, "autocast": autocast,
+                "max_length": DEFAULT_MAX_LENGTH, **plan.get("eval", {})}
+    paths = {name: out / "eval" / (name.lower().replace(" + ", "-").replace(" ", "-").strip("()") + ".json")
+             for name, *_ in rows}
+    done = {}
+    for name, causal, pooling, adapters in rows:  # rows evaluated before with the same settings are read back
+        old = json.loads(paths[name].read_text()) if paths[name].is_file() else {}
+        # ('eos' records from before l2v appended EOS lack appends_eos.)
         stale = pooling == "eos" and "appends_eos" not in old
-        if (old.get("suite"), old.get("bf16_autocast"), old.get("pooling")) == (suite, autocast, pooling) and not stale:
-            record = old
-            print(f"reusing {path}")
-        else:
+        if (old.get("suite"), old.get("bf16_autocast"), old.get("pooling"), old.get("max_length")) == \
+                (suite, autocast, pooling, settings["max_length"]) and not stale:
+            done[name] = old
+            print(f"reusing {paths[name]}")
+
+    def keep(name, record):
+        paths[name].parent.mkdir(parents=True, exist_ok=True)
+        paths[name].write_text(json.dumps(record, indent=2) + "\n")
+        done[name] = record
+
+    # The untrained causal rows differ only in pooling: one forward pass serves them all (appending
+    # EOS leaves the earlier states of a causal model unchanged; Encoder.encode_poolings).
+    shared = [(name, pooling) for name, causal, pooling, adapters in rows
+              if causal and not adapters and name not in done]
+    if len(shared) > 1:
+        print(f"evaluating {', '.join(n for n, _ in shared)} on {suite} (one causal pass)")
+        got = evaluate_model_poolings(model_dir, [p for _, p in shared], **settings)
+        for name, pooling in shared:
+            keep(name, got[pooling])
+    for name, causal, pooling, adapters in rows:
+        if name not in done:
             print(f"evaluating {name} on {suite}")
-            record = evaluate_model(model_dir, adapters=[runs[a] for a in adapters], causal=causal, pooling=pooling,
-                                    quick=plan["quick_suite"], device=device, autocast=autocast,
-                                    **plan.get("eval", {}))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(record, indent=2) + "\n")
-        records.append({"row": name, **record})
+            keep(name, evaluate_model(model_dir, adapters=[runs[a] for a in adapters], causal=causal,
+                                      pooling=pooling, **settings))
+    records = [{"row": name, **done[name]} for name, *_ in rows]
 
     summary = {"model": str(model_dir), "budget": budget, "plan": plan, "rows": records,
                "minutes": round((time.perf_counter() - start) / 60, 1)}

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checks import L2VError, check_args, warn_max_length
+from .checks import DEFAULT_MAX_LENGTH, L2VError, check_args, warn_max_length
 from .loading import load_model
 from .pooling import POOLINGS, pool
 from .precision import native_bf16, warn_fp16_under_bf16_autocast
@@ -29,7 +29,7 @@ def fast_bf16_available(device) -> bool:
 
 
 class Encoder:
-    def __init__(self, model, tokenizer: Tokenizer, *, pooling: str = "mean", max_length: int = 512,
+    def __init__(self, model, tokenizer: Tokenizer, *, pooling: str = "mean", max_length: int = DEFAULT_MAX_LENGTH,
                  autocast: bool = False):
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}: choose one of {', '.join(POOLINGS)}")
@@ -53,7 +53,7 @@ class Encoder:
 
     @classmethod
     def from_pretrained(cls, path, *, adapters: Sequence = (), causal: bool = False, pooling: str = "mean",
-                        max_length: int = 512, dtype=None, device=None, autocast: bool = False) -> "Encoder":
+                        max_length: int = DEFAULT_MAX_LENGTH, dtype=None, device=None, autocast: bool = False) -> "Encoder":
         """Load a model folder; `adapters` (PEFT-format LoRA folders) are merged into it in order,
         as LLM2Vec stacks MNTP and then SimCSE. `causal=False` is LLM2Vec's bidirectional mode."""
         model = load_model(path, dtype=dtype, device=device, causal=causal)
@@ -100,10 +100,73 @@ class Encoder:
             out = out[0]
         return out.numpy() if convert_to_numpy else out
 
-    def layout(self, instruction_ids: list[int], text_ids: list[int]):
+    def encode_poolings(self, texts, poolings: Sequence[str], *, instruction: str | None = None,
+                        batch_size: int = 32, show_progress_bar: bool | None = None) -> dict[str, np.ndarray]:
+        """Several poolings of a *causal* model from one forward pass → {pooling: (N, D)}; the fast
+        path beside `encode` (which it equals up to float rounding: tests/test_encoder.py).
+
+        Under causal attention a token's state depends only on the tokens before it, so the EOS
+        that pooling 'eos' appends leaves every text token's state as it was: one pass over
+        text + EOS gives 'eos' (the EOS position), and 'last', 'mean', 'weighted_mean' (the text
+        positions before it). A text so long that the EOS would not fit in max_length gets the
+        cut 'eos' layout in a second, separate sequence, so every pooling sees what `encode` sees."""
+        poolings = list(dict.fromkeys(poolings))
+        unknown = [p for p in poolings if p not in ("mean", "weighted_mean", "last", "eos")]
+        if unknown:
+            raise L2VError(f"encode_poolings: pooling(s) {', '.join(map(repr, unknown))} cannot share a pass; "
+                           f"choose among mean, weighted_mean, last, eos")
+        if not self.model.causal:
+            raise L2VError("encode_poolings needs a causal model: with bidirectional attention an appended EOS "
+                           "changes every state, so each pooling needs its own pass (use encode)")
+        if "eos" in poolings and self.tokenizer.eos_id is None:
+            raise L2VError("pooling 'eos' appends the tokenizer's EOS token, but this tokenizer names none")
+        check_args(batch_size=batch_size)
+        instructions, bodies = _split_inputs(texts, instruction)
+        append = "eos" in poolings and not self.tokenizer.add_eos
+        # One job per sequence to run: (ids, n_prefix, n_text_end, text index, poolings it serves).
+        # Text positions are n_prefix .. n_text_end - 1; an appended EOS, if any, comes after them.
+        jobs = []
+        for i, (p, b) in enumerate(zip(self.tokenizer.encode_batch(instructions), self.tokenizer.encode_batch(bodies))):
+            ids, n_prefix = self.tokenizer.layout(p, b, self.max_length)  # what mean and last see
+            text_poolings = [q for q in poolings if q != "eos"]
+            if not append or not b:  # nothing appended (an empty text is the EOS alone already)
+                jobs.append((ids, n_prefix, len(ids), i, poolings))
+            elif len(ids) < self.max_length:  # room for the EOS: one pass serves every pooling
+                jobs.append((ids + [self.tokenizer.eos_id], n_prefix, len(ids), i, poolings))
+            else:  # cut by max_length: 'eos' gets its own, shorter cut with EOS in the last place
+                if text_poolings:
+                    jobs.append((ids, n_prefix, len(ids), i, text_poolings))
+                eos_ids, eos_prefix = self.layout(p, b, append_eos=True)
+                jobs.append((eos_ids, eos_prefix, len(eos_ids) - 1, i, ["eos"]))
+
+        out = {q: torch.empty(len(bodies), self.dim, dtype=torch.float32) for q in poolings}
+        order = sorted(range(len(jobs)), key=lambda j: -len(jobs[j][0]))  # longest first, as encode
+        starts = range(0, len(order), batch_size)
+        show = len(starts) > 1 if show_progress_bar is None else show_progress_bar
+        with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.autocast):
+            for s in tqdm(starts, desc="encode", unit="batch", disable=not show):
+                chunk = [jobs[j] for j in order[s : s + batch_size]]
+                batch = self.tokenizer.pad([(ids, n) for ids, n, *_ in chunk])
+                T = batch.input_ids.shape[1]
+                text_mask = torch.zeros_like(batch.pool_mask)  # (B, T): each row's text positions
+                eos_mask = torch.zeros_like(batch.pool_mask)  # (B, T): each row's EOS position
+                for row, (ids, n_prefix, n_text_end, _, _) in enumerate(chunk):
+                    start = T - len(ids) if self.tokenizer.padding_side == "left" else 0
+                    text_mask[row, start + n_prefix : start + n_text_end] = 1
+                    eos_mask[row, start + len(ids) - 1] = 1  # the EOS (appended, or the tokenizer's own)
+                hidden = self.model(batch.input_ids.to(self.device), batch.attention_mask.to(self.device))  # (B, T, D)
+                for q in poolings:
+                    vectors = pool(hidden, (eos_mask if q == "eos" else text_mask).to(self.device), q).float().cpu()
+                    for row, (*_, i, serves) in enumerate(chunk):
+                        if q in serves:
+                            out[q][i] = vectors[row]
+        return {q: v.numpy() for q, v in out.items()}
+
+    def layout(self, instruction_ids: list[int], text_ids: list[int], append_eos: bool | None = None):
         """The tokenizer's layout, plus (pooling 'eos') the EOS id after the text: attended to, and
         the one position pooled. Truncation keeps it. An empty text is the EOS token alone already."""
-        if not self.appends_eos or not text_ids:
+        append_eos = self.appends_eos if append_eos is None else append_eos
+        if not append_eos or not text_ids:
             return self.tokenizer.layout(instruction_ids, text_ids, self.max_length)
         ids, n_prefix = self.tokenizer.layout(instruction_ids, text_ids + [self.tokenizer.eos_id], self.max_length)
         ids[-1] = self.tokenizer.eos_id  # if truncation cut into the text, EOS takes the last place

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from .checks import L2VError, read_json
+from .checks import DEFAULT_MAX_LENGTH, L2VError, read_json
 
 # LLM2Vec's MNTP mask token for models without one of their own (LLaMA, Mistral, Qwen). The
 # official run_mntp.py keeps a tokenizer's own mask token when its files declare one.
@@ -125,7 +125,7 @@ class Tokenizer:
     def decode(self, ids) -> str:
         return self.tk.decode(list(ids), skip_special_tokens=False)
 
-    def __call__(self, texts: list[str], instructions: list[str] | None = None, max_length: int = 512) -> Batch:
+    def __call__(self, texts: list[str], instructions: list[str] | None = None, max_length: int = DEFAULT_MAX_LENGTH) -> Batch:
         """Tokenise, truncate and pad a batch. instructions[i] ("" for none) goes before texts[i]."""
         prefixes = self.encode_batch(instructions) if instructions else [[] for _ in texts]
         bodies = self.encode_batch(texts)

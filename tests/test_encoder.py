@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import l2v
+from l2v.checks import L2VError
 from l2v.cli import main as cli
 
 
@@ -131,3 +132,53 @@ def test_bf16_autocast_is_close_to_fp32(encoder, tiny_encoder_folder):
     cos = (fast * exact).sum(1) / np.linalg.norm(fast, axis=1) / np.linalg.norm(exact, axis=1)
     assert fast.dtype == np.float32 and cos.min() > 0.99
     assert not np.array_equal(fast, exact)  # it really ran in bf16
+
+
+SHARED_TEXTS = ["The cat sat on the mat.", "", "A dog", "the dog ran " * 20, ["Say this:", "hello there"], "x"]
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+@pytest.mark.parametrize("max_length", [12, 64])  # 12: some texts are cut, and the EOS must take the last place
+def test_one_causal_pass_serves_every_pooling(tiny_encoder_folder, side, max_length):
+    """encode_poolings = a separate encode() per pooling (eos appends EOS; last/mean do not)."""
+    poolings = ["eos", "last", "mean", "weighted_mean"]
+    shared = l2v.Encoder.from_pretrained(tiny_encoder_folder, causal=True, max_length=max_length)
+    shared.tokenizer.padding_side = side
+    got = shared.encode_poolings(SHARED_TEXTS, poolings, batch_size=2)
+    for pooling in poolings:
+        alone = l2v.Encoder.from_pretrained(tiny_encoder_folder, causal=True, pooling=pooling, max_length=max_length)
+        alone.tokenizer.padding_side = side
+        want = alone.encode(SHARED_TEXTS, batch_size=3)
+        np.testing.assert_allclose(got[pooling], want, atol=2e-5, rtol=1e-5, err_msg=pooling)
+    # What could go wrong if the EOS were pooled into the mean, or "last" took the EOS: they differ here.
+    assert not np.allclose(got["eos"], got["last"], atol=1e-3)
+
+
+def test_shared_pass_needs_a_causal_model(tiny_encoder_folder):
+    bi = l2v.Encoder.from_pretrained(tiny_encoder_folder, causal=False)
+    with pytest.raises(L2VError, match="needs a causal model"):
+        bi.encode_poolings(["a b"], ["eos", "mean"])
+    with pytest.raises(L2VError, match="cannot share a pass"):
+        l2v.Encoder.from_pretrained(tiny_encoder_folder, causal=True).encode_poolings(["a b"], ["bos", "mean"])
+
+
+def test_evaluate_poolings_equals_separate_evaluations(tiny_encoder_folder, tmp_path):
+    from test_evaluate import write_folder
+
+    from l2v.evaluate import evaluate_model, evaluate_model_poolings
+
+    words = "cat dog sat mat ran the a on hello there friend big small red blue".split()
+    rng = np.random.default_rng(0)
+    text = lambda: " ".join(rng.choice(words, rng.integers(1, 9)))  # noqa: E731
+    sts = [{"sentence1": text(), "sentence2": text(), "score": float(i % 5)} for i in range(30)]
+    cls = [{"text": text(), "label": i % 2, "split": "train" if i < 20 else "test"} for i in range(40)]
+    tasks = [write_folder(tmp_path, "sts", "sts", {"data.jsonl": sts}),
+             write_folder(tmp_path, "cls", "classification", {"data.jsonl": cls}, samples_per_label=4)]
+    got = evaluate_model_poolings(tiny_encoder_folder, ["eos", "mean"], tasks=tasks, show_progress=False)
+    for pooling in ("eos", "mean"):
+        want = evaluate_model(tiny_encoder_folder, causal=True, pooling=pooling, tasks=tasks, show_progress=False)
+        assert got[pooling]["shared_pass"] == ["eos", "mean"] and got[pooling]["max_length"] == 512
+        assert got[pooling]["appends_eos"] == want["appends_eos"] == (pooling == "eos")
+        for a, b in zip(got[pooling]["tasks"], want["tasks"]):
+            assert a["task"] == b["task"] and a["main_score"] == pytest.approx(b["main_score"], abs=1e-4)
+    assert got["eos"]["tasks"][0]["main_score"] != pytest.approx(got["mean"]["tasks"][0]["main_score"], abs=1e-3)

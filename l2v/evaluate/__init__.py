@@ -14,43 +14,64 @@ from collections.abc import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..checks import NonFiniteError
+from ..checks import DEFAULT_MAX_LENGTH, NonFiniteError
 from .suite import build_suite, suite_folder
 from .tasks import MAIN_SCORES, Task, TaskError
 
 __all__ = ["MAIN_SCORES", "Task", "TaskError", "build_suite", "suite_folder", "evaluate", "evaluate_model",
-           "format_table", "type_averages", "comparison_table"]
+           "format_table", "type_averages", "comparison_table", "evaluate_poolings",
+           "evaluate_model_poolings", "DEFAULT_MAX_LENGTH"]
 
 
 def evaluate(encoder, tasks: Sequence, batch_size: int = 32, show_progress: bool = True) -> list[dict]:
     """Score an Encoder on tasks (Task objects or folders). Within a task every distinct
     (text, role) is encoded once (Lee's 50 documents make 1,225 pairs); then the task is scored.
     Nothing is shared across tasks: their instructions differ, and so do the embeddings."""
+    def encode(texts, instruction):
+        return {"": encoder.encode(texts, instruction=instruction, batch_size=batch_size, show_progress_bar=False)}
+
+    return _score(tasks, encode, [""], encoder.dim, show_progress)[""]
+
+
+def evaluate_poolings(encoder, tasks: Sequence, poolings: Sequence[str], batch_size: int = 32,
+                      show_progress: bool = True) -> dict[str, list[dict]]:
+    """`evaluate` for several poolings of one causal encoder at once → {pooling: results}: each
+    text goes through the model once for all of them (`Encoder.encode_poolings`)."""
+    def encode(texts, instruction):
+        return encoder.encode_poolings(texts, poolings, instruction=instruction, batch_size=batch_size,
+                                       show_progress_bar=False)
+
+    return _score(tasks, encode, list(dict.fromkeys(poolings)), encoder.dim, show_progress)
+
+
+def _score(tasks, encode, names: list[str], dim: int, show_progress: bool) -> dict[str, list[dict]]:
+    """The evaluation loop: `encode(texts, instruction)` → {name: (N, D)}; every task is scored
+    once per name, from the same encoding pass."""
     tasks = [t if isinstance(t, Task) else Task.load(t) for t in tasks]
-    results = []
+    results = {name: [] for name in names}
     for task in tqdm(tasks, desc="tasks", unit="task", disable=not show_progress):
         start = time.perf_counter()
         wanted = list(dict.fromkeys(task.texts()))  # distinct, in order
         instruction = task.instruction or None
-        cache = {}
+        caches = {name: {} for name in names}
         for role in ("query", "document"):
             texts = [t for t, r in wanted if r == role]
             if texts:  # instructions go on queries (and on both sides of symmetric tasks), never on documents
-                vectors = encoder.encode(texts, instruction=instruction if role == "query" else None,
-                                         batch_size=batch_size, show_progress_bar=False)
-                if not np.isfinite(vectors).all():  # every score would be nan, or quietly meaningless
-                    raise NonFiniteError(f"task {task.name}: the encoder gave NaN or inf embeddings")
-                cache.update({(t, role): v for t, v in zip(texts, vectors)})
+                encoded = encode(texts, instruction if role == "query" else None)
+                for name in names:
+                    if not np.isfinite(encoded[name]).all():  # every score would be nan, or quietly meaningless
+                        raise NonFiniteError(f"task {task.name}: the encoder gave NaN or inf embeddings")
+                    caches[name].update({(t, role): v for t, v in zip(texts, encoded[name])})
+        for name in names:
+            def embed(texts, role, cache=caches[name]):
+                return np.stack([cache[(t, role)] for t in texts]) if texts else np.zeros((0, dim), np.float32)
 
-        def embed(texts, role, cache=cache):
-            return np.stack([cache[(t, role)] for t in texts]) if texts else np.zeros((0, encoder.dim), np.float32)
-
-        scores = task.evaluate(embed)
-        if not np.isfinite(scores["main_score"]):  # e.g. a collapsed encoder: every cosine equal
-            raise NonFiniteError(f"task {task.name}: {task.main_score} is {scores['main_score']} (the embeddings "
-                                 f"give no usable variation)")
-        results.append({"task": task.name, "type": task.type, "main_score_name": task.main_score,
-                        "seconds": round(time.perf_counter() - start, 2), **scores})
+            scores = task.evaluate(embed)
+            if not np.isfinite(scores["main_score"]):  # e.g. a collapsed encoder: every cosine equal
+                raise NonFiniteError(f"task {task.name}: {task.main_score} is {scores['main_score']} (the "
+                                     f"embeddings give no usable variation)")
+            results[name].append({"task": task.name, "type": task.type, "main_score_name": task.main_score,
+                                  "seconds": round(time.perf_counter() - start, 2), **scores})
     return results
 
 
@@ -75,10 +96,24 @@ def type_averages(results: list[dict]) -> dict[str, float]:
 
 
 def evaluate_model(model_dir, *, adapters=(), causal: bool = False, pooling: str = "mean", tasks=None,
-                   quick: bool = False, max_length: int = 128, batch_size: int = 32, dtype=None, device=None,
-                   autocast: bool = False, show_progress: bool = True) -> dict:
+                   quick: bool = False, max_length: int = DEFAULT_MAX_LENGTH, batch_size: int = 32, dtype=None,
+                   device=None, autocast: bool = False, show_progress: bool = True) -> dict:
     """Load an encoder, score it on task folders (default: the l2v-mini suite) → a JSON-ready record
     with the settings, the versions, the time taken, per-task scores and per-type averages."""
+    return _evaluate_records(model_dir, [pooling], adapters=adapters, causal=causal, tasks=tasks, quick=quick,
+                             max_length=max_length, batch_size=batch_size, dtype=dtype, device=device,
+                             autocast=autocast, show_progress=show_progress)[pooling]
+
+
+def evaluate_model_poolings(model_dir, poolings: Sequence[str], **kwargs) -> dict[str, dict]:
+    """`evaluate_model` for several poolings of one causal model, one forward pass serving them all
+    (`Encoder.encode_poolings`) → {pooling: record}. Each record says which poolings shared its pass."""
+    return _evaluate_records(model_dir, list(poolings), causal=True, **kwargs)
+
+
+def _evaluate_records(model_dir, poolings, *, adapters=(), causal=False, tasks=None, quick=False,
+                      max_length=DEFAULT_MAX_LENGTH, batch_size=32, dtype=None, device=None, autocast=False,
+                      show_progress=True) -> dict[str, dict]:
     import platform
     import warnings
 
@@ -88,18 +123,28 @@ def evaluate_model(model_dir, *, adapters=(), causal: bool = False, pooling: str
     from ..encoder import Encoder
 
     folders = list(tasks) if tasks else build_suite(quick=quick)
-    encoder = Encoder.from_pretrained(model_dir, adapters=adapters, causal=causal, pooling=pooling,
+    shared = len(poolings) > 1
+    encoder = Encoder.from_pretrained(model_dir, adapters=adapters, causal=causal, pooling=poolings[0],
                                       max_length=max_length, dtype=dtype, device=device, autocast=autocast)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="text longer than max_length")  # truncation is the protocol here
-        results = evaluate(encoder, folders, batch_size=batch_size, show_progress=show_progress)
-    return dict(model=str(model_dir), adapters=[str(a) for a in adapters], causal=causal, pooling=pooling,
-                appends_eos=encoder.appends_eos,  # pooling 'eos' before l2v appended an EOS was 'last'
-                max_length=max_length, dtype=str(dtype or "float32").removeprefix("torch."), bf16_autocast=autocast,
-                suite=None if tasks else ("l2v-mini-quick" if quick else "l2v-mini"),
-                minutes=round((time.perf_counter() - start) / 60, 2), averages=type_averages(results), tasks=results,
-                versions=dict(l2v=__version__, torch=torch.__version__, python=platform.python_version()))
+        if shared:
+            by_pooling = evaluate_poolings(encoder, folders, poolings, batch_size=batch_size,
+                                           show_progress=show_progress)
+        else:
+            by_pooling = {poolings[0]: evaluate(encoder, folders, batch_size=batch_size, show_progress=show_progress)}
+    minutes = round((time.perf_counter() - start) / 60, 2)
+    records = {}
+    for pooling, results in by_pooling.items():
+        records[pooling] = dict(
+            model=str(model_dir), adapters=[str(a) for a in adapters], causal=causal, pooling=pooling,
+            appends_eos=pooling == "eos" and not encoder.tokenizer.add_eos,  # 'eos' before l2v appended an EOS was 'last'
+            max_length=max_length, dtype=str(dtype or "float32").removeprefix("torch."), bf16_autocast=autocast,
+            suite=None if tasks else ("l2v-mini-quick" if quick else "l2v-mini"),
+            minutes=minutes, shared_pass=poolings if shared else None, averages=type_averages(results),
+            tasks=results, versions=dict(l2v=__version__, torch=torch.__version__, python=platform.python_version()))
+    return records
 
 
 def comparison_table(records: list[dict]) -> str:
