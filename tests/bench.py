@@ -5,6 +5,7 @@
     python tests/bench.py simcse [--batch-size 16 --max-length 128 --steps 3]
     python tests/bench.py load                                     # peak memory of load_model
     python tests/bench.py scale  [--layers 2 --hidden 1024 ...]    # a Mistral-7B-shaped model, end to end
+    python tests/bench.py gemm                                     # this CPU's matmul limit; each workload's share
 
 Training steps run each implementation in a fresh subprocess, so peak resident memory
 (ru_maxrss) belongs to that implementation alone.
@@ -379,9 +380,69 @@ def bench_scale(args):
         shutil.rmtree(work)  # this run's adapters and logs (the model folder is kept for the next run)
 
 
+def gemm_rate(M: int, K: int, N: int, dtype, repeats: int = 5) -> float:
+    """GFLOP/s of (M, K) @ (K, N) as the model runs it (F.linear with a (N, K) weight)."""
+    x, w = torch.randn(M, K, dtype=dtype), torch.randn(N, K, dtype=dtype)
+    seconds = timed(lambda: [torch.nn.functional.linear(x, w) for _ in range(repeats)], repeats=2) / repeats
+    return 2 * M * K * N / seconds / 1e9
+
+
+def forward_flops(cfg, tokens: int, T: int) -> float:
+    """Matmul FLOPs of one forward pass over `tokens` tokens in rows of length T: every projection
+    (2 FLOPs per weight per token) and attention's two T×T products (the full square: SDPA with a
+    mask computes every score). Norms, rotary and activations are not matmuls and are not counted."""
+    hd, H, KV, D, I = cfg.head_dim, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.hidden_size, \
+        cfg.intermediate_size
+    per_token = 2 * (D * H * hd + 2 * D * KV * hd + H * hd * D + 3 * D * I) + 4 * T * H * hd
+    return tokens * cfg.num_hidden_layers * per_token
+
+
+def bench_gemm(args):
+    """This CPU's matrix-multiply limit at the model's own shapes, and how close l2v's fp32 encode
+    and training steps come to it (achieved FLOP/s ÷ the GEMM rate)."""
+    cfg = l2v.ModelConfig.from_json(Path(args.model) / "config.json")
+    hd, H, KV, D, I = cfg.head_dim, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.hidden_size, \
+        cfg.intermediate_size
+    shapes = {"q/o": (D, H * hd), "k/v": (D, KV * hd), "gate/up": (D, I), "down": (I, D)}
+    native = torch.cpu._is_avx512_bf16_supported()
+    dtypes = [torch.float32] + ([torch.bfloat16] if native else [])
+    weights = {"q/o": 2 * D * H * hd, "k/v": 2 * D * KV * hd, "gate/up": 2 * D * I, "down": I * D}
+    rates = {}
+    print(f"GEMM at {cfg.num_hidden_layers}-layer {D}-wide shapes, 1024 tokens (GFLOP/s):")
+    for dtype in dtypes:
+        r = {name: gemm_rate(1024, k, n, dtype) for name, (k, n) in shapes.items()}
+        # The forward pass's rate: each shape weighted by its share of the FLOPs (a harmonic mean).
+        rates[dtype] = sum(weights.values()) / sum(weights[n] / r[n] for n in r)
+        print(f"  {str(dtype).removeprefix('torch.'):9} " + "  ".join(f"{n} {v:6.1f}" for n, v in r.items())
+              + f"  → forward pass {rates[dtype]:6.1f}")
+    limit = rates[torch.float32] * 1e9
+    rows = []
+    # fp32 encode: short sentences, and 512-token texts (attention's T² share grows with T)
+    enc = l2v.Encoder.from_pretrained(args.model, causal=False)
+    for label, texts in (("encode sentences", sentences(256)), ("encode 512-token texts", sentences(16, words=500))):
+        lens = [min(len(x), 512) for x in enc.tokenizer.encode_batch(texts)]
+        seconds = timed(lambda: enc.encode(texts, batch_size=32 if len(texts) > 16 else 8, show_progress_bar=False))
+        flops = sum(forward_flops(cfg, n, n) for n in lens)
+        rows.append((label, sum(lens) / seconds, flops / seconds))
+    # training steps (fresh processes, as bench mntp/simcse): frozen base → forward + input-gradient
+    # backward ≈ 2 forward passes of matmuls; the LoRA branches and the MNTP head are left out
+    # (a few per cent), so the fractions are slight underestimates.
+    for what, B, T in (("mntp", 8, 128), ("simcse", 16, 64)):
+        cmd = [sys.executable, __file__, what, "--worker", "--impl", "l2v", "--model", args.model, "--threads",
+               str(args.threads), "--batch-size", str(B), "--max-length", str(T), "--steps", "2"]
+        step = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+        tokens = B * T * (2 if what == "simcse" else 1)  # SimCSE: two views of every sentence
+        flops = 2 * forward_flops(cfg, tokens, T)
+        rows.append((f"{what} step {B} x {T}", tokens / step["s_per_step"], flops / step["s_per_step"]))
+    print(f"fp32, {torch.get_num_threads()} threads; limit = the forward pass's GEMM rate above")
+    print(f"{'workload':26} {'tokens/s':>9} {'GFLOP/s':>8} {'of limit':>9}")
+    for label, tok_s, flop_s in rows:
+        print(f"{label:26} {tok_s:9.0f} {flop_s / 1e9:8.1f} {flop_s / limit:8.0%}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["encode", "mntp", "simcse", "load", "scale"])
+    parser.add_argument("what", choices=["encode", "mntp", "simcse", "load", "scale", "gemm"])
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", default="weights/smollm2-135m-instruct")
     parser.add_argument("--threads", type=int, default=2)
@@ -411,7 +472,7 @@ def main():
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, native bf16 (AVX-512 BF16): {'yes' if native else 'no'}")
     {"encode": bench_encode, "mntp": bench_training, "simcse": bench_training, "load": bench_load,
-     "scale": bench_scale}[args.what](args)
+     "scale": bench_scale, "gemm": bench_gemm}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -415,3 +415,59 @@ def test_cli_eval_on_the_real_model(tmp_path, capsys):
     assert record["causal"] is True and record["pooling"] == "mean" and "torch" in record["versions"]
     assert record["tasks"][0]["task"] == "wordsim353-sts" and 0.0 < record["tasks"][0]["main_score"] < 1.0
     assert "average sts" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- bootstrap intervals
+
+
+def test_bootstrap_resamples_rescored_as_scipy_and_sklearn(tmp_path):
+    """Each bootstrap value is the main score on one resample of the items, recomputed here with
+    scipy / scikit-learn on the same indices (numpy's default_rng(0), as documented)."""
+    from l2v.evaluate.tasks import BOOTSTRAP
+
+    rng = np.random.default_rng(3)
+    rows = [{"sentence1": f"s{i}", "sentence2": f"t{i}", "score": float(rng.integers(0, 6))} for i in range(60)]
+    pairs = [{"sentence1": f"s{i}", "sentence2": f"t{i}", "label": int(i % 3 == 0)} for i in range(60)]
+    structure = {f"t{i}": 1.5 * (rows[i]["score"] - 2.5) * np.ones(16) for i in range(60)}
+    table = vectors_for([f"s{i}" for i in range(60)] + [f"t{i}" for i in range(60)], structure=structure)
+    table.update({f"s{i}": np.ones(16) + 0.3 * rng.normal(size=16) for i in range(60)})
+    embed = lambda texts, role: np.stack([table[t] for t in texts])  # noqa: E731
+    sts = Task.load(write_folder(tmp_path, "sts", "sts", {"data.jsonl": rows})).evaluate(embed)
+    pair = Task.load(write_folder(tmp_path, "pair", "pair_classification", {"data.jsonl": pairs})).evaluate(embed)
+    assert len(sts["bootstrap"]) == len(pair["bootstrap"]) == BOOTSTRAP
+    e1, e2 = np.stack([table[f"s{i}"] for i in range(60)]), np.stack([table[f"t{i}"] for i in range(60)])
+    cos = (e1 * e2).sum(1) / np.linalg.norm(e1, axis=1) / np.linalg.norm(e2, axis=1)
+    gold, labels = np.array([r["score"] for r in rows]), np.array([r["label"] for r in pairs])
+    sims = [cos, (e1 * e2).sum(1), -np.linalg.norm(e1 - e2, axis=1), -np.abs(e1 - e2).sum(1)]
+    draw = np.random.default_rng(0)
+    for b in range(5):
+        idx = draw.integers(0, 60, 60)
+        assert sts["bootstrap"][b] == pytest.approx(scipy_stats.spearmanr(gold[idx], cos[idx])[0], abs=1e-5)
+    draw = np.random.default_rng(0)
+    for b in range(5):
+        idx = draw.integers(0, 60, 60)
+        want = max(sk_metrics.average_precision_score(labels[idx], s[idx]) for s in sims)
+        assert pair["bootstrap"][b] == pytest.approx(want, abs=1e-5)
+    # the resamples spread around the score itself
+    assert min(sts["bootstrap"]) < sts["main_score"] < max(sts["bootstrap"])
+
+
+def test_compare_sees_a_real_difference_and_not_an_identical_copy(tmp_path):
+    from l2v.evaluate import compare
+
+    rng = np.random.default_rng(4)
+    rows = [{"sentence1": f"s{i}", "sentence2": f"t{i}", "score": float(rng.integers(0, 6))} for i in range(200)]
+    folder = write_folder(tmp_path, "sts", "sts", {"data.jsonl": rows})
+    texts = [f"s{i}" for i in range(200)] + [f"t{i}" for i in range(200)]
+    good = vectors_for(texts, structure={f"t{i}": (rows[i]["score"] - 2.5) * np.ones(16) for i in range(200)})
+    good.update({f"s{i}": np.ones(16) for i in range(200)})
+    noise = vectors_for(texts, seed=1)
+    better, worse = evaluate(TableEncoder(good), [folder], show_progress=False), \
+        evaluate(TableEncoder(noise), [folder], show_progress=False)
+    diff = compare(better, worse)
+    assert diff["sts"]["low"] > 0 and diff["sts"]["diff"] == pytest.approx(
+        100 * (better[0]["main_score"] - worse[0]["main_score"]), abs=0.01)
+    same = compare(worse, worse)
+    assert same["all"] == {"diff": 0.0, "low": 0.0, "high": 0.0}
+    with pytest.raises(ValueError, match="not in both"):
+        compare(better, [])

@@ -20,7 +20,7 @@ from .tasks import MAIN_SCORES, Task, TaskError
 
 __all__ = ["MAIN_SCORES", "Task", "TaskError", "build_suite", "suite_folder", "evaluate", "evaluate_model",
            "format_table", "type_averages", "comparison_table", "evaluate_poolings",
-           "evaluate_model_poolings", "DEFAULT_MAX_LENGTH"]
+           "evaluate_model_poolings", "DEFAULT_MAX_LENGTH", "compare"]
 
 
 def evaluate(encoder, tasks: Sequence, batch_size: int = 32, show_progress: bool = True) -> list[dict]:
@@ -93,6 +93,32 @@ def type_averages(results: list[dict]) -> dict[str, float]:
     means = {k: float(np.mean(v)) for k, v in by_type.items() if v}
     means["all"] = float(np.mean(list(means.values())))
     return means
+
+
+def compare(a: list[dict], b: list[dict], level: float = 0.95) -> dict[str, dict]:
+    """How much better results `a` are than `b` (the same tasks), per task type and over types:
+    {type: {"diff", "low", "high"}} × 100 — the difference of the type means and its paired
+    bootstrap interval (each task's items resampled the same way for both; `tasks.bootstrap`).
+    An interval that excludes 0 is a difference the suite can see; one that includes it is not."""
+    by_name = {r["task"]: r for r in b}
+    missing = [r["task"] for r in a if r["task"] not in by_name]
+    if missing:
+        raise ValueError(f"compare: task(s) {', '.join(missing)} are not in both results")
+
+    def type_means(results, key):  # {type: value or array over resamples}
+        out = {k: np.mean([np.asarray(r[key], np.float64) for r in results if r["type"] == k], axis=0)
+               for k in MAIN_SCORES if any(r["type"] == k for r in results)}
+        out["all"] = np.mean(list(out.values()), axis=0)
+        return out
+
+    paired = [by_name[r["task"]] for r in a]
+    point = {k: type_means(a, "main_score")[k] - v for k, v in type_means(paired, "main_score").items()}
+    boot_a, boot_b = type_means(a, "bootstrap"), type_means(paired, "bootstrap")
+    tail = 100 * (1 - level) / 2
+    return {k: {"diff": round(100 * float(point[k]), 2),
+                "low": round(100 * float(np.nanpercentile(boot_a[k] - boot_b[k], tail)), 2),
+                "high": round(100 * float(np.nanpercentile(boot_a[k] - boot_b[k], 100 - tail)), 2)}
+            for k in point}
 
 
 def evaluate_model(model_dir, *, adapters=(), causal: bool = False, pooling: str = "mean", tasks=None,

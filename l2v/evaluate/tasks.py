@@ -54,6 +54,7 @@ SCORE_NAMES = {  # every score each type reports; main_score must be one of them
     "reranking": ("map", "mrr_at_10"),
 }
 Embed = Callable[[list[str], str], np.ndarray]  # (texts, "query" | "document") → (N, D)
+BOOTSTRAP = 200  # resamples of each task's items behind its confidence interval (see `bootstrap`)
 
 
 class TaskError(L2VError):
@@ -191,7 +192,18 @@ class Task:
             "sts": _sts, "classification": _classification, "clustering": _clustering,
             "pair_classification": _pair_classification, "retrieval": _retrieval, "reranking": _reranking,
         }[self.type](self, embed)
-        return {"main_score": scores[self.main_score], **scores}
+        rescore = scores.pop("rescore")  # items → the main score on those items (for the bootstrap)
+        return {"main_score": scores[self.main_score], **scores,
+                "bootstrap": bootstrap(rescore(self.main_score), scores["n_items"])}
+
+
+def bootstrap(score_of: Callable[[np.ndarray], float], n_items: int, seed: int = 0) -> list[float]:
+    """The main score on BOOTSTRAP resamples (with replacement) of a task's items: pairs, test
+    texts, clustered texts or queries. The resamples depend only on the item count and the seed,
+    so every model scored on a task sees the same ones, and the difference of two models'
+    lists is a paired bootstrap of their difference (`l2v.evaluate.compare`)."""
+    rng = np.random.default_rng(seed)
+    return [round(float(score_of(rng.integers(0, n_items, n_items))), 6) for _ in range(BOOTSTRAP)]
 
 
 def _read_jsonl(path: Path, fields: dict, lines: list | None = None) -> list[dict]:
@@ -219,9 +231,11 @@ def _by_id(path: Path) -> dict:
 def _sts(task: Task, embed: Embed) -> dict:
     e1 = embed([r["sentence1"] for r in task.rows], "query")
     e2 = embed([r["sentence2"] for r in task.rows], "query")
-    gold = [r["score"] for r in task.rows]
+    gold = np.array([r["score"] for r in task.rows], np.float64)
     cos = M.paired_cosine(e1, e2)
-    return {"cosine_spearman": M.spearman(gold, cos), "cosine_pearson": M.pearson(gold, cos)}
+    metric = {"cosine_spearman": M.spearman, "cosine_pearson": M.pearson}
+    return {"cosine_spearman": M.spearman(gold, cos), "cosine_pearson": M.pearson(gold, cos), "n_items": len(gold),
+            "rescore": lambda main: lambda idx: metric[main](gold[idx], cos[idx])}
 
 
 def undersample(labels: list, idxs: list[int], samples_per_label: int) -> list[int]:
@@ -241,15 +255,18 @@ def _classification(task: Task, embed: Embed, n_experiments: int = 10) -> dict:
     y_train, y_test = [str(r["label"]) for r in train], np.array([str(r["label"]) for r in test])
     samples_per_label = int(task.meta.get("samples_per_label", 8))
     idxs = list(range(len(train)))  # kept across experiments: each shuffles the previous order
-    accuracy, f1 = [], []
+    accuracy, f1, predictions = [], [], []
     for _ in range(n_experiments):
         np.random.RandomState(42).shuffle(idxs)  # a fresh RandomState(42) each time, as MTEB does
         chosen = undersample(y_train, idxs, samples_per_label)
         predict = fit_logistic_regression(X_train[chosen], [y_train[i] for i in chosen])
         pred = predict(X_test)
+        predictions.append(pred)
         accuracy.append(float((pred == y_test).mean()))
         f1.append(macro_f1(y_test, pred))
-    return {"accuracy": float(np.mean(accuracy)), "f1": float(np.mean(f1))}
+    metric = {"accuracy": lambda y, p: float((p == y).mean()), "f1": macro_f1}
+    return {"accuracy": float(np.mean(accuracy)), "f1": float(np.mean(f1)), "n_items": len(y_test),
+            "rescore": lambda main: lambda idx: np.mean([metric[main](y_test[idx], p[idx]) for p in predictions])}
 
 
 def macro_f1(y_true, y_pred) -> float:
@@ -266,13 +283,15 @@ def _clustering(task: Task, embed: Embed) -> dict:
     X = embed([r["text"] for r in task.rows], "query")
     labels = [str(r["label"]) for r in task.rows]
     pred = kmeans(X, k=len(set(labels)), seed=42)
-    return {"v_measure": M.v_measure(labels, pred)}
+    labels, pred = np.array(labels), np.asarray(pred)
+    return {"v_measure": M.v_measure(labels, pred), "n_items": len(labels),
+            "rescore": lambda main: lambda idx: M.v_measure(labels[idx], pred[idx])}
 
 
 def _pair_classification(task: Task, embed: Embed) -> dict:
     e1 = np.asarray(embed([r["sentence1"] for r in task.rows], "query"), np.float64)
     e2 = np.asarray(embed([r["sentence2"] for r in task.rows], "query"), np.float64)
-    labels = [r["label"] for r in task.rows]
+    labels = np.array([r["label"] for r in task.rows])
     scores = {  # similarities as they are, distances negated: higher always means "more alike"
         "cosine_ap": M.paired_cosine(e1, e2),
         "dot_ap": (e1 * e2).sum(-1),
@@ -280,7 +299,13 @@ def _pair_classification(task: Task, embed: Embed) -> dict:
         "manhattan_ap": -np.abs(e1 - e2).sum(-1),
     }
     out = {name: M.average_precision(labels, s) for name, s in scores.items()}
-    return {"max_ap": max(out.values()), **out}
+
+    def rescore(main):
+        if main == "max_ap":
+            return lambda idx: max(M.average_precision(labels[idx], s[idx]) for s in scores.values())
+        return lambda idx: M.average_precision(labels[idx], scores[main][idx])
+
+    return {"max_ap": max(out.values()), **out, "n_items": len(labels), "rescore": rescore}
 
 
 def rank_scores(query_ids, doc_ids, q_emb, d_emb) -> dict[str, dict[str, float]]:
@@ -292,13 +317,14 @@ def _ranking_metrics(runs: dict, qrels: dict, ks=_KS) -> dict:
     """Averages over queries that have a relevant document (MTEB drops the others)."""
     judged = [q for q in runs if any(g > 0 for g in qrels.get(q, {}).values())]
     rankings = {q: M.trec_ranking(runs[q]) for q in judged}
-    out = {}
+    per_query = {}  # metric → its value for each judged query
     for k in ks:
-        out[f"ndcg_at_{k}"] = float(np.mean([M.ndcg_at_k(rankings[q], qrels[q], k) for q in judged]))
-        out[f"map_at_{k}"] = float(np.mean([M.average_precision_at_k(rankings[q], qrels[q], k) for q in judged]))
-        out[f"recall_at_{k}"] = float(np.mean([M.recall_at_k(rankings[q], qrels[q], k) for q in judged]))
-    out["mrr_at_10"] = float(np.mean([M.reciprocal_rank_at_k(rankings[q], qrels[q], 10) for q in judged]))
-    return out
+        per_query[f"ndcg_at_{k}"] = np.array([M.ndcg_at_k(rankings[q], qrels[q], k) for q in judged])
+        per_query[f"map_at_{k}"] = np.array([M.average_precision_at_k(rankings[q], qrels[q], k) for q in judged])
+        per_query[f"recall_at_{k}"] = np.array([M.recall_at_k(rankings[q], qrels[q], k) for q in judged])
+    per_query["mrr_at_10"] = np.array([M.reciprocal_rank_at_k(rankings[q], qrels[q], 10) for q in judged])
+    out = {name: float(values.mean()) for name, values in per_query.items()}
+    return {**out, "n_items": len(judged), "rescore": lambda main: lambda idx: per_query[main][idx].mean()}
 
 
 def _retrieval(task: Task, embed: Embed) -> dict:
@@ -318,4 +344,6 @@ def _reranking(task: Task, embed: Embed) -> dict:
         runs[str(i)] = rank_scores([str(i)], ids, q[None], embed(docs, "document"))[str(i)]
         qrels[str(i)] = {ids[j]: int(j < len(row["positive"])) for j in range(len(docs))}
     scores = _ranking_metrics(runs, qrels, ks=(1000,))
-    return {"map": scores["map_at_1000"], "mrr_at_10": scores["mrr_at_10"]}
+    names = {"map": "map_at_1000", "mrr_at_10": "mrr_at_10"}
+    return {"map": scores["map_at_1000"], "mrr_at_10": scores["mrr_at_10"], "n_items": scores["n_items"],
+            "rescore": lambda main: scores["rescore"](names[main])}
