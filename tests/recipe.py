@@ -1,0 +1,147 @@
+"""The recipe search behind the README's experiment record: train a configuration, score it on the
+l2v-dev suite, compare it with Uni + mean with paired bootstrap intervals. Every run is logged.
+
+    python tests/recipe.py baselines                     # Uni + mean/last/EOS (one pass), Bi + mean (untrained)
+    python tests/recipe.py run NAME [--mntp k=v ...] [--simcse k=v ...] [--seed S]
+    python tests/recipe.py table                         # every logged run against Uni + mean, per task type
+
+Stages: `--mntp none` or `--simcse none` skips one; otherwise k=v pairs override the CPU preset
+(steps, batch_size, max_length, lr, mask_prob, dropout, data; SimCSE `data=paragraphs` trains on
+whole Wikipedia paragraphs instead of sentences). Runs go to runs/recipe/NAME-sS/ (adapters and
+eval.json); runs/recipe/log.jsonl gets one line per run. bf16 autocast where it is native.
+Not a test (pytest does not collect it): it trains, for minutes to an hour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path("runs/recipe")
+MODEL = Path("weights/smollm2-135m-instruct")
+TYPES = ("sts", "pair_classification", "classification")
+SHORT = {"sts": "STS", "pair_classification": "Pair", "classification": "Class.", "all": "Avg"}
+
+
+def dev_tasks():
+    from l2v.evaluate.dev_suite import build_dev_suite
+
+    return build_dev_suite()
+
+
+def autocast() -> bool:
+    from l2v.precision import native_bf16
+
+    return native_bf16("cpu")
+
+
+def evaluate(adapters=(), causal=False, poolings=("mean",)) -> dict:
+    from l2v.evaluate import evaluate_model, evaluate_model_poolings
+
+    kw = dict(tasks=dev_tasks(), autocast=autocast(), show_progress=False)
+    if len(poolings) > 1:
+        return evaluate_model_poolings(MODEL, poolings, adapters=adapters, **kw)
+    return {poolings[0]: evaluate_model(MODEL, adapters=adapters, causal=causal, pooling=poolings[0], **kw)}
+
+
+def paragraphs_file() -> Path:
+    """Whole Wikipedia paragraphs, one a line (SimCSE on long spans instead of sentences)."""
+    from l2v.mntp import read_texts
+
+    path = ROOT / "wiki-paragraphs.txt"
+    if not path.is_file():
+        ROOT.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(p.replace("\n", " ") for p in read_texts("wiki") if len(p.split()) >= 20) + "\n")
+    return path
+
+
+def parse(pairs: list[str]) -> dict | None:
+    if pairs == ["none"]:
+        return None
+    out = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        out[key] = value if key == "data" else (int(value) if value.lstrip("-").isdigit() else float(value))
+    return out
+
+
+def log(entry: dict):
+    ROOT.mkdir(parents=True, exist_ok=True)
+    with open(ROOT / "log.jsonl", "a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def baselines(args):
+    start = time.perf_counter()
+    records = evaluate(causal=True, poolings=("mean", "last", "eos"))
+    for pooling, record in records.items():
+        log({"name": f"uni-{pooling}", "seed": None, "minutes_train": 0, "record": record})
+    log({"name": "bi-mean", "seed": None, "minutes_train": 0, "record": evaluate()["mean"]})
+    print(f"baselines in {(time.perf_counter() - start) / 60:.1f} min")
+    table(args)
+
+
+def run(args):
+    from l2v.mntp import run_mntp
+    from l2v.simcse import run_simcse
+
+    mntp, simcse = parse(args.mntp), parse(args.simcse)
+    out = ROOT / f"{args.name}-s{args.seed}"
+    settings = dict(autocast=autocast() or None, seed=args.seed)
+    adapters, minutes = [], {}
+    if mntp is not None:
+        t = time.perf_counter()
+        data = mntp.pop("data", "wiki")
+        if not (out / "mntp" / "adapter_model.safetensors").is_file():
+            run_mntp(MODEL, data, out / "mntp", **settings, **mntp)
+        adapters.append(out / "mntp")
+        minutes["mntp"] = round((time.perf_counter() - t) / 60, 2)
+    if simcse is not None:
+        t = time.perf_counter()
+        data = simcse.pop("data", "wiki")
+        data = paragraphs_file() if data == "paragraphs" else data
+        if not (out / "simcse" / "adapter_model.safetensors").is_file():
+            run_simcse(MODEL, adapters[0] if adapters else None, data, out / "simcse", **settings, **simcse)
+        adapters.append(out / "simcse")
+        minutes["simcse"] = round((time.perf_counter() - t) / 60, 2)
+    record = evaluate(adapters=adapters)["mean"]
+    (out / "eval.json").write_text(json.dumps(record, indent=2) + "\n")
+    log({"name": args.name, "seed": args.seed, "mntp": parse(args.mntp), "simcse": parse(args.simcse),
+         "minutes_train": minutes, "record": record})
+    table(args)
+
+
+def table(args):
+    from l2v.evaluate import compare
+
+    entries = [json.loads(line) for line in open(ROOT / "log.jsonl")]
+    base = next(e for e in reversed(entries) if e["name"] == "uni-mean")["record"]["tasks"]
+    cols = list(TYPES) + ["all"]
+    print(f"{'run':34} " + " ".join(f"{SHORT[c]:>7}" for c in cols) + "   vs Uni + mean: diff [95% CI] per type")
+    for e in entries:
+        r = e["record"]
+        d = compare(r["tasks"], base)
+        cells = " ".join(f"{100 * r['averages'][c]:7.2f}" for c in cols)
+        diffs = "  ".join(f"{SHORT[c]} {d[c]['diff']:+.1f} [{d[c]['low']:+.1f}, {d[c]['high']:+.1f}]" for c in cols)
+        seed = "" if e["seed"] is None else f" s{e['seed']}"
+        print(f"{e['name'] + seed:34} {cells}   {diffs}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["baselines", "run", "table"])
+    parser.add_argument("name", nargs="?")
+    parser.add_argument("--mntp", nargs="+", default=[])
+    parser.add_argument("--simcse", nargs="+", default=[])
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    {"baselines": baselines, "run": run, "table": table}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()
