@@ -216,17 +216,10 @@ def _eval(args):
 
     from .evaluate import evaluate_model, format_table
 
-    tasks, dev = args.task, args.suite == "l2v-dev" and not args.task
-    if dev:
-        from .evaluate.suite import build_suite
-
-        tasks = build_suite(quick=args.quick, name="l2v-dev")
     record = evaluate_model(args.model, adapters=args.adapter, causal=args.causal, pooling=args.pooling,
-                            tasks=tasks, quick=args.quick, max_length=args.max_length, batch_size=args.batch_size,
+                            tasks=args.task, quick=args.quick, max_length=args.max_length, batch_size=args.batch_size,
                             dtype=args.dtype and getattr(torch, args.dtype), device=args.device,
-                            autocast=args.autocast)
-    if dev:
-        record["suite"] = "l2v-dev"
+                            autocast=args.autocast, suite="l2v-dev" if args.suite == "l2v-dev" else None)
     print(format_table(record["tasks"]))
     mode = "causal" if args.causal else "bidirectional"
     adapters = f", adapters: {', '.join(args.adapter)}" if args.adapter else ""

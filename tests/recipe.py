@@ -27,12 +27,6 @@ TYPES = ("sts", "pair_classification", "classification")
 SHORT = {"sts": "STS", "pair_classification": "Pair", "classification": "Class.", "all": "Avg"}
 
 
-def dev_tasks():
-    from l2v.evaluate.dev_suite import build_dev_suite
-
-    return build_dev_suite()
-
-
 def autocast() -> bool:
     from l2v.precision import native_bf16
 
@@ -42,7 +36,7 @@ def autocast() -> bool:
 def evaluate(adapters=(), causal=False, poolings=("mean",)) -> dict:
     from l2v.evaluate import evaluate_model, evaluate_model_poolings
 
-    kw = dict(tasks=dev_tasks(), autocast=autocast(), show_progress=False)
+    kw = dict(suite="l2v-dev", autocast=autocast(), show_progress=False)
     if len(poolings) > 1:
         return evaluate_model_poolings(MODEL, poolings, adapters=adapters, **kw)
     return {poolings[0]: evaluate_model(MODEL, adapters=adapters, causal=causal, pooling=poolings[0], **kw)}

@@ -15,10 +15,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..checks import DEFAULT_MAX_LENGTH, NonFiniteError
+from .dev_suite import build_dev_suite, dev_suite_folder
 from .suite import build_suite, suite_folder
 from .tasks import MAIN_SCORES, Task, TaskError
 
-__all__ = ["MAIN_SCORES", "Task", "TaskError", "build_suite", "suite_folder", "evaluate", "evaluate_model",
+__all__ = ["build_dev_suite", "dev_suite_folder", "MAIN_SCORES", "Task", "TaskError", "build_suite", "suite_folder", "evaluate", "evaluate_model",
            "format_table", "type_averages", "comparison_table", "evaluate_poolings",
            "evaluate_model_poolings", "DEFAULT_MAX_LENGTH", "compare"]
 
@@ -123,12 +124,13 @@ def compare(a: list[dict], b: list[dict], level: float = 0.95) -> dict[str, dict
 
 def evaluate_model(model_dir, *, adapters=(), causal: bool = False, pooling: str = "mean", tasks=None,
                    quick: bool = False, max_length: int = DEFAULT_MAX_LENGTH, batch_size: int = 32, dtype=None,
-                   device=None, autocast: bool = False, show_progress: bool = True) -> dict:
-    """Load an encoder, score it on task folders (default: the l2v-mini suite) → a JSON-ready record
-    with the settings, the versions, the time taken, per-task scores and per-type averages."""
+                   device=None, autocast: bool = False, show_progress: bool = True, suite: str | None = None) -> dict:
+    """Load an encoder, score it on task folders (default: the l2v-mini suite; `suite="l2v-dev"`:
+    the development suite) → a JSON-ready record with the settings, the versions, the time taken,
+    per-task scores and per-type averages."""
     return _evaluate_records(model_dir, [pooling], adapters=adapters, causal=causal, tasks=tasks, quick=quick,
                              max_length=max_length, batch_size=batch_size, dtype=dtype, device=device,
-                             autocast=autocast, show_progress=show_progress)[pooling]
+                             autocast=autocast, show_progress=show_progress, suite=suite)[pooling]
 
 
 def evaluate_model_poolings(model_dir, poolings: Sequence[str], **kwargs) -> dict[str, dict]:
@@ -139,7 +141,7 @@ def evaluate_model_poolings(model_dir, poolings: Sequence[str], **kwargs) -> dic
 
 def _evaluate_records(model_dir, poolings, *, adapters=(), causal=False, tasks=None, quick=False,
                       max_length=DEFAULT_MAX_LENGTH, batch_size=32, dtype=None, device=None, autocast=False,
-                      show_progress=True) -> dict[str, dict]:
+                      show_progress=True, suite=None) -> dict[str, dict]:
     import platform
     import warnings
 
@@ -148,7 +150,11 @@ def _evaluate_records(model_dir, poolings, *, adapters=(), causal=False, tasks=N
     from .. import __version__
     from ..encoder import Encoder
 
-    folders = list(tasks) if tasks else build_suite(quick=quick)
+    if tasks:
+        folders = list(tasks)
+    else:
+        suite = suite or ("l2v-mini-quick" if quick else "l2v-mini")
+        folders = build_suite(quick=quick, name="l2v-dev" if suite == "l2v-dev" else "l2v-mini")
     shared = len(poolings) > 1
     encoder = Encoder.from_pretrained(model_dir, adapters=adapters, causal=causal, pooling=poolings[0],
                                       max_length=max_length, dtype=dtype, device=device, autocast=autocast)
@@ -167,7 +173,7 @@ def _evaluate_records(model_dir, poolings, *, adapters=(), causal=False, tasks=N
             model=str(model_dir), adapters=[str(a) for a in adapters], causal=causal, pooling=pooling,
             appends_eos=pooling == "eos" and not encoder.tokenizer.add_eos,  # 'eos' before l2v appended an EOS was 'last'
             max_length=max_length, dtype=str(dtype or "float32").removeprefix("torch."), bf16_autocast=autocast,
-            suite=None if tasks else ("l2v-mini-quick" if quick else "l2v-mini"),
+            suite=suite,
             minutes=minutes, shared_pass=poolings if shared else None, averages=type_averages(results),
             tasks=results, versions=dict(l2v=__version__, torch=torch.__version__, python=platform.python_version()))
     return records
