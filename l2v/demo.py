@@ -56,15 +56,23 @@ def train_once(dest: Path, stage, *args, **kwargs) -> Path:
 
 def run_demo(out_dir="runs/demo", *, model_dir=None, quick: bool = False, device=None, ablation: bool = True,
              budget: str | None = None) -> dict:
-    from .evaluate import DEFAULT_MAX_LENGTH, comparison_table, evaluate_model, evaluate_model_poolings
+    from .evaluate import DEFAULT_MAX_LENGTH, build_suite, comparison_table, evaluate_model, evaluate_model_poolings
     from .fetch import fetch_smollm2, fetch_wiki
     from .mntp import run_mntp
     from .simcse import run_simcse
 
     start = time.perf_counter()
+    stages = {}  # stage → minutes, for the summary
+
+    def timed(stage, fn, *args, **kwargs):
+        t = time.perf_counter()
+        result = fn(*args, **kwargs)
+        stages[stage] = round((time.perf_counter() - t) / 60, 2)
+        return result
+
     out = Path(out_dir)
-    model_dir = Path(model_dir) if model_dir else fetch_smollm2()
-    fetch_wiki()
+    model_dir = Path(model_dir) if model_dir else timed("fetch model", fetch_smollm2)
+    timed("fetch text", fetch_wiki)
     is_cuda = str(device or "").startswith("cuda")
     budget = budget or ("quick" if quick else "cuda" if is_cuda else "cpu")
     plan = BUDGETS[budget]
@@ -76,15 +84,17 @@ def run_demo(out_dir="runs/demo", *, model_dir=None, quick: bool = False, device
     # setting is kept in each training checkpoint's config and in each row's JSON.
     autocast = fast_bf16_available(device or "cpu")
     training = dict(device=device, autocast=autocast or None)
-    runs = {"mntp": train_once(out / "mntp", run_mntp, model_dir, "wiki", **training, **plan["mntp"])}
-    runs["simcse"] = train_once(out / "simcse", run_simcse, model_dir, runs["mntp"], "wiki", **training,
-                                **plan["simcse"])
+    runs = {"mntp": timed("train MNTP", train_once, out / "mntp", run_mntp, model_dir, "wiki", **training,
+                          **plan["mntp"])}
+    runs["simcse"] = timed("train SimCSE", train_once, out / "simcse", run_simcse, model_dir, runs["mntp"], "wiki",
+                           **training, **plan["simcse"])
     rows = ROWS if ablation else ROWS[:-1]
     if ablation:
-        runs["simcse-only"] = train_once(out / "simcse-only", run_simcse, model_dir, None, "wiki", **training,
-                                         **plan["simcse"])
+        runs["simcse-only"] = timed("train SimCSE alone", train_once, out / "simcse-only", run_simcse, model_dir,
+                                    None, "wiki", **training, **plan["simcse"])
 
     suite = "l2v-mini-quick" if plan["quick_suite"] else "l2v-mini"
+    timed("build suite", build_suite, quick=plan["quick_suite"])
     settings = {"quick": plan["quick_suite"], "device": device, "autocast": autocast,
                 "max_length": DEFAULT_MAX_LENGTH, **plan.get("eval", {})}
     paths = {name: out / "eval" / (name.lower().replace(" + ", "-").replace(" ", "-").strip("()") + ".json")
@@ -92,8 +102,8 @@ def run_demo(out_dir="runs/demo", *, model_dir=None, quick: bool = False, device
     done = {}
     for name, causal, pooling, adapters in rows:  # rows evaluated before with the same settings are read back
         old = json.loads(paths[name].read_text()) if paths[name].is_file() else {}
-        # ('eos' records from before l2v appended EOS lack appends_eos.)
-        stale = pooling == "eos" and "appends_eos" not in old
+        # ('eos' records from before l2v appended EOS lack appends_eos; older ones lack bootstrap intervals.)
+        stale = (pooling == "eos" and "appends_eos" not in old) or "bootstrap" not in (old.get("tasks") or [{}])[0]
         if (old.get("suite"), old.get("bf16_autocast"), old.get("pooling"), old.get("max_length")) == \
                 (suite, autocast, pooling, settings["max_length"]) and not stale:
             done[name] = old
@@ -110,25 +120,50 @@ def run_demo(out_dir="runs/demo", *, model_dir=None, quick: bool = False, device
               if causal and not adapters and name not in done]
     if len(shared) > 1:
         print(f"evaluating {', '.join(n for n, _ in shared)} on {suite} (one causal pass)")
-        got = evaluate_model_poolings(model_dir, [p for _, p in shared], **settings)
+        got = timed("evaluate Uni rows (one pass)", evaluate_model_poolings, model_dir, [p for _, p in shared],
+                    **settings)
         for name, pooling in shared:
             keep(name, got[pooling])
     for name, causal, pooling, adapters in rows:
         if name not in done:
             print(f"evaluating {name} on {suite}")
-            keep(name, evaluate_model(model_dir, adapters=[runs[a] for a in adapters], causal=causal,
-                                      pooling=pooling, **settings))
+            keep(name, timed(f"evaluate {name}", evaluate_model, model_dir, adapters=[runs[a] for a in adapters],
+                             causal=causal, pooling=pooling, **settings))
     records = [{"row": name, **done[name]} for name, *_ in rows]
 
-    summary = {"model": str(model_dir), "budget": budget, "plan": plan, "rows": records,
-               "minutes": round((time.perf_counter() - start) / 60, 1)}
+    claims = orderings(records)
+    summary = {"model": str(model_dir), "budget": budget, "plan": plan, "rows": records, "orderings": claims,
+               "stages": stages, "bf16_native": autocast, "minutes": round((time.perf_counter() - start) / 60, 1)}
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     print()
     print(comparison_table(records))
+    print("\nThe paper's orderings, on the suite's average (difference × 100, paired 95 % bootstrap interval):")
+    for c in claims:
+        verdict = "holds" if c["low"] > 0 else "reversed" if c["high"] < 0 else "within the noise"
+        print(f"  {c['claim']:44} {c['diff']:+6.2f} [{c['low']:+.2f}, {c['high']:+.2f}]  {verdict}")
+    print("minutes per stage: " + ", ".join(f"{k} {v}" for k, v in stages.items() if v >= 0.01))
     plot_demo(records, out / "results.png")
     print(f"\n{len(records)} rows; {summary['minutes']} min in this run. Results (per task too): "
           f"{out / 'results.json'}; chart: {out / 'results.png'}")
     return summary
+
+
+CLAIMS = [  # (better row, worse row): the paper's orderings the demo checks
+    ("Uni + mean", "Uni + EOS"),
+    ("Bi + MNTP", "Bi + mean"),
+    ("Bi + MNTP + SimCSE", "Bi + MNTP"),
+    ("Bi + MNTP + SimCSE", "Uni + mean"),
+    ("Bi + MNTP + SimCSE", "Bi + SimCSE (no MNTP)"),
+]
+
+
+def orderings(records: list[dict]) -> list[dict]:
+    """Each claim's difference of averages with its paired bootstrap interval (`evaluate.compare`)."""
+    from .evaluate import compare
+
+    by_row = {r["row"]: r for r in records}
+    return [{"claim": f"{a} > {b}", **compare(by_row[a]["tasks"], by_row[b]["tasks"])["all"]}
+            for a, b in CLAIMS if a in by_row and b in by_row]
 
 
 def plot_demo(records: list[dict], png: Path):

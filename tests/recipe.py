@@ -4,6 +4,7 @@ l2v-dev suite, compare it with Uni + mean with paired bootstrap intervals. Every
     python tests/recipe.py baselines                     # Uni + mean/last/EOS (one pass), Bi + mean (untrained)
     python tests/recipe.py run NAME [--mntp k=v ...] [--simcse k=v ...] [--seed S]
     python tests/recipe.py table                         # every logged run against Uni + mean, per task type
+    python tests/recipe.py plot [--png PATH]             # score gap against training tokens, per type (PNG)
 
 Stages: `--mntp none` or `--simcse none` skips one; otherwise k=v pairs override the CPU preset
 (steps, batch_size, max_length, lr, mask_prob, dropout, data; SimCSE `data=paragraphs` trains on
@@ -125,16 +126,62 @@ def table(args):
         print(f"{e['name'] + seed:34} {cells}   {diffs}")
 
 
+def training_tokens(entry: dict) -> int:
+    """Nominal tokens seen in training: steps × batch × max_length per stage (MNTP blocks are packed
+    to exactly max_length; SimCSE counts its two views, sentences shorter than max_length count full)."""
+    from l2v.mntp import PRESETS as MNTP
+    from l2v.simcse import PRESETS as SIMCSE
+
+    total = 0
+    for stage, presets, views in (("mntp", MNTP, 1), ("simcse", SIMCSE, 2)):
+        if entry.get(stage) is not None:
+            c = {**presets["cpu"], **entry[stage]}
+            total += c["steps"] * c["batch_size"] * c["max_length"] * views
+    return total
+
+
+def plot(args):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from l2v.evaluate import compare
+
+    entries = [json.loads(line) for line in open(ROOT / "log.jsonl")]
+    base = next(e for e in reversed(entries) if e["name"] == "uni-mean")["record"]["tasks"]
+    trained = sorted((e for e in entries if e["seed"] is not None), key=training_tokens)
+    untrained = next(e for e in reversed(entries) if e["name"] == "bi-mean")
+    fig, axes = plt.subplots(1, len(TYPES) + 1, figsize=(16, 4), sharey=False)
+    for ax, kind in zip(axes, list(TYPES) + ["all"]):
+        for e in [untrained] + trained:
+            d = compare(e["record"]["tasks"], base)[kind]
+            x = max(training_tokens(e), 1e3) if e["seed"] is not None else 1e3
+            ax.errorbar([x], [d["diff"]], yerr=[[d["diff"] - d["low"]], [d["high"] - d["diff"]]], fmt="o", capsize=3)
+            label = e["name"] + ("" if e["seed"] is None else f" s{e['seed']}")
+            ax.annotate(label, (x, d["diff"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set(xscale="log", title=SHORT[kind], xlabel="training tokens (log; untrained at 1e3)")
+    axes[0].set_ylabel("Bi + LLM2Vec steps − Uni + mean (× 100, 95 % CI)")
+    fig.suptitle("l2v-dev: the trained bidirectional model against causal mean pooling, by training budget")
+    fig.tight_layout()
+    png = Path(args.png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
+    print(f"wrote {png}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["baselines", "run", "table"])
+    parser.add_argument("what", choices=["baselines", "run", "table", "plot"])
     parser.add_argument("name", nargs="?")
     parser.add_argument("--mntp", nargs="+", default=[])
     parser.add_argument("--simcse", nargs="+", default=[])
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--png", default="tests/figures/recipe-curve.png")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    {"baselines": baselines, "run": run, "table": table}[args.what](args)
+    {"baselines": baselines, "run": run, "table": table, "plot": plot}[args.what](args)
 
 
 if __name__ == "__main__":

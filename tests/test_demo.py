@@ -44,6 +44,12 @@ def test_demo_smoke_run_and_reuse(tiny_encoder_folder, tmp_path, capsys):
     assert saved["rows"][0]["appends_eos"] and saved["rows"][1]["pooling"] == "last"
     out = capsys.readouterr().out
     assert "Bi + MNTP + SimCSE" in out and "Avg" in out
+    # The three untrained causal rows came from one pass; every ordering has its interval.
+    assert "Uni + EOS, Uni + last token, Uni + mean on l2v-mini-quick (one causal pass)" in out
+    assert saved["rows"][0]["shared_pass"] == ["eos", "last", "mean"] and saved["rows"][3]["shared_pass"] is None
+    assert len(saved["orderings"]) == 5 and all(c["low"] <= c["diff"] <= c["high"] for c in saved["orderings"])
+    assert "paired 95 % bootstrap interval" in out and "minutes per stage" in out
+    assert {"train MNTP", "evaluate Uni rows (one pass)", "evaluate Bi + mean"} <= set(saved["stages"])
     run_demo(tmp_path / "demo", model_dir=tiny_encoder_folder, budget="smoke")  # everything is reused
     assert capsys.readouterr().out.count("reusing") == 3 + len(ROWS)
     # An 'eos' row from before l2v appended EOS (no appends_eos in its record) is evaluated again.
