@@ -39,7 +39,7 @@ def main(argv=None):
     p.add_argument("--suite", default=None, choices=["l2v-mini", "l2v-dev"],
                    help="a built-in suite (default if no --task: l2v-mini)")
     p.add_argument("--task", action="append", default=[], help="a task folder (repeatable)")
-    p.add_argument("--quick", action="store_true", help="the suite's small version (about a minute on a CPU)")
+    p.add_argument("--quick", action="store_true", help="the suite's small version (1.5–2 minutes on a 2-core CPU in fp32)")
     p.add_argument("--max-length", type=arg_type("max_length"), default=DEFAULT_MAX_LENGTH,
                    help=f"tokens per text (longer texts are truncated; default {DEFAULT_MAX_LENGTH}, as `l2v encode`)")
     p.add_argument("--batch-size", type=arg_type("batch_size"), default=32)
@@ -52,7 +52,7 @@ def main(argv=None):
     p = sub.add_parser("demo", help="the whole recipe on the embedded default, one table of what each step buys")
     p.add_argument("--out", default="runs/demo", help="run folder (adapters, evaluations, results.json, PNG)")
     p.add_argument("--model", default=None, help="model folder (default: the embedded SmolLM2, fetched if missing)")
-    p.add_argument("--quick", action="store_true", help="short training and the quick suite (about 10 min on a CPU)")
+    p.add_argument("--quick", action="store_true", help="short training and the quick suite (12 min from scratch on a 2-core CPU in fp32)")
     p.add_argument("--budget", default=None, choices=["cpu", "quick", "cuda", "smoke"],
                    help="override the automatic choice (smoke: 2 steps each, checks the pipeline only)")
     p.add_argument("--no-ablation", action="store_true", help="skip the 'SimCSE without MNTP' row")
