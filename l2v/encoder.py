@@ -126,9 +126,9 @@ class Encoder:
         # One job per sequence to run: (ids, n_prefix, n_text_end, text index, poolings it serves).
         # Text positions are n_prefix .. n_text_end - 1; an appended EOS, if any, comes after them.
         jobs = []
+        text_poolings = [q for q in poolings if q != "eos"]
         for i, (p, b) in enumerate(zip(self.tokenizer.encode_batch(instructions), self.tokenizer.encode_batch(bodies))):
             ids, n_prefix = self.tokenizer.layout(p, b, self.max_length)  # what mean and last see
-            text_poolings = [q for q in poolings if q != "eos"]
             if not append or not b:  # nothing appended (an empty text is the EOS alone already)
                 jobs.append((ids, n_prefix, len(ids), i, poolings))
             elif len(ids) < self.max_length:  # room for the EOS: one pass serves every pooling
