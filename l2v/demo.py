@@ -230,7 +230,7 @@ def plot_demo(records: list[dict], png: Path):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    groups = TYPES + ["all"]
+    groups = [t for t in TYPES if any(t in r["averages"] for r in records)] + ["all"]  # the suite's types
     x = np.arange(len(groups))
     width = 0.8 / len(records)
     fig, ax = plt.subplots(figsize=(12, 4.5))

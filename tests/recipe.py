@@ -221,6 +221,17 @@ def training_tokens(entry: dict) -> int:
     return total
 
 
+def kind_of(entry: dict) -> str:
+    """Which stages a logged run trained (the plot's colours)."""
+    if entry["seed"] is None:
+        return "untrained"
+    if entry["name"].endswith("/mntp") or entry.get("simcse") is None:
+        return "MNTP alone"
+    if entry.get("mntp") is None:
+        return "SimCSE alone"
+    return "long spans" if entry["name"] == "long" else "MNTP + SimCSE"
+
+
 def plot(args):
     import matplotlib
 
@@ -233,18 +244,30 @@ def plot(args):
     base = next(e for e in reversed(logged) if e["name"] == "uni-mean")["record"]["tasks"]
     trained = sorted((e for e in logged if e["seed"] is not None), key=training_tokens)
     untrained = next(e for e in reversed(logged) if e["name"] == "bi-mean")
-    fig, axes = plt.subplots(1, len(TYPES) + 1, figsize=(16, 4), sharey=False)
-    for ax, kind in zip(axes, list(TYPES) + ["all"]):
+    style = {"untrained": ("k", "s"), "MNTP alone": ("tab:blue", "^"), "SimCSE alone": ("tab:orange", "v"),
+             "MNTP + SimCSE": ("tab:red", "o"), "long spans": ("tab:gray", "D")}
+    budget_of = {"demo-x2": "2× cpu", **{full: budget for budget, (full, _) in BUDGET_RUNS.items()}}
+    fig, axes = plt.subplots(1, len(TYPES) + 1, figsize=(16, 4.4), sharey=False)
+    for ax, column in zip(axes, list(TYPES) + ["all"]):
+        labelled = set()
         for e in [untrained] + trained:
-            d = compare(e["record"]["tasks"], base)[kind]
+            d = compare(e["record"]["tasks"], base)[column]
             x = max(training_tokens(e), 1e3) if e["seed"] is not None else 1e3
-            ax.errorbar([x], [d["diff"]], yerr=[[d["diff"] - d["low"]], [d["high"] - d["diff"]]], fmt="o", capsize=3)
-            label = e["name"] + ("" if e["seed"] is None else f" s{e['seed']}")
-            ax.annotate(label, (x, d["diff"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            kind = kind_of(e)
+            color, marker = style[kind]
+            ax.errorbar([x], [d["diff"]], yerr=[[d["diff"] - d["low"]], [d["high"] - d["diff"]]], fmt=marker,
+                        color=color, capsize=3, alpha=0.8, label=kind if kind not in labelled else None)
+            labelled.add(kind)
+            if kind == "MNTP + SimCSE" and e["name"] not in labelled:  # one name per budget, not per seed
+                labelled.add(e["name"])
+                ax.annotate(budget_of.get(e["name"], e["name"]), (x, d["high"]), fontsize=8, ha="center",
+                            xytext=(0, 4), textcoords="offset points")
         ax.axhline(0, color="k", lw=0.8)
-        ax.set(xscale="log", title=SHORT[kind], xlabel="training tokens (log; untrained at 1e3)")
+        ax.set(xscale="log", title=SHORT[column], xlabel="training tokens (log; untrained at 1e3)")
     axes[0].set_ylabel("Bi + LLM2Vec steps − Uni + mean (× 100, 95 % CI)")
-    fig.suptitle("l2v-dev: the trained bidirectional model against causal mean pooling, by training budget")
+    axes[-1].legend(fontsize=7, loc="lower right")
+    fig.suptitle("l2v-dev: the trained bidirectional model against causal mean pooling, by training budget "
+                 "(every seed a point)")
     fig.tight_layout()
     png = Path(args.png)
     png.parent.mkdir(parents=True, exist_ok=True)

@@ -114,3 +114,13 @@ def test_demo_cli_refuses_another_budget_in_a_folder(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--model", str(tmp_path), "--budget", "quick"]) == 2
     err = capsys.readouterr().err
     assert "holds the runs of budget 'cpu'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_comparison_table_shows_the_suites_types_only():
+    from l2v.evaluate import comparison_table
+
+    records = [{"row": "Uni + mean", "averages": {"sts": 0.67, "pair_classification": 0.81, "all": 0.74}},
+               {"row": "Bi + mean", "averages": {"sts": 0.65, "pair_classification": 0.77, "all": 0.71}}]
+    head, _, first, second = comparison_table(records).splitlines()
+    assert head.split() == ["STS", "Pair", "Avg"]
+    assert first.split()[-3:] == ["67.00", "81.00", "74.00"] and second.split()[-1] == "71.00"

@@ -185,7 +185,7 @@ def comparison_table(records: list[dict]) -> str:
     score of each type (× 100) and the mean over types."""
     short = {"sts": "STS", "classification": "Class.", "clustering": "Clust.", "pair_classification": "Pair",
              "retrieval": "Retr.", "reranking": "Rerank", "all": "Avg"}
-    columns = list(MAIN_SCORES) + ["all"]
+    columns = [c for c in MAIN_SCORES if any(c in r["averages"] for r in records)] + ["all"]  # the suite's types
     width = max(len(r["row"]) for r in records)
     head = f"{'':{width}}  " + "  ".join(f"{short[c]:>7}" for c in columns)
     lines = [head, "-" * len(head)]
