@@ -28,7 +28,7 @@ import json
 import time
 from pathlib import Path
 
-from .evaluate import MAIN_SCORES
+from .evaluate import MAIN_SCORES, SHORT_NAMES
 
 # Training budgets, chosen by measurement on SmolLM2-135M (README, "Budgets"), and the suite each
 # budget is scored on. `long` is four times the CPU budget's steps: the smallest measured budget
@@ -182,7 +182,7 @@ def run_demo(out_dir=None, *, model_dir=None, quick: bool = False, device=None, 
           "bootstrap interval):")
     for c in claims:
         print(f"  {c['claim']:44} {c['diff']:+6.2f} [{c['low']:+.2f}, {c['high']:+.2f}]  {verdict(c)}")
-        print("      " + " · ".join(f"{SHORT.get(t, t)} {d['diff']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}] {verdict(d)}"
+        print("      " + " · ".join(f"{SHORT_NAMES[t]} {d['diff']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}] {verdict(d)}"
                                     for t, d in c["types"].items()))
     print("minutes per stage: " + ", ".join(f"{k} {v}" for k, v in stages.items() if v >= 0.01))
     plot_demo(records, out / "results.png")
@@ -198,10 +198,6 @@ CLAIMS = [  # (better row, worse row): the paper's orderings the demo checks
     ("Bi + MNTP + SimCSE", "Uni + mean"),
     ("Bi + MNTP + SimCSE", "Bi + SimCSE (no MNTP)"),
 ]
-
-
-SHORT = {"sts": "STS", "classification": "Class.", "clustering": "Clust.", "pair_classification": "Pair",
-         "retrieval": "Retr.", "reranking": "Rerank"}
 
 
 def orderings(records: list[dict]) -> list[dict]:

@@ -180,14 +180,16 @@ def _evaluate_records(model_dir, poolings, *, adapters=(), causal=False, tasks=N
     return records
 
 
+SHORT_NAMES = {"sts": "STS", "classification": "Class.", "clustering": "Clust.", "pair_classification": "Pair",
+               "retrieval": "Retr.", "reranking": "Rerank", "all": "Avg"}  # table headers
+
+
 def comparison_table(records: list[dict]) -> str:
     """Several evaluated configurations (records with a "row" name) × task types: the mean main
     score of each type (× 100) and the mean over types."""
-    short = {"sts": "STS", "classification": "Class.", "clustering": "Clust.", "pair_classification": "Pair",
-             "retrieval": "Retr.", "reranking": "Rerank", "all": "Avg"}
     columns = [c for c in MAIN_SCORES if any(c in r["averages"] for r in records)] + ["all"]  # the suite's types
     width = max(len(r["row"]) for r in records)
-    head = f"{'':{width}}  " + "  ".join(f"{short[c]:>7}" for c in columns)
+    head = f"{'':{width}}  " + "  ".join(f"{SHORT_NAMES[c]:>7}" for c in columns)
     lines = [head, "-" * len(head)]
     for r in records:
         cells = [f"{100 * r['averages'][c]:7.2f}" if c in r["averages"] else f"{'–':>7}" for c in columns]
