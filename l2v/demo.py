@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from .evaluate import MAIN_SCORES, SHORT_NAMES
+from .evaluate.suite import SUITES
 
 # Training budgets, chosen by measurement on SmolLM2-135M (README, "Budgets"), and the suite each
 # budget is scored on. `long` is four times the CPU budget's steps: the smallest measured budget
@@ -44,7 +45,6 @@ BUDGETS = {
                   simcse=dict(preset="cpu", steps=2, batch_size=4, max_length=32, save_every=1),
                   suite="l2v-mini-quick", eval=dict(max_length=96)),
 }
-SUITE_NAMES = ("l2v-mini", "l2v-mini-quick", "l2v-dev")
 ROWS = [  # name, causal, pooling, adapters (names of training runs, merged in order)
     ("Uni + EOS", True, "eos", ()),
     ("Uni + last token", True, "last", ()),
@@ -112,8 +112,8 @@ def run_demo(out_dir=None, *, model_dir=None, quick: bool = False, device=None, 
         raise L2VError(f"unknown budget {budget!r}; known: {', '.join(BUDGETS)}")
     plan = BUDGETS[budget]
     suite = suite or plan["suite"]
-    if suite not in SUITE_NAMES:
-        raise L2VError(f"unknown suite {suite!r}; known: {', '.join(SUITE_NAMES)}")
+    if suite not in SUITES:
+        raise L2VError(f"unknown suite {suite!r}; known: {', '.join(SUITES)}")
     out = Path(out_dir or f"runs/demo-{budget}")
     model_dir = Path(model_dir) if model_dir else timed("fetch model", fetch_smollm2)
     claim_folder(out, {"budget": budget, "model": str(model_dir), "mntp": plan["mntp"], "simcse": plan["simcse"]})
@@ -135,7 +135,7 @@ def run_demo(out_dir=None, *, model_dir=None, quick: bool = False, device=None, 
         runs["simcse-only"] = timed("train SimCSE alone", train_once, out / "simcse-only", run_simcse, model_dir,
                                     None, "wiki", **training, **plan["simcse"])
 
-    timed("build suite", build_suite, quick=suite == "l2v-mini-quick", name=suite.removesuffix("-quick"))
+    timed("build suite", build_suite, name=suite)
     settings = {"suite": suite, "device": device, "autocast": autocast, "max_length": DEFAULT_MAX_LENGTH,
                 **plan.get("eval", {})}
     paths = {name: out / "eval" / suite / (name.lower().replace(" + ", "-").replace(" ", "-").strip("()") + ".json")

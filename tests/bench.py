@@ -398,22 +398,27 @@ def forward_flops(cfg, tokens: int, T: int) -> float:
     return tokens * cfg.num_hidden_layers * per_token
 
 
+def forward_rate(cfg, dtype) -> tuple[float, dict]:
+    """GFLOP/s of a forward pass's projections at 1024 tokens: each of the model's matmul shapes
+    timed, weighted by its share of the FLOPs (a harmonic mean). → (rate, {shape: GFLOP/s})."""
+    hd, H, KV, D, I = cfg.head_dim, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.hidden_size, \
+        cfg.intermediate_size
+    shapes = {"q/o": (D, H * hd), "k/v": (D, KV * hd), "gate/up": (D, I), "down": (I, D)}
+    weights = {"q/o": 2 * D * H * hd, "k/v": 2 * D * KV * hd, "gate/up": 2 * D * I, "down": I * D}
+    r = {name: gemm_rate(1024, k, n, dtype) for name, (k, n) in shapes.items()}
+    return sum(weights.values()) / sum(weights[n] / r[n] for n in r), r
+
+
 def bench_gemm(args):
     """This CPU's matrix-multiply limit at the model's own shapes, and how close l2v's fp32 encode
     and training steps come to it (achieved FLOP/s ÷ the GEMM rate)."""
     cfg = l2v.ModelConfig.from_json(Path(args.model) / "config.json")
-    hd, H, KV, D, I = cfg.head_dim, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.hidden_size, \
-        cfg.intermediate_size
-    shapes = {"q/o": (D, H * hd), "k/v": (D, KV * hd), "gate/up": (D, I), "down": (I, D)}
     native = torch.cpu._is_avx512_bf16_supported()
     dtypes = [torch.float32] + ([torch.bfloat16] if native else [])
-    weights = {"q/o": 2 * D * H * hd, "k/v": 2 * D * KV * hd, "gate/up": 2 * D * I, "down": I * D}
     rates = {}
-    print(f"GEMM at {cfg.num_hidden_layers}-layer {D}-wide shapes, 1024 tokens (GFLOP/s):")
+    print(f"GEMM at {cfg.num_hidden_layers}-layer {cfg.hidden_size}-wide shapes, 1024 tokens (GFLOP/s):")
     for dtype in dtypes:
-        r = {name: gemm_rate(1024, k, n, dtype) for name, (k, n) in shapes.items()}
-        # The forward pass's rate: each shape weighted by its share of the FLOPs (a harmonic mean).
-        rates[dtype] = sum(weights.values()) / sum(weights[n] / r[n] for n in r)
+        rates[dtype], r = forward_rate(cfg, dtype)
         print(f"  {str(dtype).removeprefix('torch.'):9} " + "  ".join(f"{n} {v:6.1f}" for n, v in r.items())
               + f"  → forward pass {rates[dtype]:6.1f}")
     limit = rates[torch.float32] * 1e9
@@ -469,15 +474,11 @@ def bench_floor(args):
 
     cfg = l2v.ModelConfig.from_json(Path(args.model) / "config.json")
     tokenizer = l2v.Tokenizer(args.model)
-    D, I, H, KV, hd = cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads, cfg.num_key_value_heads, \
-        cfg.head_dim
-    shapes = {"q/o": (D, H * hd), "k/v": (D, KV * hd), "gate/up": (D, I), "down": (I, D)}
-    weights = {"q/o": 2 * D * H * hd, "k/v": 2 * D * KV * hd, "gate/up": 2 * D * I, "down": I * D}
+    D = cfg.hidden_size
     if args.rate:
         rate, source = args.rate, "given with --rate"
     else:
-        r = {name: gemm_rate(1024, k, n, torch.float32) for name, (k, n) in shapes.items()}
-        rate, source = sum(weights.values()) / sum(weights[n] / r[n] for n in r), "measured here (bench.py gemm)"
+        rate, source = forward_rate(cfg, torch.float32)[0], "measured here (bench.py gemm)"
     sentence_lengths = [min(len(ids), SIMCSE["cpu"]["max_length"])
                         for ids in tokenizer.encode_batch(read_sentences("wiki"))]
     mean_sentence = sum(sentence_lengths) / len(sentence_lengths)
@@ -493,7 +494,7 @@ def bench_floor(args):
         train = 2 * forward_flops(cfg, mntp_tokens, m["max_length"]) + 2 * 2 * D * cfg.vocab_size * 0.2 * mntp_tokens
         simcse_tokens = c["steps"] * c["batch_size"] * 2 * mean_sentence  # two views; the ablation trains it again
         train += 2 * 2 * forward_flops(cfg, simcse_tokens, round(mean_sentence))
-        folders = build_suite(quick=plan["suite"] == "l2v-mini-quick", name=plan["suite"].removesuffix("-quick"))
+        folders = build_suite(name=plan["suite"])
         # one causal pass for the three Uni rows, then Bi, Bi + MNTP, + SimCSE, SimCSE alone
         evaluate = 5 * sum(forward_flops(cfg, n, n) for n in suite_lengths(tokenizer, folders))
         t_train, t_eval = train / rate / 1e9 / 60, evaluate / rate / 1e9 / 60

@@ -137,7 +137,7 @@ def score(name, seed, mntp, simcse, minutes, adapters, path: Path):
         path.write_text(json.dumps(record, indent=2) + "\n")
     if not any((e["name"], e["seed"]) == (name, seed) for e in entries()):
         log({"name": name, "seed": seed, "mntp": mntp, "simcse": simcse,
-             "minutes_train": {k: v for k, v in minutes.items() if k == "mntp" or simcse is not None},
+             "minutes_train": dict(minutes),
              "record": record})
 
 

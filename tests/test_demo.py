@@ -94,11 +94,12 @@ def test_demo_folder_keeps_to_its_budget(tiny_encoder_folder, tmp_path):
 
 def test_demo_budgets():
     """`long` is the cpu budget with four times its steps, scored on l2v-dev (README, "Budgets")."""
-    from l2v.demo import BUDGETS, SUITE_NAMES
+    from l2v.demo import BUDGETS
+    from l2v.evaluate.suite import SUITES
     from l2v.mntp import PRESETS as MNTP
     from l2v.simcse import PRESETS as SIMCSE
 
-    assert {b["suite"] for b in BUDGETS.values()} <= set(SUITE_NAMES) and BUDGETS["long"]["suite"] == "l2v-dev"
+    assert {b["suite"] for b in BUDGETS.values()} <= set(SUITES) and BUDGETS["long"]["suite"] == "l2v-dev"
     for stage, presets in (("mntp", MNTP), ("simcse", SIMCSE)):
         long, cpu = BUDGETS["long"][stage], BUDGETS["cpu"][stage]
         assert long["preset"] == cpu["preset"] == "cpu"

@@ -154,8 +154,7 @@ def _evaluate_records(model_dir, poolings, *, adapters=(), causal=False, tasks=N
         folders = list(tasks)
     else:
         suite = suite or ("l2v-mini-quick" if quick else "l2v-mini")
-        quick = quick or suite == "l2v-mini-quick"
-        folders = build_suite(quick=quick, name=suite.removesuffix("-quick"))
+        folders = build_suite(quick=quick, name=suite)
     shared = len(poolings) > 1
     encoder = Encoder.from_pretrained(model_dir, adapters=adapters, causal=causal, pooling=poolings[0],
                                       max_length=max_length, dtype=dtype, device=device, autocast=autocast)

@@ -83,14 +83,16 @@ def suite_folder(quick: bool = False) -> Path:
     return cache_dir() / "suites" / f"l2v-mini{'-quick' if quick else ''}-v{SUITE_VERSION}"
 
 
-SUITES = ("l2v-mini", "l2v-dev")
+SUITES = ("l2v-mini", "l2v-mini-quick", "l2v-dev")
 
 
 def build_suite(quick: bool = False, force: bool = False, name: str = "l2v-mini") -> list[Path]:
-    """Build (or reuse) every task folder of l2v-mini (or of `name`: see SUITES). → the task folders, in a
-    fixed order. l2v-dev (dev_suite.py) has one size only."""
+    """Build (or reuse) every task folder of l2v-mini (or of `name`: see SUITES; "l2v-mini-quick" is
+    l2v-mini with `quick`). → the task folders, in a fixed order. l2v-dev (dev_suite.py) has one size only."""
     if name not in SUITES:
         raise ValueError(f"unknown suite {name!r}; known: {', '.join(SUITES)}")
+    if name == "l2v-mini-quick":
+        name, quick = "l2v-mini", True
     if name == "l2v-dev":
         if quick:
             raise ValueError("l2v-dev has no quick version (quick applies to l2v-mini)")
