@@ -8,12 +8,10 @@ command line catches it and prints one line, `l2v <command>: error: …`, with e
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 import warnings
 from contextlib import contextmanager
-from pathlib import Path
 
 
 class L2VError(ValueError):
@@ -99,44 +97,6 @@ def arg_type(name: str):
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
-
-
-# ---------------------------------------------------------------- files
-
-
-def read_json(path, what: str = "JSON file"):
-    """json.loads of a file; invalid JSON is an L2VError naming the file and the line."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise L2VError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise L2VError(f"{path}, line {e.lineno}: not valid {what} ({e.msg})") from None
-
-
-def read_lines(path) -> list[str]:
-    """One text per '\\n'-terminated line (a trailing '\\r' dropped, a UTF-8 BOM stripped).
-
-    Not str.splitlines: that also splits at form feeds, U+2028 and NEL, characters that can sit
-    inside one line of text, and the rows would no longer match the lines. Invalid UTF-8 is an
-    L2VError naming the line."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"input file not found: {path}")
-    data = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
-    raw = data.split(b"\n")
-    if raw and raw[-1] == b"":
-        raw.pop()  # the final newline ends the last line; it does not start another
-    lines = []
-    for n, line in enumerate(raw, 1):
-        try:
-            lines.append(line.removesuffix(b"\r").decode("utf-8"))
-        except UnicodeDecodeError as e:
-            raise L2VError(f"{path}, line {n}: not valid UTF-8 (byte {e.start} of the line)") from None
-    return lines
 
 
 # ---------------------------------------------------------------- tensors

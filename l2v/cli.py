@@ -307,7 +307,7 @@ def _encode(args):
 
     from .encoder import Encoder
 
-    from .checks import read_lines
+    from .files import read_lines
 
     texts = read_lines(args.input)  # one text per line, as the rows of the output
     output = Path(args.output)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .checks import L2VError
-from .loading import atomic_folder
+from .files import atomic_folder
 
 DEFAULT_WEIGHTS_DIR = Path("weights")
 

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .checks import L2VError, first_non_finite, hold_signals, read_json
+from .checks import L2VError, first_non_finite
+from .files import read_json
 from .config import ModelConfig
 from .model import Transformer
 from .precision import NATIVE_BF16_ENV, native_bf16, upcast_compute
@@ -137,62 +135,6 @@ def _check_names_and_shapes(expected: dict[str, tuple], files: list[Path]):
     for name, shape in expected.items():
         if found[name] != shape:
             raise CheckpointError(f"shape mismatch for {name}: expected {shape}, got {found[name]}")
-
-
-@contextmanager
-def atomic_folder(dest):
-    """Yield a temporary folder beside `dest`; on success it takes `dest`'s place.
-
-    A crash or Ctrl-C leaves `dest` as it was (or absent), never half written. The swap is two
-    renames (dest → .dest.old, new → dest) with SIGINT/SIGTERM held back between them, so an
-    interrupt cannot land while no `dest` exists; after a hard kill there, `recover_folder`
-    puts the old one back. A file in `dest` that the new folder does not replace (one l2v did
-    not write) stops the swap with an error instead of being deleted.
-    """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    recover_folder(dest)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it owner-only
-    try:
-        yield tmp
-        _swap_in(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-
-
-def _old_copy(dest: Path) -> Path:
-    return dest.with_name(f".{dest.name}.old")
-
-
-def recover_folder(dest):
-    """Undo a swap cut short by a hard kill: `.dest.old` without `dest` is the last complete one."""
-    dest = Path(dest)
-    old = _old_copy(dest)
-    if old.is_dir() and not dest.exists():
-        os.replace(old, dest)
-    elif old.is_dir():
-        shutil.rmtree(old)  # the new folder made it into place; the old copy is left over
-
-
-def _swap_in(new: Path, dest: Path):
-    if dest.is_dir():
-        foreign = sorted(p.name for p in dest.iterdir() if not (new / p.name).exists())
-        if foreign:
-            raise L2VError(f"{dest} holds {', '.join(foreign)}, which l2v did not write; move it away "
-                           f"(nothing in {dest} was changed)")
-    elif dest.exists():
-        raise L2VError(f"{dest} is a file, not a folder; l2v will not replace it")
-    old = _old_copy(dest)
-    with hold_signals():  # never a moment, as far as Ctrl-C or SIGTERM can tell, without `dest`
-        if dest.exists():
-            os.replace(dest, old)
-        os.replace(new, dest)
-    if old.exists():
-        shutil.rmtree(old)
-    for stale in dest.parent.glob(f".{dest.name}.tmp-*"):  # left by an earlier run that was killed
-        shutil.rmtree(stale, ignore_errors=True)
 
 
 def save_model_folder(folder, config: ModelConfig, state_dict: dict[str, torch.Tensor]):

@@ -35,8 +35,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .checks import first_non_finite, read_json
-from .loading import CheckpointError, atomic_folder
+from .checks import first_non_finite
+from .files import atomic_folder, read_json
+from .loading import CheckpointError
 from .precision import UpcastLinear, upcast_linear
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")

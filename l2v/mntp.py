@@ -22,10 +22,10 @@ import torch.nn.functional as F
 
 from .loading import load_model
 from . import distributed
-from .jsonl import read_jsonl
+from .files import read_jsonl, read_lines
 from .lora import apply_lora, trainable_summary
 from .tokenizer import Tokenizer
-from .checks import check_args, read_lines, warn_max_length
+from .checks import check_args, warn_max_length
 from .train import EpochSampler, check_out_dir, resolve_settings, train
 
 IGNORE = -100  # label of positions that carry no loss (cross_entropy's ignore_index)

@@ -24,7 +24,8 @@ from .gradcache import embed_in_chunks
 from .loading import load_model
 from .lora import apply_lora, merge_adapters, trainable_summary
 from .tokenizer import Batch, Tokenizer
-from .checks import L2VError, check_args, read_lines
+from .checks import L2VError, check_args
+from .files import read_lines
 from .train import EpochSampler, check_out_dir, resolve_settings, train
 
 PRESETS = {

@@ -18,7 +18,7 @@ import torch
 
 from . import distributed
 from .gradcache import embed_in_chunks
-from .jsonl import read_jsonl
+from .files import read_jsonl
 from .simcse import contrastive_loss, prepare_encoder
 from .checks import check_args
 from .train import check_out_dir, resolve_settings, train

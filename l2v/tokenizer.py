@@ -25,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from .checks import DEFAULT_MAX_LENGTH, L2VError, read_json
+from .checks import DEFAULT_MAX_LENGTH, L2VError
+from .files import read_json
 
 # LLM2Vec's MNTP mask token for models without one of their own (LLaMA, Mistral, Qwen). The
 # official run_mntp.py keeps a tokenizer's own mask token when its files declare one.

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .checks import L2VError, NonFiniteError, check_args, first_non_finite, hold_signals
-from .loading import atomic_folder, recover_folder
+from .files import atomic_folder, recover_folder
 from .lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapter_state, lora_modules, read_adapter, write_adapter
 from .precision import warn_fp16_under_bf16_autocast
 

@@ -448,7 +448,7 @@ def bench_gemm(args):
 
 def suite_lengths(tokenizer, folders) -> list[int]:
     """Token counts of every distinct text a suite embeds (each task's texts once, cut at 512)."""
-    from l2v.jsonl import read_jsonl
+    from l2v.files import read_jsonl
 
     lengths = []
     for folder in folders:

@@ -15,7 +15,8 @@ from safetensors.torch import load_file, save_file
 
 import l2v
 from l2v import fetch
-from l2v.checks import L2VError, NonFiniteError, read_lines
+from l2v.checks import L2VError, NonFiniteError
+from l2v.files import read_lines
 from l2v.cli import main as cli
 from l2v.config import ModelConfig
 from l2v.evaluate import Task, TaskError, evaluate
@@ -220,7 +221,7 @@ def test_text_files_are_read_one_text_per_newline(tmp_path):
 
     with pytest.raises(L2VError, match="line 3: not valid UTF-8"):
         read_texts(f)
-    from l2v.jsonl import read_jsonl
+    from l2v.files import read_jsonl
 
     (tmp_path / "d.jsonl").write_bytes(b'\xef\xbb\xbf{"text": "a"}\n{"text": "\xc3"}\n')
     with pytest.raises(ValueError, match=r"d.jsonl, line 2: not valid UTF-8"):

@@ -20,7 +20,7 @@ import l2v
 import l2v.train as tr
 from l2v.checks import L2VError, NonFiniteError
 from l2v.cli import main as cli
-from l2v.loading import atomic_folder, recover_folder
+from l2v.files import atomic_folder, recover_folder
 from l2v.lora import apply_lora, lora_modules
 from l2v.mntp import FAMILY_MASKING, MNTPData, mntp_loss, pack_blocks, run_mntp
 from l2v.train import TrainConfig, train

