@@ -22,10 +22,6 @@ class NonFiniteError(RuntimeError):
     """Training produced NaN or inf (loss, gradients or weights); nothing non-finite was written."""
 
 
-# Tokens per text when embedding, everywhere (Encoder, `l2v encode`, `l2v eval`, the demo): 512, as MTEB
-# runs LLM2Vec models. Every evaluation record stores the max_length its scores were made with.
-DEFAULT_MAX_LENGTH = 512
-
 # name -> (type, lowest, highest, lowest allowed?, highest allowed?); None: no bound on that side.
 # One table for the API checks (`check_args`) and the command line's argparse types (`arg_type`).
 RANGES = {

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .checks import DEFAULT_MAX_LENGTH, L2VError, NonFiniteError, arg_type
+from .checks import L2VError, NonFiniteError, arg_type
+from .tokenizer import DEFAULT_MAX_LENGTH
 
 # Bad input (an argument, a file, a setting): one line naming it, exit status 2, no traceback.
 USAGE_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)

@@ -119,12 +119,12 @@ def run_demo(out_dir=None, *, model_dir=None, quick: bool = False, device=None, 
     claim_folder(out, {"budget": budget, "model": str(model_dir), "mntp": plan["mntp"], "simcse": plan["simcse"]})
     timed("fetch text", fetch_wiki)
 
-    from .encoder import fast_bf16_available
+    from .precision import native_bf16
 
     # bf16 autocast where bf16 is native (CUDA; CPUs with AVX-512 BF16): training ~1.45x and the six
     # suite runs ~1.9x faster on such a CPU (tests/bench.py). Weights and LoRA stay fp32; the
     # setting is kept in each training checkpoint's config and in each row's JSON.
-    autocast = fast_bf16_available(device or "cpu")
+    autocast = native_bf16(device or "cpu")
     training = dict(device=device, autocast=autocast or None)
     runs = {"mntp": timed("train MNTP", train_once, out / "mntp", run_mntp, model_dir, "wiki", **training,
                           **plan["mntp"])}

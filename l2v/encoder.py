@@ -14,18 +14,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checks import DEFAULT_MAX_LENGTH, L2VError, check_args, warn_max_length
+from .checks import L2VError, check_args, warn_max_length
 from .loading import load_model
 from .pooling import POOLINGS, pool
-from .precision import native_bf16, warn_fp16_under_bf16_autocast
-from .tokenizer import Tokenizer
+from .precision import warn_fp16_under_bf16_autocast
+from .tokenizer import DEFAULT_MAX_LENGTH, Tokenizer
 
 ACCEPTED = "a string, a list of strings, or a list of [instruction, text] pairs"
-
-
-def fast_bf16_available(device) -> bool:
-    """Whether bf16 matmuls are fast here: CUDA, or a CPU with AVX-512 BF16 (≈2× fp32 throughput)."""
-    return native_bf16(device)
 
 
 class Encoder:

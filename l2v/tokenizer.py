@@ -25,8 +25,12 @@ from pathlib import Path
 
 import torch
 
-from .checks import DEFAULT_MAX_LENGTH, L2VError
+from .checks import L2VError
 from .files import read_json
+
+# Tokens per text when embedding, everywhere (Encoder, `l2v encode`, `l2v eval`, the demo): 512, as MTEB
+# runs LLM2Vec models. Every evaluation record stores the max_length its scores were made with.
+DEFAULT_MAX_LENGTH = 512
 
 # LLM2Vec's MNTP mask token for models without one of their own (LLaMA, Mistral, Qwen). The
 # official run_mntp.py keeps a tokenizer's own mask token when its files declare one.

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..checks import DEFAULT_MAX_LENGTH, NonFiniteError
+from ..checks import NonFiniteError
+from ..tokenizer import DEFAULT_MAX_LENGTH
 from .dev_suite import build_dev_suite, dev_suite_folder
 from .suite import build_suite, suite_folder
 from .tasks import MAIN_SCORES, Task, TaskError
