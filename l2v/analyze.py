@@ -7,7 +7,7 @@
   without it, so it changes most; the last position sees the same tokens either way and changes
   only through the changed states of the others.
 - `analyze_pooling`: EOS (appended) vs last token vs mean vs weighted mean, causal and
-  bidirectional, on the l2v-mini suite (the paper: mean pooling wins, even for causal models).
+  bidirectional, on a built-in suite (the paper: mean pooling wins, even for causal models).
 """
 
 from __future__ import annotations
@@ -75,17 +75,17 @@ def plot_layers(results: dict[str, torch.Tensor], png):
     print(f"wrote {png}")
 
 
-def analyze_pooling(model_dir, *, adapters=(), quick: bool = False, dtype=None, device=None) -> list[dict]:
+def analyze_pooling(model_dir, *, adapters=(), suite: str = "l2v-mini", dtype=None, device=None) -> list[dict]:
     from .evaluate import comparison_table, evaluate_model, evaluate_model_poolings
 
     poolings = ("eos", "last", "mean", "weighted_mean")
     print("evaluating Uni + " + ", ".join(poolings) + " (one causal pass serves them all)")
-    causal = evaluate_model_poolings(model_dir, poolings, adapters=adapters, quick=quick, dtype=dtype, device=device)
+    causal = evaluate_model_poolings(model_dir, poolings, adapters=adapters, suite=suite, dtype=dtype, device=device)
     records = [{"row": f"Uni + {p.replace('_', ' ')}", **causal[p]} for p in poolings]
     for pooling in poolings:  # bidirectional: an appended EOS changes every state, so one pass each
         name = f"Bi + {pooling.replace('_', ' ')}"
         print(f"evaluating {name}")
-        record = evaluate_model(model_dir, adapters=adapters, causal=False, pooling=pooling, quick=quick,
+        record = evaluate_model(model_dir, adapters=adapters, causal=False, pooling=pooling, suite=suite,
                                 dtype=dtype, device=device)
         records.append({"row": name, **record})
     print(comparison_table(records))

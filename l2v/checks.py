@@ -12,6 +12,7 @@ import math
 import signal
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 
 class L2VError(ValueError):
@@ -22,76 +23,69 @@ class NonFiniteError(RuntimeError):
     """Training produced NaN or inf (loss, gradients or weights); nothing non-finite was written."""
 
 
-# name -> (type, lowest, highest, lowest allowed?, highest allowed?); None: no bound on that side.
-# One table for the API checks (`check_args`) and the command line's argparse types (`arg_type`).
+@dataclass(frozen=True)
+class Range:
+    """The values a number may take: `Range(int, 1)` is an integer ≥ 1, `Range(float, 0, 1, high_ok=False)`
+    a number in [0, 1). Run settings declare theirs (settings.py); `in` tests a value, str() says it."""
+
+    kind: type  # int or float
+    low: float | None = None  # None: no bound on that side
+    high: float | None = None
+    low_ok: bool = True  # the bound itself is allowed
+    high_ok: bool = True
+
+    def __contains__(self, value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return False
+        if self.kind is int and not float(value).is_integer():
+            return False
+        if self.low is not None and (value < self.low if self.low_ok else value <= self.low):
+            return False
+        return self.high is None or (value <= self.high if self.high_ok else value < self.high)
+
+    def __str__(self) -> str:
+        parts = [f"{'≥' if self.low_ok else '>'} {self.low}"] if self.low is not None else []
+        parts += [f"{'≤' if self.high_ok else '<'} {self.high}"] if self.high is not None else []
+        return f"{'an integer' if self.kind is int else 'a number'} {' and '.join(parts)}"
+
+
+# The embedding side's numbers (Encoder, `l2v encode`, `l2v eval`, `l2v plan`); training settings
+# carry their own ranges (settings.py).
 RANGES = {
-    "steps": (int, 1, None, True, True),
-    "batch_size": (int, 1, None, True, True),
-    "grad_accum": (int, 1, None, True, True),
-    "max_length": (int, 2, None, True, True),  # at least one token besides BOS/EOS
-    "lr": (float, 0.0, None, False, True),
-    "warmup_steps": (int, 0, None, True, True),
-    "weight_decay": (float, 0.0, None, True, True),
-    "max_grad_norm": (float, 0.0, None, True, True),
-    "eval_every": (int, 0, None, True, True),
-    "save_every": (int, 0, None, True, True),
-    "mask_prob": (float, 0.0, 1.0, False, True),  # 0 masks nothing: no loss to learn from
-    "lora_r": (int, 1, None, True, True),
-    "lora_alpha": (float, 0.0, None, False, True),
-    "lora_dropout": (float, 0.0, 1.0, True, False),  # 1 would drop every input of the LoRA branch
-    "dropout": (float, 0.0, 1.0, True, False),
-    "chunk_size": (int, 1, None, True, True),  # GradCache: sentences (or triples) embedded per pass
+    "batch_size": Range(int, 1),
+    "max_length": Range(int, 2),  # at least one token besides BOS/EOS
+    "chunk_size": Range(int, 1),  # GradCache: sentences (or triples) embedded per pass
 }
 
 
-def describe_range(name: str) -> str:
-    kind, lo, hi, lo_ok, hi_ok = RANGES[name]
-    parts = []
-    if lo is not None:
-        parts.append(f"{'≥' if lo_ok else '>'} {lo}")
-    if hi is not None:
-        parts.append(f"{'≤' if hi_ok else '<'} {hi}")
-    return f"{'an integer' if kind is int else 'a number'} {' and '.join(parts)}"
-
-
-def _in_range(name: str, value) -> bool:
-    kind, lo, hi, lo_ok, hi_ok = RANGES[name]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    if kind is int and not float(value).is_integer():
-        return False
-    if not math.isfinite(value):
-        return False
-    if lo is not None and (value < lo if lo_ok else value <= lo):
-        return False
-    if hi is not None and (value > hi if hi_ok else value >= hi):
-        return False
-    return True
+def check_range(name: str, value, allowed: Range):
+    """L2VError naming `name` when value is outside `allowed` (None means "use the default")."""
+    if value is not None and value not in allowed:
+        raise L2VError(f"{name} must be {allowed}, got {value!r}")
 
 
 def check_args(**values):
-    """Raise L2VError for the first argument outside its allowed range (None means "use the default")."""
+    """check_range for each keyword, by its RANGES entry."""
     for name, value in values.items():
-        if value is not None and not _in_range(name, value):
-            raise L2VError(f"{name} must be {describe_range(name)}, got {value!r}")
+        check_range(name, value, RANGES[name])
 
 
-def arg_type(name: str):
+def arg_type(allowed: Range | str):
     """An argparse `type=` that parses and range-checks, so `--steps 0` is a usage error naming --steps."""
     import argparse
 
-    kind = RANGES[name][0]
+    allowed = RANGES[allowed] if isinstance(allowed, str) else allowed
 
     def parse(text: str):
         try:
-            value = kind(text)
+            value = allowed.kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {describe_range(name)}, got {text!r}") from None
-        if not _in_range(name, value):
-            raise argparse.ArgumentTypeError(f"must be {describe_range(name)}, got {text}")
+            raise argparse.ArgumentTypeError(f"expected {allowed}, got {text!r}") from None
+        if value not in allowed:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text}")
         return value
 
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    parse.__name__ = allowed.kind.__name__  # argparse names the type in its messages
     return parse
 
 

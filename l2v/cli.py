@@ -88,26 +88,12 @@ def main(argv=None):
     p.set_defaults(run=_plan)
 
     p = sub.add_parser("mntp", help="LLM2Vec step 2: masked next-token prediction with LoRA")
-    _training_args(p, data_help="'wiki' (fetched through PyPI) or a .txt / .jsonl file of texts",
-                   presets="cpu: 60 steps × 8 × 128 tokens, lr 2e-4; paper: 1000 × 32 × 512, lr 5e-5")
-    p.add_argument("--mask-prob", type=arg_type("mask_prob"), help="default per family: 0.2 (llama, qwen, gemma), mistral 0.8")
-    p.set_defaults(run=_mntp)
-
+    _training_args(p, "mntp", data_help="'wiki' (fetched through PyPI) or a .txt / .jsonl file of texts")
     p = sub.add_parser("simcse", help="LLM2Vec step 3: unsupervised SimCSE with LoRA")
-    _training_args(p, data_help="'wiki' (its sentences) or a text file, one sentence a line",
-                   presets="cpu: 40 steps × 16 sentences × 64 tokens, lr 3e-4; paper: 1000 × 128 × 128, lr 3e-5",
-                   adapter=True)
-    p.add_argument("--dropout", type=arg_type("dropout"),
-                   help="attention dropout, the source of the two views (default 0.3)")
-    _chunk_arg(p, "sentences")
-    p.set_defaults(run=_simcse)
-
+    _training_args(p, "simcse", data_help="'wiki' (its sentences) or a text file, one sentence a line", adapter=True)
     p = sub.add_parser("supervised", help="LLM2Vec step 4: contrastive training on (query, positive, negative)")
-    _training_args(p, data_help='JSONL: {"query", "positive", "negative"[, "dataset", "instruction"]}',
-                   presets="cpu: 20 steps × 8 triples × 64 tokens, lr 2e-4; paper: 1000 × 512 × 512, lr 2e-4",
+    _training_args(p, "supervised", data_help='JSONL: {"query", "positive", "negative"[, "dataset", "instruction"]}',
                    adapter=True, data_default=None)
-    _chunk_arg(p, "triples")
-    p.set_defaults(run=_supervised)
 
     for p in sub.choices.values():
         p.add_argument("--debug", action="store_true", help="show the traceback of an error")
@@ -138,80 +124,76 @@ def _encoder_args(p):
                         "last: the last text token as it is; bos: the BOS token (only where one is added)")
 
 
-def _training_args(p, *, data_help: str, presets: str, adapter: bool = False, data_default="wiki"):
-    """The options every training stage shares; they override the chosen preset."""
+def _training_args(p, stage: str, *, data_help: str, adapter: bool = False, data_default="wiki"):
+    """A training command's options: where (model, data, output, device) and what — one flag for every
+    field of the stage's settings (settings.py), defaulting to the chosen preset's value."""
+    from dataclasses import fields, is_dataclass
+
+    from .settings import PRESETS
+
     p.add_argument("--model", required=True, help="HF-layout model folder")
     if adapter:
         p.add_argument("--adapter", default=None, help="the MNTP adapter folder, merged before training")
     p.add_argument("--data", default=data_default, required=data_default is None, help=data_help)
     p.add_argument("--out", required=True, help="output folder: adapter (PEFT format), log.jsonl, checkpoint/")
-    p.add_argument("--preset", default="cpu", choices=["cpu", "paper"], help=presets)
-    p.add_argument("--steps", type=arg_type("steps"))
-    p.add_argument("--batch-size", type=arg_type("batch_size"))
-    p.add_argument("--grad-accum", type=arg_type("grad_accum"))
-    p.add_argument("--max-length", type=arg_type("max_length"))
-    p.add_argument("--lr", type=arg_type("lr"))
-    p.add_argument("--lora-r", type=arg_type("lora_r"), default=16)
-    p.add_argument("--lora-alpha", type=arg_type("lora_alpha"), default=32)
-    p.add_argument("--lora-dropout", type=arg_type("lora_dropout"), default=0.05)
-    p.add_argument("--eval-every", type=arg_type("eval_every"))
-    p.add_argument("--save-every", type=arg_type("save_every"))
-    p.add_argument("--gradient-checkpointing", action="store_true")
-    p.add_argument("--autocast", action="store_true",
-                   help="bf16 autocast on CPU too (always on for CUDA): ~1.45x faster and ~0.75x the memory on "
-                        "CPUs with AVX-512 BF16 (tests/bench.py); weights and LoRA stay in their dtype")
-    p.add_argument("--seed", type=int, default=42)
+    presets = PRESETS[stage]
+    p.add_argument("--preset", default="cpu", choices=list(presets),
+                   help="the settings every option below defaults to: cpu (minutes on a 2-core CPU), paper")
+
+    def add(f, values: dict, dest: str):
+        help = f.metadata["help"]
+        if "bool" in str(f.type):  # a switch: given means True; not given keeps the preset's value
+            kind = dict(action="store_const", const=True)
+        else:
+            example = next((v for v in values.values() if v is not None), 0)
+            kind = dict(type=arg_type(f.metadata["allowed"]) if f.metadata.get("allowed") else type(example))
+            same = len(set(map(str, values.values()))) == 1
+            help += f" (default: {values['cpu']})" if same else f" ({'; '.join(f'{k}: {v}' for k, v in values.items())})"
+        p.add_argument("--" + dest.replace("_", "-"), dest=dest, default=None, help=help, **kind)
+        dests.append(dest)
+
+    dests = []
+    for f in fields(presets["cpu"]):
+        values = {name: getattr(s, f.name) for name, s in presets.items()}
+        if is_dataclass(values["cpu"]):  # the nested LoRA settings: --lora-r, --lora-alpha, --lora-dropout
+            for g in fields(values["cpu"]):
+                add(g, {name: getattr(v, g.name) for name, v in values.items()}, f"{f.name}_{g.name}")
+        else:
+            add(f, values, f.name)
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint (with the same settings)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in OUT (files l2v did not "
                                                             "write are never deleted)")
+    p.set_defaults(run=_train, stage=stage, settings_flags=dests)
 
 
-def _chunk_arg(p, what: str):
-    p.add_argument("--chunk-size", type=arg_type("chunk_size"), default=None,
-                   help=f"GradCache: embed {what} this many at a time, then backpropagate chunk by chunk — the "
-                        "whole batch's loss and gradient (all its negatives) in one chunk's activation memory")
-
-
-def _training_kwargs(args) -> dict:
+def _train(args):
+    """Build the stage's settings once (preset, then every option given), then run the stage."""
     import torch
 
-    return dict(preset=args.preset, steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
-                max_length=args.max_length, lr=args.lr, seed=args.seed, device=args.device,
-                dtype=args.dtype and getattr(torch, args.dtype), lora_r=args.lora_r, lora_alpha=args.lora_alpha,
-                lora_dropout=args.lora_dropout, eval_every=args.eval_every, save_every=args.save_every,
-                gradient_checkpointing=args.gradient_checkpointing, autocast=args.autocast or None,
-                resume=args.resume, overwrite=args.overwrite)
+    from . import mntp, simcse, supervised
+    from .settings import resolve
+
+    settings = resolve(args.stage, preset=args.preset, **{k: getattr(args, k) for k in args.settings_flags})
+    where = dict(device=args.device, dtype=args.dtype and getattr(torch, args.dtype), resume=args.resume,
+                 overwrite=args.overwrite)
+    if args.stage == "mntp":
+        return _exit_status(mntp.run_mntp, args.model, args.data, args.out, settings, **where)
+    if args.stage == "simcse":
+        return _exit_status(simcse.run_simcse, args.model, args.adapter, args.data, args.out, settings, **where)
+    return _exit_status(supervised.run_supervised, args.model, args.adapter, args.data, args.out, settings, **where)
 
 
-def _run_stage(fn, *args, **kwargs):
+def _exit_status(run, *args, **kwargs) -> int | None:
+    """Run a training stage; Ctrl-C or SIGTERM (the loop has saved a checkpoint and said so) ends the
+    command with the status a shell reports for it: 128 + SIGINT = 130, 128 + SIGTERM = 143."""
+    from .train import Preempted
+
     try:
-        fn(*args, **kwargs)
-    except KeyboardInterrupt as e:  # the loop has saved a checkpoint and said so
-        from .train import Preempted
-
-        return 143 if isinstance(e, Preempted) else 130  # 128 + SIGTERM / SIGINT, as a shell reports
-
-
-def _mntp(args):
-    from .mntp import run_mntp
-
-    return _run_stage(run_mntp, args.model, args.data, args.out, mask_prob=args.mask_prob, **_training_kwargs(args))
-
-
-def _simcse(args):
-    from .simcse import run_simcse
-
-    return _run_stage(run_simcse, args.model, args.adapter, args.data, args.out, dropout=args.dropout,
-                      chunk_size=args.chunk_size, **_training_kwargs(args))
-
-
-def _supervised(args):
-    from .supervised import run_supervised
-
-    return _run_stage(run_supervised, args.model, args.adapter, args.data, args.out, chunk_size=args.chunk_size,
-                      **_training_kwargs(args))
+        run(*args, **kwargs)
+    except KeyboardInterrupt as e:
+        return 143 if isinstance(e, Preempted) else 130
 
 
 def _eval(args):

@@ -11,9 +11,9 @@ step buys — the paper in miniature.
     Bi + SimCSE (no MNTP)       the paper's ablation: SimCSE straight after step 1
 
 Every step's output is kept under the run folder (runs/demo-<budget>) and reused by the next run
-(training resumes from its checkpoint, finished evaluations are read back), so an interrupted demo
-continues; a folder is tied to one budget and model (plan.json), so one budget's adapters never
-stand in for another's.
+(training resumes from its checkpoint, finished evaluations are read back: l2v/experiment.py, the
+engine scripts/recipe.py uses too), so an interrupted demo continues; a folder is tied to one
+budget and model (plan.json), so one budget's adapters never stand in for another's.
 
     budget   training (MNTP steps × batch × tokens; SimCSE steps × batch)   scored on
     quick    10 × 8 × 128; 8 × 8                                           l2v-mini-quick
@@ -28,12 +28,13 @@ import json
 import time
 from pathlib import Path
 
-from .evaluate import MAIN_SCORES, SHORT_NAMES
-from .evaluate.suite import SUITES
+from .evaluate import MAIN_SCORES, SHORT_NAMES, SUITES
+from .experiment import Row, Timer, compare_rows, evaluate_rows, train_once, verdict, write_json
 
-# Training budgets, chosen by measurement on SmolLM2-135M (README, "Budgets"), and the suite each
-# budget is scored on. `long` is four times the CPU budget's steps: the smallest measured budget
-# at which Bi + MNTP + SimCSE beats Uni + mean on every task type of l2v-dev.
+# Training budgets, chosen by measurement on SmolLM2-135M (docs/results.md, "Budgets"), and the
+# suite each budget is scored on. `long` is four times the CPU budget's steps: the smallest measured
+# budget at which Bi + MNTP + SimCSE beats Uni + mean on every task type of l2v-dev. Each stage's
+# entry is a preset and the fields it changes (settings.resolve); plan.json keeps it as written here.
 BUDGETS = {
     "cpu": dict(mntp=dict(preset="cpu"), simcse=dict(preset="cpu"), suite="l2v-mini"),
     "quick": dict(mntp=dict(preset="cpu", steps=10, save_every=5),
@@ -57,15 +58,6 @@ ROWS = [  # name, causal, pooling, adapters (names of training runs, merged in o
 TYPES = list(MAIN_SCORES)
 
 
-def train_once(dest: Path, stage, *args, **kwargs) -> Path:
-    """Run a training stage unless its adapter is already there; resume a stopped run."""
-    if (dest / "adapter_model.safetensors").is_file():
-        print(f"reusing {dest}")
-        return dest
-    stage(*args, dest, resume=dest.is_dir(), **kwargs)  # a folder from an earlier try: continue it
-    return dest
-
-
 def claim_folder(out: Path, plan: dict):
     """Tie a run folder to one budget and model: its adapters are reused by the next run, so a folder
     trained with another budget (or model) would silently stand in for this one. Refused instead."""
@@ -79,12 +71,8 @@ def claim_folder(out: Path, plan: dict):
         differ = ", ".join(k for k in plan if old.get(k) != plan[k])
         raise L2VError(f"{out} holds the runs of budget {old.get('budget')!r} (model {old.get('model')}); "
                        f"this one differs in {differ}: give another --out, or delete {out} to start over")
-    if path.is_file():
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(plan, indent=2) + "\n")
-    tmp.replace(path)
+    if not path.is_file():
+        write_json(path, plan)
 
 
 def run_demo(out_dir=None, *, model_dir=None, quick: bool = False, device=None, ablation: bool = True,
@@ -92,20 +80,15 @@ def run_demo(out_dir=None, *, model_dir=None, quick: bool = False, device=None, 
     """Train every stage of `budget` (default: `quick` if asked, else `cuda` or `cpu` by device) into
     `out_dir` (default runs/demo-<budget>), score every row on `suite` (default: the budget's)."""
     from .checks import L2VError
-    from .evaluate import DEFAULT_MAX_LENGTH, build_suite, comparison_table, evaluate_model, evaluate_model_poolings
+    from .evaluate import build_suite, comparison_table
     from .fetch import fetch_smollm2, fetch_wiki
     from .mntp import run_mntp
+    from .precision import native_bf16
+    from .settings import resolve
     from .simcse import run_simcse
 
     start = time.perf_counter()
-    stages = {}  # stage → minutes, for the summary
-
-    def timed(stage, fn, *args, **kwargs):
-        t = time.perf_counter()
-        result = fn(*args, **kwargs)
-        stages[stage] = round((time.perf_counter() - t) / 60, 2)
-        return result
-
+    timer = Timer()  # minutes per stage, for the summary
     is_cuda = str(device or "").startswith("cuda")
     budget = budget or ("quick" if quick else "cuda" if is_cuda else "cpu")
     if budget not in BUDGETS:
@@ -115,67 +98,38 @@ def run_demo(out_dir=None, *, model_dir=None, quick: bool = False, device=None, 
     if suite not in SUITES:
         raise L2VError(f"unknown suite {suite!r}; known: {', '.join(SUITES)}")
     out = Path(out_dir or f"runs/demo-{budget}")
-    model_dir = Path(model_dir) if model_dir else timed("fetch model", fetch_smollm2)
+    model_dir = Path(model_dir) if model_dir else timer("fetch model", fetch_smollm2)
     claim_folder(out, {"budget": budget, "model": str(model_dir), "mntp": plan["mntp"], "simcse": plan["simcse"]})
-    timed("fetch text", fetch_wiki)
-
-    from .precision import native_bf16
+    timer("fetch text", fetch_wiki)
 
     # bf16 autocast where bf16 is native (CUDA; CPUs with AVX-512 BF16): training ~1.45x and the six
-    # suite runs ~1.9x faster on such a CPU (tests/bench.py). Weights and LoRA stay fp32; the
+    # suite runs ~1.9x faster on such a CPU (scripts/bench.py). Weights and LoRA stay fp32; the
     # setting is kept in each training checkpoint's config and in each row's JSON.
     autocast = native_bf16(device or "cpu")
-    training = dict(device=device, autocast=autocast or None)
-    runs = {"mntp": timed("train MNTP", train_once, out / "mntp", run_mntp, model_dir, "wiki", **training,
-                          **plan["mntp"])}
-    runs["simcse"] = timed("train SimCSE", train_once, out / "simcse", run_simcse, model_dir, runs["mntp"], "wiki",
-                           **training, **plan["simcse"])
-    rows = ROWS if ablation else ROWS[:-1]
+    mntp = resolve("mntp", **plan["mntp"], autocast=autocast or None)  # None: the preset's (on for CUDA)
+    simcse = resolve("simcse", **plan["simcse"], autocast=autocast or None)
+    runs = {"mntp": timer("train MNTP", train_once, out / "mntp", run_mntp, model_dir, "wiki", settings=mntp,
+                          device=device)}
+    runs["simcse"] = timer("train SimCSE", train_once, out / "simcse", run_simcse, model_dir, runs["mntp"], "wiki",
+                           settings=simcse, device=device)
+    wanted = ROWS if ablation else ROWS[:-1]
     if ablation:
-        runs["simcse-only"] = timed("train SimCSE alone", train_once, out / "simcse-only", run_simcse, model_dir,
-                                    None, "wiki", **training, **plan["simcse"])
+        runs["simcse-only"] = timer("train SimCSE alone", train_once, out / "simcse-only", run_simcse, model_dir,
+                                    None, "wiki", settings=simcse, device=device)
 
-    timed("build suite", build_suite, name=suite)
-    settings = {"suite": suite, "device": device, "autocast": autocast, "max_length": DEFAULT_MAX_LENGTH,
-                **plan.get("eval", {})}
-    paths = {name: out / "eval" / suite / (name.lower().replace(" + ", "-").replace(" ", "-").strip("()") + ".json")
-             for name, *_ in rows}
-    done = {}
-    for name, causal, pooling, adapters in rows:  # rows evaluated before with the same settings are read back
-        old = json.loads(paths[name].read_text()) if paths[name].is_file() else {}
-        # ('eos' records from before l2v appended EOS lack appends_eos; older ones lack bootstrap intervals.)
-        stale = (pooling == "eos" and "appends_eos" not in old) or "bootstrap" not in (old.get("tasks") or [{}])[0]
-        if (old.get("suite"), old.get("bf16_autocast"), old.get("pooling"), old.get("max_length"), old.get("adapters")) \
-                == (suite, autocast, pooling, settings["max_length"], [str(runs[a]) for a in adapters]) and not stale:
-            done[name] = old
-            print(f"reusing {paths[name]}")
+    timer("build suite", build_suite, name=suite)
+    rows = [Row(name, causal, pooling, tuple(runs[a] for a in adapters), out / "eval" / suite / row_file(name))
+            for name, causal, pooling, adapters in wanted]
+    # A row scored before with the same settings and adapters is read back (experiment.stored).
+    done = evaluate_rows(model_dir, rows, suite=suite, autocast=autocast, timer=timer, device=device,
+                         **plan.get("eval", {}))
+    records = [{"row": row.name, **done[row.name]} for row in rows]
 
-    def keep(name, record):
-        paths[name].parent.mkdir(parents=True, exist_ok=True)
-        paths[name].write_text(json.dumps(record, indent=2) + "\n")
-        done[name] = record
-
-    # The untrained causal rows differ only in pooling: one forward pass serves them all (appending
-    # EOS leaves the earlier states of a causal model unchanged; Encoder.encode_poolings).
-    shared = [(name, pooling) for name, causal, pooling, adapters in rows
-              if causal and not adapters and name not in done]
-    if len(shared) > 1:
-        print(f"evaluating {', '.join(n for n, _ in shared)} on {suite} (one causal pass)")
-        got = timed("evaluate Uni rows (one pass)", evaluate_model_poolings, model_dir, [p for _, p in shared],
-                    **settings)
-        for name, pooling in shared:
-            keep(name, got[pooling])
-    for name, causal, pooling, adapters in rows:
-        if name not in done:
-            print(f"evaluating {name} on {suite}")
-            keep(name, timed(f"evaluate {name}", evaluate_model, model_dir, adapters=[runs[a] for a in adapters],
-                             causal=causal, pooling=pooling, **settings))
-    records = [{"row": name, **done[name]} for name, *_ in rows]
-
-    claims = orderings(records)
+    claims = compare_rows(done, CLAIMS)
+    stages = timer.minutes
     summary = {"model": str(model_dir), "budget": budget, "plan": plan, "rows": records, "orderings": claims,
                "stages": stages, "bf16_native": autocast, "minutes": round((time.perf_counter() - start) / 60, 1)}
-    (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / "results.json", summary)
     print()
     print(comparison_table(records))
     print("\nThe paper's orderings, on the suite's average and per task type (difference × 100, paired 95 % "
@@ -191,6 +145,11 @@ def run_demo(out_dir=None, *, model_dir=None, quick: bool = False, device=None, 
     return summary
 
 
+def row_file(name: str) -> str:
+    """A row's record file: "Bi + MNTP + SimCSE" → bi-mntp-simcse.json (names as earlier runs wrote them)."""
+    return name.lower().replace(" + ", "-").replace(" ", "-").strip("()") + ".json"
+
+
 CLAIMS = [  # (better row, worse row): the paper's orderings the demo checks
     ("Uni + mean", "Uni + EOS"),
     ("Bi + MNTP", "Bi + mean"),
@@ -198,25 +157,6 @@ CLAIMS = [  # (better row, worse row): the paper's orderings the demo checks
     ("Bi + MNTP + SimCSE", "Uni + mean"),
     ("Bi + MNTP + SimCSE", "Bi + SimCSE (no MNTP)"),
 ]
-
-
-def orderings(records: list[dict]) -> list[dict]:
-    """Each claim's difference of averages with its paired bootstrap interval (`evaluate.compare`), and
-    the same per task type (`types`)."""
-    from .evaluate import compare
-
-    by_row = {r["row"]: r for r in records}
-    claims = []
-    for a, b in CLAIMS:
-        if a in by_row and b in by_row:
-            diffs = compare(by_row[a]["tasks"], by_row[b]["tasks"])
-            claims.append({"claim": f"{a} > {b}", **diffs.pop("all"), "types": diffs})
-    return claims
-
-
-def verdict(d: dict) -> str:
-    """A difference's reading from its 95 % interval."""
-    return "holds" if d["low"] > 0 else "reversed" if d["high"] < 0 else "within the noise"
 
 
 def plot_demo(records: list[dict], png: Path):

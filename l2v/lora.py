@@ -17,6 +17,10 @@
 Only A and B train: for SmolLM2 with r = 16 on all seven projections that is 4.9M of 139M
 parameters. A and B (and so AdamW's state) stay fp32 even when W is bf16.
 
+`LoRALinear.forward` is the expression above, in a few lines. `FastLoRALinear` (below it) computes
+the same in training with a hand-written backward that keeps far less memory; training selects it
+with `apply_lora(..., fast=True)`, and tests/test_lora.py holds it equal to the plain one.
+
 Adapters are saved in PEFT's format (`adapter_config.json` + `adapter_model.safetensors` with keys
 `base_model.model.<module path>.lora_A.weight`), so l2v and peft read each other's adapters.
 """
@@ -38,7 +42,7 @@ from torch import nn
 from .checks import first_non_finite
 from .files import atomic_folder, read_json
 from .loading import CheckpointError
-from .precision import UpcastLinear, upcast_linear
+from .precision import UpcastLinear, linear_sharing, upcast_linear
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
@@ -66,20 +70,15 @@ class LoRALinear(nn.Module):
         self.merged = False
 
     def forward(self, x):
-        out = upcast_linear(x, self.weight, self.bias) if self.upcast else F.linear(x, self.weight, self.bias)
+        out = self.base(x)
         if self.merged:
             return out
-        p = self.dropout.p if self.training else 0.0
-        # Same maths, less memory and fewer passes over x. Also without autograd (no_grad): a
-        # training-mode forward must draw the same dropout masks from the same RNG state either
-        # way, or GradCache's two passes (gradcache.py) would differ.
-        if p > 0:
-            device = x.device.type
-            dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else self.lora_A.weight.dtype
-            update = _LoRABranch.apply(x, self.lora_A.weight, self.lora_B.weight, p, self.scaling, dtype)
-            return out + update.to(out.dtype)
-        update = self.lora_B(self.lora_A(F.dropout(x.to(self.lora_A.weight.dtype), p)))  # fp32 branch
+        update = self.lora_B(self.lora_A(self.dropout(x.to(self.lora_A.weight.dtype))))  # the branch in fp32
         return out + (update * self.scaling).to(out.dtype)
+
+    def base(self, x):
+        """W·x (+ bias): the frozen layer alone."""
+        return upcast_linear(x, self.weight, self.bias) if self.upcast else F.linear(x, self.weight, self.bias)
 
     def delta(self) -> torch.Tensor:
         """(α/r)·B·A, the change LoRA makes to W (out×in), in fp32."""
@@ -101,13 +100,40 @@ class LoRALinear(nn.Module):
         return f"in={self.in_features}, out={self.out_features}, r={self.r}, alpha={self.alpha}"
 
 
+# ---------------------------------------------------------------- the fast path, for training
+#
+# With dropout on, autograd keeps what `lora_A` receives — an fp32 copy of the dropped-out input
+# of every projection — for its backward pass: more than half of all activation memory in LoRA
+# training. FastLoRALinear keeps only the dropout mask (1 byte an element) and masks x again in
+# backward (x itself the base layer keeps anyway); drawing the mask as random bits rather than
+# with torch.rand also makes a CPU training step faster. `apply_lora(..., fast=True)` selects it;
+# the training prologue does (stage.py), loading an adapter for inference does not. Tested equal
+# to LoRALinear in tests/test_lora.py, given the same mask. The two draw *different* masks from
+# the same RNG state (random bits here, nn.Dropout's Bernoulli there): either is a valid dropout,
+# and each draws the same masks from the same RNG state with and without autograd, which is what
+# GradCache's two passes need (gradcache.py).
+
+
+class FastLoRALinear(LoRALinear):
+    """LoRALinear whose training-mode forward with dropout runs `_LoRABranch`: same maths, less memory."""
+
+    def forward(self, x):
+        p = self.dropout.p
+        if self.merged or not self.training or p == 0:
+            return super().forward(x)  # no dropout, so autograd keeps no dropped-out copy of x
+        out = self.base(x)
+        device = x.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else self.lora_A.weight.dtype
+        update = _LoRABranch.apply(x, self.lora_A.weight, self.lora_B.weight, p, self.scaling, dtype)
+        return out + update.to(out.dtype)
+
+
 class _LoRABranch(torch.autograd.Function):
-    """(α/r)·B·A·dropout(x), in fp32 (or autocast's dtype), for training. Written out only to save
-    memory and time: autograd would keep an fp32 copy of the dropped-out input of every projection
-    (more than half of all activation memory in LoRA training); here only the dropout mask is kept
-    (1 byte an element), and x — which the base layer keeps anyway — is masked again in the
-    backward pass. Both constant factors, dropout's 1/(1 − p) and LoRA's α/r, are applied to the
-    r-wide u rather than to the in-wide x. Tested equal to the plain expression in tests/test_lora.py."""
+    """(α/r)·B·A·dropout(x), in fp32 (or autocast's dtype), written out to save memory and time:
+    only the dropout mask is kept for backward (1 byte an element; autograd would keep an fp32
+    copy of the dropped-out x, ~6 bytes with its mask), and x — which the base layer keeps anyway
+    — is masked again in the backward pass. Both constant factors, dropout's 1/(1 − p) and LoRA's
+    α/r, are applied to the r-wide u rather than to the in-wide x."""
 
     @staticmethod
     def forward(ctx, x, A, B, p: float, scaling: float, dtype: torch.dtype):
@@ -146,19 +172,24 @@ def dropout_keep_mask(x: torch.Tensor, p: float) -> tuple[torch.Tensor, float]:
     return r >= threshold - 32768, threshold / 65536
 
 
+# ---------------------------------------------------------------- a model's LoRA layers
+
+
 def lora_modules(model: nn.Module) -> dict[str, LoRALinear]:
     return {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}
 
 
 def apply_lora(model: nn.Module, r: int = 16, alpha: float = 32, dropout: float = 0.05,
-               targets: Iterable[str] = DEFAULT_TARGETS) -> nn.Module:
-    """Wrap every nn.Linear whose name ends in one of `targets`; freeze everything but LoRA."""
+               targets: Iterable[str] = DEFAULT_TARGETS, fast: bool = False) -> nn.Module:
+    """Wrap every nn.Linear whose name ends in one of `targets`; freeze everything but LoRA.
+    fast: FastLoRALinear layers (training) rather than LoRALinear; the same parameters and files."""
     targets = tuple(targets)
+    layer = FastLoRALinear if fast else LoRALinear
     replaced = 0
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.Linear) and child_name in targets:
-                setattr(module, child_name, LoRALinear(child, r, alpha, dropout))
+                setattr(module, child_name, layer(child, r, alpha, dropout))
                 replaced += 1
     if not replaced:
         raise ValueError(f"no nn.Linear named {', '.join(targets)} in the model")
@@ -188,12 +219,7 @@ def merge_lora(model: nn.Module) -> nn.Module:
         for child_name, child in list(module.named_children()):
             if isinstance(child, LoRALinear):
                 child.merge()
-                linear = UpcastLinear if child.upcast else nn.Linear
-                plain = linear(child.in_features, child.out_features, bias=child.bias is not None, device="meta")
-                plain.weight = child.weight
-                if child.bias is not None:
-                    plain.bias = child.bias
-                setattr(module, child_name, plain)
+                setattr(module, child_name, linear_sharing(UpcastLinear if child.upcast else nn.Linear, child))
     if hasattr(model, "lora_config"):
         del model.lora_config
     for p in model.parameters():

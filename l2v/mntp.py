@@ -15,18 +15,17 @@ text → packed blocks → masking → loss (the shift is one line) → the shar
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from .loading import load_model
 from . import distributed
-from .files import read_jsonl, read_lines
-from .lora import apply_lora, trainable_summary
+from .checks import warn_max_length
+from .data import read_texts
+from .settings import MNTPSettings, resolve
+from .stage import Stage, run_stage
 from .tokenizer import Tokenizer
-from .checks import check_args, warn_max_length
-from .train import EpochSampler, check_out_dir, resolve_settings, train
+from .train import EpochSampler
 
 IGNORE = -100  # label of positions that carry no loss (cross_entropy's ignore_index)
 
@@ -48,34 +47,7 @@ FAMILY_MASKING = {"llama": Masking(0.2, 0.8, 0.1), "mistral": Masking(0.8, 1.0, 
                   "qwen2": Masking(0.2, 0.8, 0.1), "qwen3": Masking(0.2, 0.8, 0.1),
                   "gemma": Masking(0.2, 0.8, 0.1), "gemma2": Masking(0.2, 0.8, 0.1)}
 
-PRESETS = {
-    # The paper: 1000 steps, batch 32 × 512 tokens, lr 5e-5, LoRA r16/α32/p0.05, bf16 (one A100, ~100 min for 7B).
-    "paper": dict(steps=1000, batch_size=32, grad_accum=1, max_length=512, lr=5e-5, warmup_steps=0, save_every=200),
-    # Minutes on a 2-core CPU with SmolLM2-135M.
-    "cpu": dict(steps=60, batch_size=8, grad_accum=1, max_length=128, lr=2e-4, warmup_steps=5, save_every=20),
-}
-
-
 # ---------------------------------------------------------------- data
-
-
-def read_texts(source) -> list[str]:
-    """'wiki' (the cached Wikipedia excerpt), a .jsonl file of {"text": ...} rows, or a text file
-    with one document or paragraph a line. Blank lines are skipped."""
-    if str(source) == "wiki":
-        from .fetch import fetch_wiki
-
-        source = fetch_wiki()
-    path = Path(source)
-    if path.suffix == ".jsonl":
-        texts = [row["text"] for row in read_jsonl(path, {"text": str})]
-    elif path.is_file():
-        texts = [line for line in read_lines(path) if line.strip()]
-    else:
-        raise FileNotFoundError(f"data file not found: {path}")
-    if not texts:
-        raise ValueError(f"no text in {path}")
-    return texts
 
 
 def pack_blocks(tokenizer: Tokenizer, texts: list[str], block_size: int) -> torch.Tensor:
@@ -169,43 +141,31 @@ class MNTPData:
         return {"loss": loss_sum / count, "accuracy": correct / count}
 
 
-def run_mntp(model_dir, data, out_dir, *, preset: str = "cpu", steps=None, batch_size=None, grad_accum=None,
-             max_length=None, lr=None, mask_prob=None, seed: int = 42, device=None, dtype=None,
-             lora_r: int = 16, lora_alpha: float = 32, lora_dropout: float = 0.05, eval_every=None,
-             save_every=None, gradient_checkpointing: bool = False, autocast=None, resume: bool = False,
-             overwrite: bool = False) -> list[dict]:
-    """The whole MNTP stage: load (bidirectional), LoRA, data, train, save the adapter in PEFT format."""
-    cfg, extra = resolve_settings(PRESETS, preset, steps=steps, batch_size=batch_size, grad_accum=grad_accum,
-                                  max_length=max_length, lr=lr, eval_every=eval_every, save_every=save_every,
-                                  seed=seed, gradient_checkpointing=gradient_checkpointing,
-                                  autocast_bf16=autocast)
-    max_length = extra["max_length"]
-    check_args(mask_prob=mask_prob, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout)
-    check_out_dir(out_dir, resume, overwrite)  # before minutes of loading, not after
+def run_mntp(model_dir, data, out_dir, settings: MNTPSettings | None = None, *, preset: str = "cpu",
+             device=None, dtype=None, resume: bool = False, overwrite: bool = False, **overrides) -> list[dict]:
+    """The whole MNTP stage: `settings` (default: PRESETS["mntp"][preset]) with keyword overrides
+    (steps=30, lora_r=8, ...), the data read, then run_stage: load (bidirectional), LoRA, train, and
+    the adapter saved in PEFT format in out_dir."""
+    s = resolve("mntp", settings, preset, **overrides)
 
-    distributed.init()
-    model = load_model(model_dir, dtype=dtype, device=device, causal=False)
-    tokenizer = Tokenizer(model_dir)
-    warn_max_length(max_length, model.config)
-    masking = FAMILY_MASKING[model.config.model_type]
-    if mask_prob is not None:
-        masking = replace(masking, prob=mask_prob)
-    torch.manual_seed(seed)  # LoRA's A matrices
-    apply_lora(model, r=lora_r, alpha=lora_alpha, dropout=lora_dropout)
-    print(trainable_summary(model))
+    def setup(model, tokenizer: Tokenizer, texts: list[str]) -> Stage:
+        warn_max_length(s.max_length, model.config)
+        masking = FAMILY_MASKING[model.config.model_type]
+        if s.mask_prob is not None:
+            masking = replace(masking, prob=s.mask_prob)
+        blocks = MNTPData(pack_blocks(tokenizer, texts, s.max_length), tokenizer, masking, s.batch_size,
+                          s.grad_accum, s.seed)
+        print(f"MNTP data: {len(blocks.train)} training blocks of {s.max_length} tokens ({len(blocks.eval)} held "
+              f"out); masking p={masking.prob}, {masking.mask_fraction:.0%} '{tokenizer.mask_token}' / "
+              f"{masking.random_fraction:.0%} random")
+        device = next(model.parameters()).device
 
-    blocks = pack_blocks(tokenizer, read_texts(data), max_length)
-    data_ = MNTPData(blocks, tokenizer, masking, cfg.batch_size, cfg.grad_accum, seed)
-    print(f"MNTP data: {len(data_.train)} training blocks of {max_length} tokens ({len(data_.eval)} held out); "
-          f"masking p={masking.prob}, {masking.mask_fraction:.0%} '{tokenizer.mask_token}' / "
-          f"{masking.random_fraction:.0%} random")
-    dev = next(model.parameters()).device
+        def loss(model, batch):
+            inputs, labels = (t.to(device) for t in batch)
+            value, accuracy = mntp_loss(model, inputs, labels)
+            return value, {"accuracy": accuracy.item(), "tokens": inputs.numel()}
 
-    def loss_fn(model, batch):
-        inputs, labels = (t.to(dev) for t in batch)
-        loss, acc = mntp_loss(model, inputs, labels)
-        return loss, {"accuracy": acc.item(), "tokens": inputs.numel()}
+        return Stage(batch=blocks.batch, loss=loss, evaluate=blocks.evaluate)
 
-    return train(model, loss_fn=loss_fn, batch_fn=data_.batch, cfg=cfg, out_dir=out_dir,
-                 eval_fn=data_.evaluate, resume=resume, desc="MNTP", base_model=str(model_dir), overwrite=overwrite,
-                 settings=dict(max_length=max_length, mask_prob=masking.prob, data=str(data)))
+    return run_stage("MNTP", lambda: read_texts(data), setup, model_dir, out_dir, s, inputs=dict(data=str(data)),
+                     device=device, dtype=dtype, resume=resume, overwrite=overwrite)

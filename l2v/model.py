@@ -34,6 +34,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .config import ModelConfig
+from .precision import upcast_linear
 
 
 class Transformer(nn.Module):
@@ -231,9 +232,10 @@ class LMHead(nn.Linear):
     def __init__(self, dim: int, vocab_size: int, softcap: float | None = None):
         super().__init__(dim, vocab_size, bias=False)
         self.softcap = softcap
+        self.upcast = False  # bf16 weight, fp32 arithmetic: set by precision.upcast_compute on CPUs without native bf16
 
     def forward(self, x):
-        logits = super().forward(x)
+        logits = upcast_linear(x, self.weight) if self.upcast else super().forward(x)
         return logits if self.softcap is None else soft_cap(logits, self.softcap)  # Gemma-2
 
 

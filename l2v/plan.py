@@ -25,8 +25,8 @@ kv = kv_heads·head_dim, r LoRA rank, H heads, T sequence length) — read off t
     LoRA                           7r            (the A outputs)
   and, in bytes:
     LoRA dropout                   1 per element of every projection input (5h + q + f): only
-                                   the mask is kept (lora.py's _LoRABranch; plain autograd would
-                                   keep an fp32 copy too, ~6 bytes)
+                                   the mask is kept (lora.py's FastLoRALinear, what training runs;
+                                   the plain LoRALinear keeps an fp32 copy too, ~6 bytes)
     attention dropout (SimCSE)     ~12 per element of H·T on CPU, where SDPA falls back to the
                                    math path to drop probabilities; CUDA's kernels do not need it
     soft-capped attention          Gemma-2 always takes the math path (no fused kernel caps
@@ -53,7 +53,7 @@ from .lora import DEFAULT_TARGETS
 from .mntp import FAMILY_MASKING
 from .precision import UPCAST_CHUNK, native_bf16
 
-PRESETS = {
+MODEL_SHAPES = {  # the config.json fields that set a model's size: `l2v plan --config NAME`
     "smollm2-135m": dict(model_type="llama", vocab_size=49152, hidden_size=576, intermediate_size=1536,
                          num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
                          tie_word_embeddings=True),

@@ -5,7 +5,7 @@ without native bf16 (AVX2 only, no AVX-512 BF16 or AMX) multiplies bf16 matrices
 slower than fp32 ones (≈ 1 GFLOP/s against ≈ 98, measured). So on such a CPU the weights stay
 bf16 in memory and every matrix multiply runs in fp32: each weight is upcast at the moment it is
 used, a block of rows at a time, so only 8 MB of fp32 weight exists at once (`UpcastLinear`).
-Measured on an emulated AVX2 CPU (tests/bench.py's numbers are in README's Scaling section):
+Measured on an emulated AVX2 CPU (scripts/bench.py; the numbers are in docs/scaling.md):
 bf16 matmuls 0.2 GFLOP/s, upcast blockwise ≈ fp32 weights (≈ 30 GFLOP/s on a shared core),
 upcasting the whole weight first 1.1–1.7× slower at 128 tokens. The residual stream is
 then fp32 too (the embedding output is upcast), so attention and the norms run in fp32 as well.
@@ -80,23 +80,20 @@ def upcast_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
 
 
 class UpcastLinear(nn.Linear):
-    """nn.Linear whose bf16 weight is upcast to fp32 as it is used (same parameters, same names)."""
+    """nn.Linear whose bf16 weight is upcast to fp32 as it is used."""
 
     def forward(self, x):
         return upcast_linear(x, self.weight, self.bias)
 
 
-def _upcast_class(cls: type) -> type:
-    """nn.Linear → UpcastLinear; a subclass (the model's LMHead, which soft-caps Gemma-2's logits)
-    → one whose own forward still runs, its `super().forward` now the upcasting one."""
-    if cls is nn.Linear or issubclass(cls, UpcastLinear):
-        return UpcastLinear if cls is nn.Linear else cls
-    if cls not in _UPCAST_CLASSES:
-        _UPCAST_CLASSES[cls] = type(f"Upcast{cls.__name__}", (cls, UpcastLinear), {})
-    return _UPCAST_CLASSES[cls]
-
-
-_UPCAST_CLASSES: dict[type, type] = {}
+def linear_sharing(cls: type[nn.Linear], layer: nn.Module) -> nn.Linear:
+    """A new `cls` layer holding `layer`'s own weight and bias Parameters: nothing is copied, and
+    whatever refers to them (an optimizer, a tied embedding) still does."""
+    new = cls(layer.in_features, layer.out_features, bias=layer.bias is not None, device="meta")
+    new.weight = layer.weight
+    if layer.bias is not None:
+        new.bias = layer.bias
+    return new
 
 
 def _fp32_output(module, inputs, output):
@@ -104,15 +101,21 @@ def _fp32_output(module, inputs, output):
 
 
 def upcast_compute(model: nn.Module) -> nn.Module:
-    """Keep the weights' storage, do the arithmetic in fp32: every nn.Linear becomes an
-    UpcastLinear sharing its weight, and the embedding output is upcast, so the residual stream,
-    attention and norms are fp32. Call before apply_lora (LoRALinear keeps the upcast)."""
+    """Keep the weights' storage, do the arithmetic in fp32: every bf16 nn.Linear is replaced by an
+    UpcastLinear holding the same Parameters (so the same names), and the embedding output is
+    upcast, so the residual stream, attention and norms are fp32. The model's LMHead does more than
+    a linear (Gemma-2's soft-capping), so it is kept and told instead: its `upcast` flag. Call
+    before apply_lora (LoRALinear keeps the upcast of the layer it wraps)."""
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
-            if isinstance(child, nn.Linear) and child.weight.dtype == torch.bfloat16:
-                child.__class__ = _upcast_class(type(child))  # the same object and parameters; only forward changes
-            elif isinstance(child, nn.Embedding) and child.weight.dtype == torch.bfloat16:
+            if getattr(child, "weight", None) is None or child.weight.dtype != torch.bfloat16:
+                continue
+            if isinstance(child, nn.Embedding):
                 child.register_forward_hook(_fp32_output)
+            elif type(child) is nn.Linear:
+                setattr(module, name, linear_sharing(UpcastLinear, child))
+            elif hasattr(child, "upcast"):  # the model's LMHead: reads the flag in its own forward
+                child.upcast = True
     model.upcast_compute = True
     return model
 

@@ -15,23 +15,18 @@ import warnings
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from . import distributed
-from .gradcache import embed_in_chunks
+from .contrastive import contrastive_loss
+from .encoder import Encoder
 from .files import read_jsonl
-from .simcse import contrastive_loss, prepare_encoder
-from .checks import check_args
-from .train import check_out_dir, resolve_settings, train
+from .gradcache import embed_in_chunks
+from .settings import SupervisedSettings, resolve
+from .stage import Stage, run_stage
+from .tokenizer import Tokenizer
 
 FIELDS = ("query", "positive", "negative")
-PRESETS = {
-    # The paper: the E5 mixture, batch 512, lr 2e-4, 1000 steps, max length 512, warmup 300 (on 8
-    # GPUs). GradCache in chunks of 64 triples fits it on one 80 GB GPU with gradient checkpointing
-    # (`l2v plan`: 55-59 GiB for 7-8B models); with torchrun on 8 GPUs each process's 64 are one chunk.
-    "paper": dict(steps=1000, batch_size=512, grad_accum=1, max_length=512, lr=2e-4, warmup_steps=300,
-                  save_every=200, chunk_size=64),
-    "cpu": dict(steps=20, batch_size=8, grad_accum=1, max_length=64, lr=2e-4, warmup_steps=2, save_every=10),
-}
 
 
 @dataclass(frozen=True)
@@ -96,50 +91,43 @@ def embed_triples(encoder, triples: list[Triple], chunk_size: int | None = None)
     return embed_in_chunks(encoder.embed, batch, 3 * chunk_size).chunk(3)
 
 
-def run_supervised(model_dir, adapter, data, out_dir, *, preset: str = "cpu", steps=None, batch_size=None,
-                   grad_accum=None, max_length=None, lr=None, seed: int = 42, device=None, dtype=None,
-                   lora_r: int = 16, lora_alpha: float = 32, lora_dropout: float = 0.05, eval_every=None,
-                   save_every=None, gradient_checkpointing: bool = False, autocast=None,
-                   resume: bool = False, overwrite: bool = False,
-                   chunk_size: int | None = None) -> list[dict]:
-    """chunk_size: GradCache (gradcache.py), the batch's exact loss and gradient with the memory of
-    chunk_size triples — the paper's batch of 512 on one GPU."""
-    cfg, extra = resolve_settings(PRESETS, preset, steps=steps, batch_size=batch_size, grad_accum=grad_accum,
-                                  lr=lr, eval_every=eval_every, save_every=save_every, max_length=max_length,
-                                  seed=seed, gradient_checkpointing=gradient_checkpointing,
-                                  autocast_bf16=autocast, chunk_size=chunk_size)
-    chunk_size = extra.get("chunk_size")
-    if cfg.batch_size < 2:
-        raise ValueError("--batch-size must be at least 2: the other rows in the batch are the negatives")
-    check_args(lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, chunk_size=chunk_size)
-    check_out_dir(out_dir, resume, overwrite)
-    distributed.init()
-    triples = read_triples(data)
-    batches = DatasetBatches([t.dataset for t in triples], cfg.batch_size, cfg.grad_accum, seed)
-    encoder = prepare_encoder(model_dir, adapter, dropout=0.0, lora_r=lora_r, lora_alpha=lora_alpha,
-                              lora_dropout=lora_dropout, max_length=extra["max_length"], seed=seed,
-                              device=device, dtype=dtype)
-    print(f"supervised data: {len(triples)} triples in {len(batches.groups)} dataset(s), "
-          f"{batches.per_epoch} batches of {cfg.batch_size} per epoch"
-          + (f"; GradCache, {chunk_size} triples per pass" if chunk_size else ""))
-    held_out = triples[: min(64, len(triples))]
+def run_supervised(model_dir, adapter, data, out_dir, settings: SupervisedSettings | None = None, *,
+                   preset: str = "cpu", device=None, dtype=None, resume: bool = False, overwrite: bool = False,
+                   **overrides) -> list[dict]:
+    """The supervised stage on top of the MNTP `adapter`. settings.chunk_size: GradCache (gradcache.py),
+    the batch's exact loss and gradient with the memory of chunk_size triples — the paper's batch of
+    512 on one GPU."""
+    s = resolve("supervised", settings, preset, **overrides)
 
-    def loss_fn(model, rows):
-        q, p, n = embed_triples(encoder, [triples[i] for i in distributed.shard(rows)], chunk_size)
-        q, p, n = (distributed.gather_with_grad(v) for v in (q, p, n))  # candidates from every process
-        return contrastive_loss(q, p, n, scale=50.0), {}
+    def read():
+        triples = read_triples(data)
+        return triples, DatasetBatches([t.dataset for t in triples], s.batch_size, s.grad_accum, s.seed)
 
-    @torch.no_grad()
-    def evaluate(model):
-        """How often a held-out query ranks its positive first among all positives and negatives."""
-        was_training = model.training
-        model.eval()
-        q, p, n = embed_triples(encoder, held_out)
-        model.train(was_training)
-        scores = torch.nn.functional.normalize(q, dim=-1) @ torch.nn.functional.normalize(torch.cat([p, n]), dim=-1).T
-        hits = scores.argmax(-1) == torch.arange(len(q), device=q.device)
-        return {"accuracy": hits.float().mean().item(), "loss": contrastive_loss(q, p, n, scale=50.0).item()}
+    def setup(model, tokenizer: Tokenizer, data) -> Stage:
+        triples, batches = data
+        encoder = Encoder(model, tokenizer, pooling="mean", max_length=s.max_length)
+        print(f"supervised data: {len(triples)} triples in {len(batches.groups)} dataset(s), "
+              f"{batches.per_epoch} batches of {s.batch_size} per epoch"
+              + (f"; GradCache, {s.chunk_size} triples per pass" if s.chunk_size else ""))
+        held_out = triples[: min(64, len(triples))]
 
-    return train(encoder.model, loss_fn=loss_fn, batch_fn=batches.indices, cfg=cfg, out_dir=out_dir,
-                 eval_fn=evaluate, resume=resume, desc="supervised", base_model=str(model_dir), overwrite=overwrite,
-                 settings=dict(max_length=extra["max_length"], data=str(data), adapter=adapter and str(adapter)))
+        def loss(model, rows):
+            q, p, n = embed_triples(encoder, [triples[i] for i in distributed.shard(rows)], s.chunk_size)
+            q, p, n = (distributed.gather_with_grad(v) for v in (q, p, n))  # candidates from every process
+            return contrastive_loss(q, p, n, scale=50.0), {}
+
+        @torch.no_grad()
+        def evaluate(model):
+            """How often a held-out query ranks its positive first among all positives and negatives."""
+            was_training = model.training
+            model.eval()
+            q, p, n = embed_triples(encoder, held_out)
+            model.train(was_training)
+            scores = F.normalize(q, dim=-1) @ F.normalize(torch.cat([p, n]), dim=-1).T
+            hits = scores.argmax(-1) == torch.arange(len(q), device=q.device)
+            return {"accuracy": hits.float().mean().item(), "loss": contrastive_loss(q, p, n, scale=50.0).item()}
+
+        return Stage(batch=batches.indices, loss=loss, evaluate=evaluate)
+
+    return run_stage("supervised", read, setup, model_dir, out_dir, s, adapter=adapter, attention_dropout=0.0,
+                     inputs=dict(data=str(data)), device=device, dtype=dtype, resume=resume, overwrite=overwrite)

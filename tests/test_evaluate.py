@@ -387,13 +387,13 @@ def test_runner_uses_instructions_and_formats_a_table(tmp_path):
 from l2v.evaluate import suite_folder  # noqa: E402
 
 
-@pytest.mark.skipif(not (suite_folder(quick=True) / "DONE").is_file(), reason="run `l2v fetch l2v-mini` first")
-@pytest.mark.parametrize("quick", [True, False], ids=["quick", "full"])
-def test_suite_tasks_load_with_provenance(quick):
+@pytest.mark.skipif(not (suite_folder("l2v-mini-quick") / "DONE").is_file(), reason="run `l2v fetch l2v-mini` first")
+@pytest.mark.parametrize("suite", ["l2v-mini-quick", "l2v-mini"], ids=["quick", "full"])
+def test_suite_tasks_load_with_provenance(suite):
     from l2v.evaluate import build_suite
     from l2v.evaluate.tasks import MAIN_SCORES
 
-    tasks = [Task.load(f) for f in build_suite(quick=quick)]
+    tasks = [Task.load(f) for f in build_suite(suite)]
     assert len(tasks) == 11 and {t.type for t in tasks} == set(MAIN_SCORES)
     for t in tasks:
         assert {"source", "license", "citation"} <= set(t.meta), t.name
@@ -401,7 +401,20 @@ def test_suite_tasks_load_with_provenance(quick):
     assert len(lee.rows) == 1225 and len({r["sentence1"] for r in lee.rows}) == 49
 
 
-@pytest.mark.skipif(not (suite_folder(quick=True) / "DONE").is_file(), reason="run `l2v fetch l2v-mini` first")
+def test_suites_by_name_keep_their_cache_folders(tmp_path, monkeypatch):
+    """A renamed folder would rebuild every cached suite: the names are pinned (update them with a VERSION)."""
+    from l2v.checks import L2VError
+    from l2v.evaluate import SUITES
+
+    monkeypatch.setenv("L2V_CACHE", str(tmp_path))
+    assert {name: suite_folder(name).relative_to(tmp_path).as_posix() for name in SUITES} == {
+        "l2v-mini": "suites/l2v-mini-v2", "l2v-mini-quick": "suites/l2v-mini-quick-v2", "l2v-dev": "suites/l2v-dev-v1"}
+    assert suite_folder() == suite_folder("l2v-mini")
+    with pytest.raises(L2VError, match=r"^unknown suite 'l2v-mini-full'; known: l2v-mini, l2v-mini-quick, l2v-dev$"):
+        suite_folder("l2v-mini-full")
+
+
+@pytest.mark.skipif(not (suite_folder("l2v-mini-quick") / "DONE").is_file(), reason="run `l2v fetch l2v-mini` first")
 def test_cli_eval_on_the_real_model(tmp_path, capsys):
     from test_smollm2 import FOLDER
 
@@ -409,7 +422,7 @@ def test_cli_eval_on_the_real_model(tmp_path, capsys):
         pytest.skip("run `l2v fetch smollm2` first")
     from l2v.cli import main as cli
 
-    task = suite_folder(quick=True) / "wordsim353-sts"
+    task = suite_folder("l2v-mini-quick") / "wordsim353-sts"
     cli(["eval", "--model", str(FOLDER), "--causal", "--task", str(task), "--json", str(tmp_path / "r.json")])
     record = json.loads((tmp_path / "r.json").read_text())
     assert record["causal"] is True and record["pooling"] == "mean" and "torch" in record["versions"]

@@ -7,7 +7,7 @@ import pytest
 
 import l2v
 from l2v import fetch
-from test_gguf import write_synthetic_gguf
+from conftest import write_synthetic_gguf
 
 
 @pytest.fixture

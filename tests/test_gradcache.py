@@ -17,11 +17,10 @@ import l2v
 from l2v import distributed
 from l2v.gradcache import embed_in_chunks
 from l2v.lora import apply_lora, lora_parameters
-from l2v.simcse import contrastive_loss, two_views
+from l2v.contrastive import contrastive_loss
+from l2v.simcse import two_views
 from l2v.supervised import Triple, embed_triples
-from conftest import TINY_CORPUS
-from test_distributed import free_port
-from test_simcse import sentence_file, simcse  # noqa: F401  (a fixture and a helper)
+from conftest import TINY_CORPUS, free_port, simcse_run
 
 SENTENCES = list(dict.fromkeys(TINY_CORPUS))  # 7 distinct sentences of different lengths
 TRIPLES = [Triple(f"where did cat {i} sit?", f"The cat {i} sat on the mat.", f"A dog {i} ran in the park.",
@@ -140,19 +139,19 @@ def test_bf16_autocast(tiny_encoder_folder):
 
 def test_chunked_simcse_resumes_exactly(tiny_encoder_folder, sentence_file, tmp_path, monkeypatch):
     kw = dict(steps=6, chunk_size=1)
-    straight = [r["loss"] for r in simcse(tiny_encoder_folder, sentence_file, tmp_path / "a", **kw) if "loss" in r]
+    straight = [r["loss"] for r in simcse_run(tiny_encoder_folder, sentence_file, tmp_path / "a", **kw) if "loss" in r]
     import l2v.train as tr
 
     real_save = tr._save_checkpoint
     monkeypatch.setattr(tr, "_save_checkpoint", lambda *a, **k: real_save(*a, **k) if a[4] <= 3 else None)
-    simcse(tiny_encoder_folder, sentence_file, tmp_path / "c", save_every=3, **kw)
+    simcse_run(tiny_encoder_folder, sentence_file, tmp_path / "c", save_every=3, **kw)
     monkeypatch.undo()
-    resumed = [r["loss"] for r in simcse(tiny_encoder_folder, sentence_file, tmp_path / "c", save_every=3,
+    resumed = [r["loss"] for r in simcse_run(tiny_encoder_folder, sentence_file, tmp_path / "c", save_every=3,
                                          resume=True, **kw) if "loss" in r]
     assert_close(torch.tensor(resumed), torch.tensor(straight), atol=1e-6, rtol=0)
     # and the chunks are not a different objective: with batch 4 a chunk of 4 is the plain run
-    plain = [r["loss"] for r in simcse(tiny_encoder_folder, sentence_file, tmp_path / "p", steps=2) if "loss" in r]
-    whole = [r["loss"] for r in simcse(tiny_encoder_folder, sentence_file, tmp_path / "w", steps=2, chunk_size=4)
+    plain = [r["loss"] for r in simcse_run(tiny_encoder_folder, sentence_file, tmp_path / "p", steps=2) if "loss" in r]
+    whole = [r["loss"] for r in simcse_run(tiny_encoder_folder, sentence_file, tmp_path / "w", steps=2, chunk_size=4)
              if "loss" in r]
     assert plain == whole
 
@@ -187,7 +186,8 @@ PEAK_SCRIPT = textwrap.dedent("""
     from l2v.config import ModelConfig
     from l2v.lora import apply_lora
     from l2v.model import Transformer
-    from l2v.simcse import contrastive_loss, two_views
+    from l2v.contrastive import contrastive_loss
+    from l2v.simcse import two_views
     from l2v.tokenizer import Batch
     import l2v
 
@@ -229,9 +229,9 @@ def test_peak_memory_grows_with_the_chunk_not_the_batch():
 def test_plan_counts_one_chunk_of_activations(capsys):
     from l2v.cli import main as cli
     from l2v.config import ModelConfig
-    from l2v.plan import PRESETS, plan
+    from l2v.plan import MODEL_SHAPES, plan
 
-    c = ModelConfig(**PRESETS["mistral-7b"])
+    c = ModelConfig(**MODEL_SHAPES["mistral-7b"])
     whole = plan(c, stage="supervised", batch_size=64, max_length=512)
     chunked = plan(c, stage="supervised", batch_size=512, max_length=512, chunk_size=64)
     cache = 512 * 3 * c.hidden_size * 4 * 2  # the batch's embeddings and their gradient, fp32

@@ -9,8 +9,8 @@ from safetensors.torch import load_file, save_file
 from torch.testing import assert_close
 
 import l2v
-from l2v.lora import (LoRALinear, apply_lora, dropout_keep_mask, load_adapter, lora_modules, lora_parameters,
-                      merge_lora, save_adapter, trainable_summary)
+from l2v.lora import (FastLoRALinear, LoRALinear, adapter_state, apply_lora, dropout_keep_mask, load_adapter,
+                      lora_modules, lora_parameters, merge_lora, save_adapter, trainable_summary)
 from conftest import FAMILIES, padded_batch
 
 peft = pytest.importorskip("peft")
@@ -45,35 +45,92 @@ def test_layer_definition(bias):
     assert_close(lora.weight, before, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_memory_saving_branch_equals_the_plain_expression(dtype):
-    """Training mode with dropout uses _LoRABranch; with the same mask it must give the same values
-    and gradients as dropout → A → B written with ordinary autograd."""
+class KeepMaskDropout(torch.nn.Module):
+    """Dropout with the fast path's mask (`dropout_keep_mask`): the plain LoRALinear, given this as
+    its `dropout`, drops exactly what FastLoRALinear drops from the same RNG state."""
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        keep, p = dropout_keep_mask(x, self.p)
+        return torch.where(keep, x, 0.0) / (1 - p)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16-weights", "bf16-autocast"])
+def test_fast_path_equals_the_plain_one(precision):
+    """Training mode with dropout: FastLoRALinear (its `_LoRABranch`) and LoRALinear's plain lines,
+    given the same mask, give the same output and the same gradients for x, A and B."""
     torch.manual_seed(0)
+    dtype = torch.bfloat16 if precision == "bf16-weights" else torch.float32
     base = torch.nn.Linear(12, 10, bias=False).to(dtype)
-    lora = LoRALinear(base, r=4, alpha=8, dropout=0.3).train()
-    torch.nn.init.normal_(lora.lora_B.weight)
+    plain = LoRALinear(base, r=4, alpha=8, dropout=0.3).train()
+    torch.nn.init.normal_(plain.lora_B.weight)
+    fast = FastLoRALinear(base, r=4, alpha=8, dropout=0.3).train()
+    fast.load_state_dict(plain.state_dict())
     x1 = torch.randn(2, 5, 12, dtype=dtype, requires_grad=True)
     x2 = x1.detach().clone().requires_grad_(True)
-    torch.manual_seed(1)
-    y1 = lora(x1)
-    torch.manual_seed(1)  # the same mask, drawn as inside the branch
-    keep, p = dropout_keep_mask(x2, 0.3)
-    assert abs(p - 0.3) < 1e-4
-    dropped = x2.float() * keep / (1 - p)
-    y2 = F_linear(x2, base.weight) + (dropped @ lora.lora_A.weight.T @ lora.lora_B.weight.T * 2.0).to(dtype)
-    tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=2e-2, rtol=2e-2)
+    with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16-autocast"):
+        torch.manual_seed(1)
+        y1 = fast(x1)
+        torch.manual_seed(1)  # the same mask, drawn as inside the branch
+        plain.dropout = KeepMaskDropout(0.3)
+        y2 = plain(x2)
+    tol = dict(atol=1e-5, rtol=1e-5) if precision == "fp32" else dict(atol=2e-2, rtol=2e-2)
+    assert y1.dtype == y2.dtype
     assert_close(y1, y2, **tol)
     g = torch.randn_like(y1)
-    grads1 = torch.autograd.grad(y1, [x1, lora.lora_A.weight, lora.lora_B.weight], g)
-    grads2 = torch.autograd.grad(y2, [x2, lora.lora_A.weight, lora.lora_B.weight], g)
+    grads1 = torch.autograd.grad(y1, [x1, fast.lora_A.weight, fast.lora_B.weight], g)
+    grads2 = torch.autograd.grad(y2, [x2, plain.lora_A.weight, plain.lora_B.weight], g)
     for a, b in zip(grads1, grads2):
+        assert a.dtype == b.dtype
         assert_close(a, b, **tol)
-    assert not torch.equal(lora(x1), lora(x1))  # two calls, two masks
+    assert not torch.equal(fast(x1), fast(x1))  # two calls, two masks
 
 
-def F_linear(x, w):
-    return torch.nn.functional.linear(x, w)
+@pytest.mark.parametrize("fast", [False, True], ids=["plain", "fast"])
+def test_training_forward_draws_the_same_masks_without_autograd(fast):
+    """GradCache (gradcache.py) replays a training-mode forward with autograd from the RNG state of
+    one without: both paths must draw the same dropout masks either way."""
+    layer = (FastLoRALinear if fast else LoRALinear)(torch.nn.Linear(12, 10), r=4, alpha=8, dropout=0.3).train()
+    torch.nn.init.normal_(layer.lora_B.weight)
+    x = torch.randn(2, 5, 12)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        y1 = layer(x)
+    torch.manual_seed(1)
+    y2 = layer(x.requires_grad_())
+    assert y2.requires_grad and torch.equal(y1, y2)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_fast_and_plain_lora_train_alike(tiny_folder, dropout):
+    """apply_lora(fast=True) against the plain layers over a few AdamW steps: identical without
+    dropout (the fast path is then the plain one); with it, equal given the same masks."""
+    folder = tiny_folder("llama-gqa")[0]
+    ids = torch.randint(3, 100, (2, 9))
+    states = {}
+    for fast in (False, True):
+        torch.manual_seed(0)  # the same A
+        model = apply_lora(l2v.load_model(folder), r=4, alpha=8, dropout=dropout, fast=fast).train()
+        assert {type(m) for m in lora_modules(model).values()} == {FastLoRALinear if fast else LoRALinear}
+        if not fast and dropout:
+            for m in lora_modules(model).values():
+                m.dropout = KeepMaskDropout(dropout)
+        opt = torch.optim.AdamW(lora_parameters(model), lr=1e-2)
+        torch.manual_seed(1)  # the same masks
+        for _ in range(3):
+            loss = model.lm_head(model(ids)).logsumexp(-1).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        states[fast] = adapter_state(model)
+    for k in states[False]:
+        if dropout:
+            assert_close(states[True][k], states[False][k], atol=1e-5, rtol=1e-4)
+        else:
+            assert torch.equal(states[True][k], states[False][k]), k
 
 
 @pytest.mark.parametrize("name", ["llama-gqa", "qwen2"])
@@ -206,10 +263,11 @@ def test_dropout_keep_mask_statistics():
     assert not torch.equal(dropout_keep_mask(x, 0.3)[0], dropout_keep_mask(x, 0.3)[0])
 
 
-def test_training_step_under_bf16_autocast(tiny_folder):
+@pytest.mark.parametrize("fast", [False, True], ids=["plain", "fast"])
+def test_training_step_under_bf16_autocast(tiny_folder, fast):
     """train() autocasts on CUDA (and on CPU when asked): the dropout branch must follow autocast's
     dtype in both passes and hand fp32 gradients to the fp32 A and B."""
-    model = apply_lora(l2v.load_model(tiny_folder("llama-gqa")[0]), r=4, alpha=8, dropout=0.1).train()
+    model = apply_lora(l2v.load_model(tiny_folder("llama-gqa")[0]), r=4, alpha=8, dropout=0.1, fast=fast).train()
     for name, p in model.named_parameters():
         if ".lora_B." in name:
             torch.nn.init.normal_(p, std=0.1)  # B ≠ 0: A's gradients are not zero

@@ -10,22 +10,13 @@ from torch.testing import assert_close
 import l2v
 from l2v.fetch import wiki_path
 from l2v.lora import apply_lora
-from l2v.mntp import (FAMILY_MASKING, IGNORE, MNTPData, mask_tokens, mntp_loss, pack_blocks,
-                      read_texts, run_mntp)
-from l2v.train import NonFiniteLossError, TrainConfig, train
-from conftest import FAMILIES, TINY_CORPUS
+from l2v.data import read_texts
+from l2v.mntp import FAMILY_MASKING, IGNORE, MNTPData, mask_tokens, mntp_loss, pack_blocks, run_mntp
+from l2v.settings import TrainSettings
+from l2v.train import NonFiniteLossError, train
+from conftest import FAMILIES, TINY_CORPUS, losses, mntp_run
 
 transformers = pytest.importorskip("transformers")
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tiny_encoder_folder):
-    return l2v.Tokenizer(tiny_encoder_folder)
-
-
-@pytest.fixture(scope="module")
-def blocks(tokenizer):
-    return pack_blocks(tokenizer, TINY_CORPUS, 16)
 
 
 @pytest.mark.parametrize("name", FAMILIES)
@@ -97,44 +88,19 @@ def test_bad_data_files(tmp_path):
         read_texts(tmp_path / "missing.txt")
 
 
-def make_run(folder, tokenizer, blocks, out, steps=6, save_every=3, loss_hook=None, resume=False):
-    """A small MNTP run through the shared loop; loss_hook(step) may interfere."""
-    model = l2v.load_model(folder, causal=False)
-    torch.manual_seed(0)
-    apply_lora(model, r=4, alpha=8, dropout=0.1)  # dropout on: the RNG state must be restored too
-    data = MNTPData(blocks, tokenizer, FAMILY_MASKING["llama"], batch_size=4, grad_accum=2, seed=0, eval_blocks=4)
-    calls = {"n": 0}
-
-    def loss_fn(model, batch):
-        step = calls["n"] // 2
-        calls["n"] += 1
-        loss, acc = mntp_loss(model, *batch)
-        if loss_hook:
-            loss = loss_hook(step, loss)
-        return loss, {"accuracy": acc.item(), "tokens": batch[0].numel()}
-
-    cfg = TrainConfig(steps=steps, batch_size=4, grad_accum=2, lr=1e-2, warmup_steps=2, save_every=save_every, seed=0)
-    return train(model, loss_fn=loss_fn, batch_fn=data.batch, cfg=cfg, out_dir=out, eval_fn=data.evaluate,
-                 resume=resume)
-
-
-def losses(records):
-    return [r["loss"] for r in records if "loss" in r]
-
-
 def test_resume_is_exact(tiny_encoder_folder, tokenizer, blocks, tmp_path):
-    straight = losses(make_run(tiny_encoder_folder, tokenizer, blocks, tmp_path / "a"))
+    straight = losses(mntp_run(tiny_encoder_folder, tokenizer, blocks, tmp_path / "a"))
 
-    def interrupt_at_4(step, loss):
+    def interrupt_at_4(step, loss, model):
         if step == 3:
             raise KeyboardInterrupt  # Ctrl-C during step 4: steps 1-3 are checkpointed
         return loss
 
     with pytest.raises(KeyboardInterrupt):
-        make_run(tiny_encoder_folder, tokenizer, blocks, tmp_path / "b", save_every=100, loss_hook=interrupt_at_4)
+        mntp_run(tiny_encoder_folder, tokenizer, blocks, tmp_path / "b", save_every=100, loss_hook=interrupt_at_4)
     state = torch.load(tmp_path / "b" / "checkpoint" / "trainer_state.pt", weights_only=True)
     assert state["step"] == 3
-    resumed = losses(make_run(tiny_encoder_folder, tokenizer, blocks, tmp_path / "b", resume=True))
+    resumed = losses(mntp_run(tiny_encoder_folder, tokenizer, blocks, tmp_path / "b", resume=True))
     assert len(straight) == len(resumed) == 6
     assert_close(torch.tensor(resumed), torch.tensor(straight), atol=1e-6, rtol=0)
     logged = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
@@ -144,11 +110,11 @@ def test_resume_is_exact(tiny_encoder_folder, tokenizer, blocks, tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_encoder_folder, tokenizer, blocks, tmp_path):
-    def nan_at_5(step, loss):
+    def nan_at_5(step, loss, model):
         return loss * float("nan") if step == 4 else loss
 
     with pytest.raises(NonFiniteLossError, match="loss is nan at step 5"):
-        make_run(tiny_encoder_folder, tokenizer, blocks, tmp_path, save_every=2, loss_hook=nan_at_5)
+        mntp_run(tiny_encoder_folder, tokenizer, blocks, tmp_path, save_every=2, loss_hook=nan_at_5)
     state = torch.load(tmp_path / "checkpoint" / "trainer_state.pt", weights_only=True)
     assert state["step"] == 4
 

@@ -6,7 +6,7 @@ import torch
 from l2v.config import ModelConfig
 from l2v.lora import apply_lora, lora_parameters
 from l2v.model import Transformer
-from l2v.plan import PRESETS, count_lora_parameters, count_parameters, format_plan, plan
+from l2v.plan import MODEL_SHAPES, count_lora_parameters, count_parameters, format_plan, plan
 
 
 def saved_activation_bytes(model, ids, *inputs) -> int:
@@ -37,7 +37,7 @@ def test_activation_estimate_matches_measured(case):
     h, f, H, KV, L, B, T, drop, attn_drop = case
     cfg = ModelConfig(vocab_size=300, hidden_size=h, intermediate_size=f, num_hidden_layers=L, num_attention_heads=H,
                       num_key_value_heads=KV, attention_dropout=attn_drop)
-    model = apply_lora(Transformer(cfg, causal=False), r=16, dropout=drop).train()
+    model = apply_lora(Transformer(cfg, causal=False), r=16, dropout=drop, fast=True).train()  # training's path
     measured = saved_activation_bytes(model, torch.randint(0, 300, (B, T)))
     est = plan(cfg, stage="mntp", batch_size=B, max_length=T, dtype="float32", lora_dropout=drop,
                attention_dropout=attn_drop, device="cpu")
@@ -47,7 +47,7 @@ def test_activation_estimate_matches_measured(case):
 def test_checkpointing_keeps_block_inputs():
     cfg = ModelConfig(vocab_size=300, hidden_size=128, intermediate_size=384, num_hidden_layers=4,
                       num_attention_heads=4, num_key_value_heads=2)
-    model = apply_lora(Transformer(cfg, causal=False), r=16).train()
+    model = apply_lora(Transformer(cfg, causal=False), r=16, fast=True).train()
     model.gradient_checkpointing = True
     B, T = 4, 64
     measured = saved_activation_bytes(model, torch.randint(0, 300, (B, T)))
@@ -59,7 +59,7 @@ def test_checkpointing_keeps_block_inputs():
 
 def test_parameter_counts_match_the_model():
     for name in ("smollm2-135m", "qwen2.5-0.5b", "qwen3-0.6b", "gemma-2-2b"):
-        cfg = ModelConfig(**PRESETS[name])
+        cfg = ModelConfig(**MODEL_SHAPES[name])
         with torch.device("meta"):
             model = Transformer(cfg)
         assert count_parameters(cfg) == sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
@@ -68,7 +68,7 @@ def test_parameter_counts_match_the_model():
 
 
 def test_7b_presets_and_report():
-    cfg = ModelConfig(**PRESETS["mistral-7b"])
+    cfg = ModelConfig(**MODEL_SHAPES["mistral-7b"])
     p = plan(cfg, stage="mntp", batch_size=32, max_length=512)
     assert 13.0e9 < p.weights < 15.0e9  # 7.2B parameters in bf16
     assert p.total(checkpointing=True) < 40e9 < p.total(checkpointing=False)
@@ -82,7 +82,7 @@ def test_7b_presets_and_report():
 @pytest.mark.parametrize("name, billions", [("qwen2.5-0.5b", 0.494), ("qwen2.5-7b", 7.62), ("qwen3-0.6b", 0.596),
                                             ("gemma-2-2b", 2.614), ("gemma-2-9b", 9.242)])
 def test_family_presets_have_the_published_sizes(name, billions):
-    assert count_parameters(ModelConfig(**PRESETS[name])) / 1e9 == pytest.approx(billions, rel=0.005)
+    assert count_parameters(ModelConfig(**MODEL_SHAPES[name])) / 1e9 == pytest.approx(billions, rel=0.005)
 
 
 def test_soft_capped_attention_estimate_matches_measured():

@@ -217,7 +217,7 @@ def test_text_files_are_read_one_text_per_newline(tmp_path):
     f.write_bytes(b"fine\nalso fine\nbad \xff byte\n")
     with pytest.raises(L2VError, match=r"t.txt, line 3: not valid UTF-8"):
         read_lines(f)
-    from l2v.mntp import read_texts
+    from l2v.data import read_texts
 
     with pytest.raises(L2VError, match="line 3: not valid UTF-8"):
         read_texts(f)

@@ -17,7 +17,7 @@ from l2v.config import ModelConfig
 from l2v.lora import apply_lora, dropout_keep_mask, lora_parameters
 from l2v.mntp import IGNORE, mntp_loss
 from l2v.model import Transformer
-from l2v.plan import PRESETS, plan
+from l2v.plan import MODEL_SHAPES, plan
 from l2v.precision import UpcastLinear, native_bf16
 from conftest import padded_batch
 
@@ -62,19 +62,18 @@ def test_lora_parameters_follow_the_base_weights():
 
 
 def test_resume_maps_the_checkpoint_to_the_models_device(tiny_encoder_folder, tmp_path, monkeypatch):
-    from test_mntp import make_run  # the MNTP resume harness
     from l2v.mntp import pack_blocks
-    from conftest import TINY_CORPUS
+    from conftest import TINY_CORPUS, mntp_run  # the MNTP resume harness
 
     tk = l2v.Tokenizer(tiny_encoder_folder)
     blocks = pack_blocks(tk, TINY_CORPUS, 16)
-    def stop_at_2(step, loss):  # interrupted after step 2 of 3: a checkpoint to resume from
+    def stop_at_2(step, loss, model):  # interrupted after step 2 of 3: a checkpoint to resume from
         if step == 2:
             raise KeyboardInterrupt
         return loss
 
     with pytest.raises(KeyboardInterrupt):
-        make_run(tiny_encoder_folder, tk, blocks, tmp_path, steps=3, save_every=1, loss_hook=stop_at_2)
+        mntp_run(tiny_encoder_folder, tk, blocks, tmp_path, steps=3, save_every=1, loss_hook=stop_at_2)
     calls, real = [], torch.load
 
     def recording(*args, **kwargs):
@@ -82,7 +81,7 @@ def test_resume_maps_the_checkpoint_to_the_models_device(tiny_encoder_folder, tm
         return real(*args, **kwargs)
 
     monkeypatch.setattr(torch, "load", recording)
-    make_run(tiny_encoder_folder, tk, blocks, tmp_path, steps=3, save_every=1, resume=True)
+    mntp_run(tiny_encoder_folder, tk, blocks, tmp_path, steps=3, save_every=1, resume=True)
     assert calls == [torch.device("cpu")]
 
 
@@ -139,10 +138,10 @@ def test_mntp_packed_blocks_pass_no_mask(tiny_folder, sdpa_calls):
 def test_plan_uses_the_familys_masking_rate():
     tokens = 32 * 512
     for name, rate in (("mistral-7b", 0.8), ("llama-2-7b", 0.2)):
-        cfg = ModelConfig(**PRESETS[name])
+        cfg = ModelConfig(**MODEL_SHAPES[name])
         p = plan(cfg, stage="mntp", batch_size=32, max_length=512)
         assert p.lm_head == int(rate * tokens) * cfg.vocab_size * 4 * 2
-    cfg = ModelConfig(**PRESETS["mistral-7b"])
+    cfg = ModelConfig(**MODEL_SHAPES["mistral-7b"])
     assert plan(cfg, stage="mntp", batch_size=32, max_length=512, mask_prob=0.2).lm_head * 4 == pytest.approx(
         plan(cfg, stage="mntp", batch_size=32, max_length=512).lm_head, rel=1e-3)
 
@@ -154,13 +153,14 @@ def test_fp16_weights_under_bf16_autocast_warn(tiny_encoder_folder, tmp_path):
     model = l2v.load_model(tiny_encoder_folder, dtype=torch.float16)
     with pytest.warns(UserWarning, match="fp16 weights under bf16 autocast"):
         l2v.Encoder(model, l2v.Tokenizer(tiny_encoder_folder), autocast=True)
-    from l2v.train import TrainConfig, train
+    from l2v.settings import TrainSettings
+    from l2v.train import train
 
     apply_lora(model, r=4)
     ids = torch.randint(3, 300, (2, 8))
     with pytest.warns(UserWarning, match="fp16 weights under bf16 autocast"):
         train(model, loss_fn=lambda m, b: (m(b).float().pow(2).mean(), {}), batch_fn=lambda s, m: ids,
-              cfg=TrainConfig(steps=1, batch_size=2, save_every=0, autocast_bf16=True), out_dir=tmp_path)
+              settings=TrainSettings(steps=1, batch_size=2, save_every=0, autocast=True), out_dir=tmp_path)
 
 
 def test_bf16_weights_under_bf16_autocast_do_not_warn(tiny_encoder_folder, recwarn):
@@ -237,20 +237,34 @@ def fp32_with_bf16_rounded_weights(folder):
     return model.float()  # the same numbers as the bf16 weights, computed in fp32 by plain nn.Linear
 
 
-@pytest.mark.parametrize("name", ["llama-gqa", "llama-tied"])
+@pytest.mark.parametrize("name", ["llama-gqa", "llama-tied", "gemma2-window"])  # Gemma-2: soft-capped logits
 def test_bf16_without_native_bf16_computes_in_fp32(tiny_folder, monkeypatch, capsys, name):
     folder = tiny_folder(name)[0]
     reference = fp32_with_bf16_rounded_weights(folder)
     monkeypatch.setenv("L2V_NATIVE_BF16", "0")
     model = l2v.load_model(folder, dtype=torch.bfloat16)
     assert "no native bf16" in capsys.readouterr().out
-    assert model.lm_head.weight.dtype == torch.bfloat16 and isinstance(model.lm_head, UpcastLinear)
+    assert model.lm_head.weight.dtype == torch.bfloat16 and model.lm_head.upcast
     ids, mask = padded_batch([9, 6, 3], T=9)
     with torch.no_grad():
         hidden = model(ids, mask, causal=False)
         assert hidden.dtype == torch.float32
         assert_close(hidden, reference(ids, mask, causal=False), atol=1e-5, rtol=0)
+        # Gemma-2: the reference soft-caps its logits (here by ~0.08 at most), so the upcast head must too
         assert_close(model.lm_head(hidden), reference.lm_head(hidden), atol=1e-5, rtol=0)
+
+
+def test_upcast_compute_keeps_parameter_names_and_objects():
+    cfg = ModelConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+                      num_key_value_heads=2, tie_word_embeddings=True, final_logit_softcapping=30.0)
+    model = Transformer(cfg).bfloat16()
+    before = dict(model.named_parameters())
+    precision.upcast_compute(model)
+    after = dict(model.named_parameters())
+    assert after.keys() == before.keys() and all(after[k] is before[k] for k in before)
+    assert model.lm_head.weight is model.model.embed_tokens.weight  # still tied
+    assert isinstance(model.model.layers[0].mlp.down_proj, UpcastLinear) and model.lm_head.upcast
+    assert model.lm_head.softcap == 30.0
 
 
 def test_bf16_without_native_bf16_trains_like_fp32(tiny_folder, monkeypatch):
@@ -296,7 +310,8 @@ def test_merged_adapters_keep_the_fp32_compute(tiny_encoder_folder, tmp_path, mo
 
 
 def test_plan_counts_fp32_activations_without_native_bf16(monkeypatch):
-    cfg = ModelConfig(**PRESETS["mistral-7b"])
+    cfg = ModelConfig(**MODEL_SHAPES["mistral-7b"])
+    monkeypatch.setenv("L2V_NATIVE_BF16", "1")  # native, whatever this CPU or the environment says
     native = plan(cfg, stage="mntp", batch_size=2, max_length=128, device="cpu")
     monkeypatch.setenv("L2V_NATIVE_BF16", "0")
     emulated = plan(cfg, stage="mntp", batch_size=2, max_length=128, device="cpu")

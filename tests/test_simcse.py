@@ -10,9 +10,11 @@ from torch.testing import assert_close
 import l2v
 from l2v.cli import main as cli
 from l2v.lora import apply_lora, save_adapter
-from l2v.simcse import alignment_uniformity, contrastive_loss, read_sentences, run_simcse, split_sentences, two_views
+from l2v.contrastive import contrastive_loss
+from l2v.data import read_sentences, split_sentences
+from l2v.simcse import alignment_uniformity, run_simcse, two_views
 from l2v.supervised import DatasetBatches, read_triples, run_supervised
-from conftest import TINY_CORPUS
+from conftest import TINY_CORPUS, simcse_run
 
 
 def test_loss_equals_an_independent_computation():
@@ -58,20 +60,8 @@ def test_sentences(tmp_path):
         read_sentences(tmp_path / "one.txt")
 
 
-@pytest.fixture
-def sentence_file(tmp_path):
-    path = tmp_path / "sentences.txt"
-    path.write_text("\n".join(dict.fromkeys(TINY_CORPUS)) + "\n")
-    return path
-
-
-def simcse(folder, data, out, **kw):
-    kw = dict(steps=4, batch_size=4, max_length=16, lr=1e-3, save_every=2, seed=0) | kw
-    return run_simcse(folder, kw.pop("adapter", None), data, out, **kw)
-
-
 def test_only_lora_trains_and_base_is_bit_identical(tiny_encoder_folder, sentence_file, tmp_path):
-    run = simcse(tiny_encoder_folder, sentence_file, tmp_path / "out")
+    run = simcse_run(tiny_encoder_folder, sentence_file, tmp_path / "out")
     assert [r["step"] for r in run if "loss" in r] == [1, 2, 3, 4]
     assert {"alignment", "uniformity", "accuracy"} <= set(run[-1]["eval"])
     # The adapter changes the encoder; merging it back leaves base weights untouched otherwise.
@@ -98,32 +88,32 @@ def test_training_touches_only_lora(encoder):
 
 
 def test_simcse_resume_is_exact(tiny_encoder_folder, sentence_file, tmp_path, monkeypatch):
-    straight = [r["loss"] for r in simcse(tiny_encoder_folder, sentence_file, tmp_path / "a", steps=6)
+    straight = [r["loss"] for r in simcse_run(tiny_encoder_folder, sentence_file, tmp_path / "a", steps=6)
                 if "loss" in r]
     # Pretend the run died after step 3: keep the step-3 checkpoint, drop the rest of the log.
     import l2v.train as tr
 
     real_save = tr._save_checkpoint
     monkeypatch.setattr(tr, "_save_checkpoint", lambda *a, **k: real_save(*a, **k) if a[4] <= 3 else None)
-    simcse(tiny_encoder_folder, sentence_file, tmp_path / "c", steps=6, save_every=3)
+    simcse_run(tiny_encoder_folder, sentence_file, tmp_path / "c", steps=6, save_every=3)
     monkeypatch.undo()
-    resumed = [r["loss"] for r in simcse(tiny_encoder_folder, sentence_file, tmp_path / "c", steps=6,
+    resumed = [r["loss"] for r in simcse_run(tiny_encoder_folder, sentence_file, tmp_path / "c", steps=6,
                                          save_every=3, resume=True) if "loss" in r]
     assert_close(torch.tensor(resumed), torch.tensor(straight), atol=1e-6, rtol=0)
 
 
 def test_simcse_bad_input(tiny_encoder_folder, sentence_file, tmp_path):
     with pytest.raises(ValueError, match="--batch-size must be at least 2"):
-        simcse(tiny_encoder_folder, sentence_file, tmp_path / "o", batch_size=1)
+        simcse_run(tiny_encoder_folder, sentence_file, tmp_path / "o", batch_size=1)
     with pytest.raises(FileNotFoundError, match="MNTP adapter folder not found"):
-        simcse(tiny_encoder_folder, sentence_file, tmp_path / "o", adapter=tmp_path / "no-mntp")
+        simcse_run(tiny_encoder_folder, sentence_file, tmp_path / "o", adapter=tmp_path / "no-mntp")
 
 
 def test_simcse_starts_from_the_mntp_adapter(tiny_encoder_folder, sentence_file, tmp_path):
     mntp = apply_lora(l2v.load_model(tiny_encoder_folder), r=4, alpha=8)
     torch.nn.init.normal_(mntp.model.layers[0].self_attn.q_proj.lora_B.weight)
     save_adapter(mntp, tmp_path / "mntp")
-    simcse(tiny_encoder_folder, sentence_file, tmp_path / "simcse", adapter=tmp_path / "mntp", steps=2)
+    simcse_run(tiny_encoder_folder, sentence_file, tmp_path / "simcse", adapter=tmp_path / "mntp", steps=2)
     both = l2v.Encoder.from_pretrained(tiny_encoder_folder, adapters=[tmp_path / "mntp", tmp_path / "simcse"])
     only = l2v.Encoder.from_pretrained(tiny_encoder_folder, adapters=[tmp_path / "simcse"])
     assert not np.allclose(both.encode("The cat sat."), only.encode("The cat sat."), atol=1e-4)

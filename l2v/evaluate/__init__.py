@@ -1,9 +1,12 @@
-"""A tiny MTEB-like evaluator: task folders, MTEB's protocols and metrics, the `l2v-mini` suite.
+"""A tiny MTEB-like evaluator: task folders, MTEB's protocols and metrics, the built-in suites.
 
     from l2v import Encoder
     from l2v.evaluate import build_suite, evaluate, format_table
-    results = evaluate(Encoder.from_pretrained("weights/smollm2-135m-instruct"), build_suite())
+    results = evaluate(Encoder.from_pretrained("weights/smollm2-135m-instruct"), build_suite("l2v-mini"))
     print(format_table(results))
+
+tasks.py: task folders and how each type is scored; suites.py: the built-in suites by name (SUITES),
+built by mini.py and dev.py from the data in sources.py.
 """
 
 from __future__ import annotations
@@ -16,13 +19,12 @@ from tqdm.auto import tqdm
 
 from ..checks import NonFiniteError
 from ..tokenizer import DEFAULT_MAX_LENGTH
-from .dev_suite import build_dev_suite, dev_suite_folder
-from .suite import build_suite, suite_folder
+from .suites import SUITES, build_suite, suite_folder
 from .tasks import MAIN_SCORES, Task, TaskError
 
-__all__ = ["build_dev_suite", "dev_suite_folder", "MAIN_SCORES", "Task", "TaskError", "build_suite", "suite_folder", "evaluate", "evaluate_model",
-           "format_table", "type_averages", "comparison_table", "evaluate_poolings",
-           "evaluate_model_poolings", "DEFAULT_MAX_LENGTH", "compare"]
+__all__ = ["SUITES", "build_suite", "suite_folder", "MAIN_SCORES", "Task", "TaskError", "evaluate", "evaluate_model",
+           "evaluate_model_poolings", "evaluate_poolings", "format_table", "type_averages", "comparison_table",
+           "SHORT_NAMES", "compare"]
 
 
 def evaluate(encoder, tasks: Sequence, batch_size: int = 32, show_progress: bool = True) -> list[dict]:
@@ -124,14 +126,14 @@ def compare(a: list[dict], b: list[dict], level: float = 0.95) -> dict[str, dict
 
 
 def evaluate_model(model_dir, *, adapters=(), causal: bool = False, pooling: str = "mean", tasks=None,
-                   quick: bool = False, max_length: int = DEFAULT_MAX_LENGTH, batch_size: int = 32, dtype=None,
-                   device=None, autocast: bool = False, show_progress: bool = True, suite: str | None = None) -> dict:
-    """Load an encoder, score it on task folders (default: the l2v-mini suite; `suite="l2v-dev"`:
-    the development suite) → a JSON-ready record with the settings, the versions, the time taken,
-    per-task scores and per-type averages."""
-    return _evaluate_records(model_dir, [pooling], adapters=adapters, causal=causal, tasks=tasks, quick=quick,
+                   suite: str = "l2v-mini", max_length: int = DEFAULT_MAX_LENGTH, batch_size: int = 32, dtype=None,
+                   device=None, autocast: bool = False, show_progress: bool = True) -> dict:
+    """Load an encoder, score it on task folders (`tasks`), else on a built-in suite (`suite`: a name
+    in SUITES) → a JSON-ready record with the settings, the versions, the time taken, per-task scores
+    and per-type averages."""
+    return _evaluate_records(model_dir, [pooling], adapters=adapters, causal=causal, tasks=tasks, suite=suite,
                              max_length=max_length, batch_size=batch_size, dtype=dtype, device=device,
-                             autocast=autocast, show_progress=show_progress, suite=suite)[pooling]
+                             autocast=autocast, show_progress=show_progress)[pooling]
 
 
 def evaluate_model_poolings(model_dir, poolings: Sequence[str], **kwargs) -> dict[str, dict]:
@@ -140,9 +142,9 @@ def evaluate_model_poolings(model_dir, poolings: Sequence[str], **kwargs) -> dic
     return _evaluate_records(model_dir, list(poolings), causal=True, **kwargs)
 
 
-def _evaluate_records(model_dir, poolings, *, adapters=(), causal=False, tasks=None, quick=False,
+def _evaluate_records(model_dir, poolings, *, adapters=(), causal=False, tasks=None, suite="l2v-mini",
                       max_length=DEFAULT_MAX_LENGTH, batch_size=32, dtype=None, device=None, autocast=False,
-                      show_progress=True, suite=None) -> dict[str, dict]:
+                      show_progress=True) -> dict[str, dict]:
     import platform
     import warnings
 
@@ -151,11 +153,8 @@ def _evaluate_records(model_dir, poolings, *, adapters=(), causal=False, tasks=N
     from .. import __version__
     from ..encoder import Encoder
 
-    if tasks:
-        folders = list(tasks)
-    else:
-        suite = suite or ("l2v-mini-quick" if quick else "l2v-mini")
-        folders = build_suite(quick=quick, name=suite)
+    folders = list(tasks) if tasks else build_suite(suite)
+    suite = None if tasks else suite  # the record names a suite only when it was scored on one
     shared = len(poolings) > 1
     encoder = Encoder.from_pretrained(model_dir, adapters=adapters, causal=causal, pooling=poolings[0],
                                       max_length=max_length, dtype=dtype, device=device, autocast=autocast)

@@ -1,33 +1,37 @@
-"""The recipe search behind the README's experiment record: train a configuration, score it on the
-l2v-dev suite, compare it with Uni + mean with paired bootstrap intervals. Every run is logged.
+"""The recipe search behind the experiment record (docs/results.md): train a configuration, score it
+on the l2v-dev suite, compare it with Uni + mean with paired bootstrap intervals. Every run is logged.
 
-    python tests/recipe.py baselines                     # Uni + mean/last/EOS (one pass), Bi + mean (untrained)
-    python tests/recipe.py run NAME [--mntp k=v ...] [--simcse k=v ...] [--seed S] [--each-stage]
-    python tests/recipe.py table                         # every logged run against Uni + mean, per task type
-    python tests/recipe.py budgets                       # l2v demo's budgets: seed spread, each finding per type
-    python tests/recipe.py plot [--png PATH]             # score gap against training tokens, per type (PNG)
+    python scripts/recipe.py baselines                   # Uni + mean/last/EOS (one pass), Bi + mean (untrained)
+    python scripts/recipe.py run NAME [--mntp k=v ...] [--simcse k=v ...] [--seed S] [--each-stage]
+    python scripts/recipe.py table                       # every logged run against Uni + mean, per task type
+    python scripts/recipe.py budgets                     # l2v demo's budgets: seed spread, each finding per type
+    python scripts/recipe.py plot [--png PATH]           # score gap against training tokens, per type (PNG)
 
 Stages: `--mntp none` or `--simcse none` skips one; otherwise k=v pairs override the CPU preset
-(steps, batch_size, max_length, lr, mask_prob, dropout, data; SimCSE `data=paragraphs` trains on
-whole Wikipedia paragraphs instead of sentences). Runs go to runs/recipe/NAME-sS/ (adapters and
-eval.json; `--each-stage`: eval-mntp.json too, logged as NAME/mntp); runs/recipe/log.jsonl gets one
-line per run. A finished stage or evaluation is read back, not redone. bf16 autocast where it is native.
-Not a test (pytest does not collect it): it trains, for minutes to an hour.
+(steps, batch_size, max_length, lr, mask_prob, dropout, lora_r, ..., data; SimCSE `data=paragraphs`
+trains on whole Wikipedia paragraphs instead of sentences). Runs go to runs/recipe/NAME-sS/
+(adapters and eval.json; `--each-stage`: eval-mntp.json too, logged as NAME/mntp); the baselines'
+records to runs/recipe/baselines/; runs/recipe/log.jsonl gets one line per run and record.
+Training and scoring are l2v.experiment's, as in `l2v demo`: a finished stage or a still-valid
+evaluation is read back, not redone; bf16 autocast where it is native.
+Not a test: it trains, for minutes to an hour.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
 
+from l2v.evaluate import SHORT_NAMES, compare
+from l2v.experiment import Row, Timer, evaluate_rows, finished, train_once, verdict
+
 ROOT = Path("runs/recipe")
 MODEL = Path("weights/smollm2-135m-instruct")
-TYPES = ("sts", "pair_classification", "classification")
-SHORT = {"sts": "STS", "pair_classification": "Pair", "classification": "Class.", "all": "Avg"}
+SUITE = "l2v-dev"
+TYPES = ("sts", "pair_classification", "classification")  # l2v-dev's task types, in the record's column order
 
 
 def autocast() -> bool:
@@ -36,13 +40,8 @@ def autocast() -> bool:
     return native_bf16("cpu")
 
 
-def evaluate(adapters=(), causal=False, poolings=("mean",)) -> dict:
-    from l2v.evaluate import evaluate_model, evaluate_model_poolings
-
-    kw = dict(suite="l2v-dev", autocast=autocast(), show_progress=False)
-    if len(poolings) > 1:
-        return evaluate_model_poolings(MODEL, poolings, adapters=adapters, **kw)
-    return {poolings[0]: evaluate_model(MODEL, adapters=adapters, causal=causal, pooling=poolings[0], **kw)}
+def score(rows: list[Row]) -> dict[str, dict]:
+    return evaluate_rows(MODEL, rows, suite=SUITE, autocast=autocast(), show_progress=False)
 
 
 def paragraphs_file() -> Path:
@@ -71,88 +70,81 @@ def entries() -> list[dict]:
     return [json.loads(line) for line in open(path)] if path.is_file() else []
 
 
-def logged_minutes(name, seed, stage):
-    """Training minutes of a stage an earlier run trained (and logged)."""
-    return next((e["minutes_train"].get(stage) for e in entries() if (e["name"], e["seed"]) == (name, seed)), None)
-
-
 def log(entry: dict):
+    """Append a run to the log, unless the log already holds it with this very record (read back)."""
+    if any((e["name"], e["seed"], e["record"]) == (entry["name"], entry["seed"], entry["record"]) for e in entries()):
+        return
     ROOT.mkdir(parents=True, exist_ok=True)
     with open(ROOT / "log.jsonl", "a") as f:
         f.write(json.dumps(entry) + "\n")
 
 
 def baselines(args):
-    start = time.perf_counter()
-    records = evaluate(causal=True, poolings=("mean", "last", "eos"))
-    for pooling, record in records.items():
-        log({"name": f"uni-{pooling}", "seed": None, "minutes_train": 0, "record": record})
-    log({"name": "bi-mean", "seed": None, "minutes_train": 0, "record": evaluate()["mean"]})
-    print(f"baselines in {(time.perf_counter() - start) / 60:.1f} min")
+    timer = Timer()
+    rows = [Row(f"uni-{p}", True, p, (), ROOT / "baselines" / f"uni-{p}.json") for p in ("mean", "last", "eos")]
+    rows.append(Row("bi-mean", False, "mean", (), ROOT / "baselines" / "bi-mean.json"))
+    records = timer("baselines", score, rows)
+    for row in rows:
+        log({"name": row.name, "seed": None, "minutes_train": 0, "record": records[row.name]})
+    print(f"baselines in {timer.minutes['baselines']:.1f} min")
     table(args)
+
+
+def train(stage: str, changes: dict, out: Path, args, adapter=None) -> tuple[Path, float | None]:
+    """One stage of a run, trained once into out/stage → (the adapter, its training minutes: measured
+    now, or logged by the run that trained it)."""
+    from l2v.mntp import run_mntp
+    from l2v.settings import resolve
+    from l2v.simcse import run_simcse
+
+    changes = dict(changes)
+    data = changes.pop("data", "wiki")
+    data = paragraphs_file() if data == "paragraphs" else data
+    settings = resolve(stage, **changes, seed=args.seed, autocast=autocast() or None)
+    fn, inputs = (run_mntp, (MODEL, data)) if stage == "mntp" else (run_simcse, (MODEL, adapter, data))
+    dest, trained_before = out / stage, finished(out / stage)
+    timer = Timer()
+    timer(stage, train_once, dest, fn, *inputs, settings=settings)
+    return dest, logged_minutes(args.name, args.seed, stage) if trained_before else timer.minutes[stage]
+
+
+def logged_minutes(name, seed, stage):
+    """Training minutes of a stage an earlier run trained (and logged)."""
+    return next((e["minutes_train"].get(stage) for e in entries() if (e["name"], e["seed"]) == (name, seed)), None)
 
 
 def run(args):
-    from l2v.mntp import run_mntp
-    from l2v.simcse import run_simcse
-
     mntp, simcse = parse(args.mntp), parse(args.simcse)
     out = ROOT / f"{args.name}-s{args.seed}"
-    settings = dict(autocast=autocast() or None, seed=args.seed)
     adapters, minutes = [], {}
     if mntp is not None:
-        t = time.perf_counter()
-        data = mntp.pop("data", "wiki")
-        if not (out / "mntp" / "adapter_model.safetensors").is_file():
-            run_mntp(MODEL, data, out / "mntp", **settings, **mntp)
-            minutes["mntp"] = round((time.perf_counter() - t) / 60, 2)
-        else:  # trained by an earlier run: its logged minutes
-            minutes["mntp"] = logged_minutes(args.name, args.seed, "mntp")
-        adapters.append(out / "mntp")
-        if args.each_stage and simcse is not None:  # the MNTP adapter alone too: the "Bi + MNTP" row
-            score(f"{args.name}/mntp", args.seed, parse(args.mntp), None, minutes, adapters, out / "eval-mntp.json")
+        adapter, minutes["mntp"] = train("mntp", mntp, out, args)
+        adapters.append(adapter)
     if simcse is not None:
-        t = time.perf_counter()
-        data = simcse.pop("data", "wiki")
-        data = paragraphs_file() if data == "paragraphs" else data
-        if not (out / "simcse" / "adapter_model.safetensors").is_file():
-            run_simcse(MODEL, adapters[0] if adapters else None, data, out / "simcse", **settings, **simcse)
-            minutes["simcse"] = round((time.perf_counter() - t) / 60, 2)
-        else:
-            minutes["simcse"] = logged_minutes(args.name, args.seed, "simcse")
-        adapters.append(out / "simcse")
-    score(args.name, args.seed, parse(args.mntp), parse(args.simcse), minutes, adapters, out / "eval.json")
+        adapter, minutes["simcse"] = train("simcse", simcse, out, args, adapter=adapters[0] if adapters else None)
+        adapters.append(adapter)
+    runs = []  # (row, its stages' settings, their training minutes)
+    if args.each_stage and mntp is not None and simcse is not None:  # the MNTP adapter alone too: "Bi + MNTP"
+        runs.append((Row(f"{args.name}/mntp", False, "mean", tuple(adapters[:1]), out / "eval-mntp.json"), mntp,
+                     None, {"mntp": minutes["mntp"]}))
+    runs.append((Row(args.name, False, "mean", tuple(adapters), out / "eval.json"), mntp, simcse, minutes))
+    records = score([row for row, *_ in runs])
+    for row, m, s, trained in runs:
+        log({"name": row.name, "seed": args.seed, "mntp": m, "simcse": s, "minutes_train": trained,
+             "record": records[row.name]})
     table(args)
 
 
-def score(name, seed, mntp, simcse, minutes, adapters, path: Path):
-    """Evaluate `adapters` on l2v-dev (or read back `path`, scored before with the same adapters) and
-    log the run once."""
-    old = json.loads(path.read_text()) if path.is_file() else {}
-    if old.get("adapters") == [str(a) for a in adapters]:
-        record = old
-        print(f"reusing {path}")
-    else:
-        record = evaluate(adapters=adapters)["mean"]
-        path.write_text(json.dumps(record, indent=2) + "\n")
-    if not any((e["name"], e["seed"]) == (name, seed) for e in entries()):
-        log({"name": name, "seed": seed, "mntp": mntp, "simcse": simcse,
-             "minutes_train": dict(minutes),
-             "record": record})
-
-
 def table(args):
-    from l2v.evaluate import compare
-
     logged = entries()
     base = next(e for e in reversed(logged) if e["name"] == "uni-mean")["record"]["tasks"]
     cols = list(TYPES) + ["all"]
-    print(f"{'run':34} " + " ".join(f"{SHORT[c]:>7}" for c in cols) + "   vs Uni + mean: diff [95% CI] per type")
+    print(f"{'run':34} " + " ".join(f"{SHORT_NAMES[c]:>7}" for c in cols) + "   vs Uni + mean: diff [95% CI] per type")
     for e in logged:
         r = e["record"]
         d = compare(r["tasks"], base)
         cells = " ".join(f"{100 * r['averages'][c]:7.2f}" for c in cols)
-        diffs = "  ".join(f"{SHORT[c]} {d[c]['diff']:+.1f} [{d[c]['low']:+.1f}, {d[c]['high']:+.1f}]" for c in cols)
+        diffs = "  ".join(f"{SHORT_NAMES[c]} {d[c]['diff']:+.1f} [{d[c]['low']:+.1f}, {d[c]['high']:+.1f}]" for c in cols)
         seed = "" if e["seed"] is None else f" s{e['seed']}"
         print(f"{e['name'] + seed:34} {cells}   {diffs}")
 
@@ -167,18 +159,18 @@ def budgets(args):
     findings per type, as paired differences with 95 % intervals (one line per seed run)."""
     import numpy as np
 
-    from l2v.evaluate import compare
-
     logged = entries()
     last = {(e["name"], e["seed"]): e for e in logged}  # the newest entry of each run
     named = {name: e for (name, seed), e in last.items() if seed is None}
     cols = list(TYPES) + ["all"]
 
+    marks = {"holds": "+", "reversed": "−", "within the noise": "~"}
+
     def cell(d):
-        mark = "+" if d["low"] > 0 else "−" if d["high"] < 0 else "~"
+        mark = marks[verdict(d)]
         return f"{d['diff']:+5.1f} [{d['low']:+.1f}, {d['high']:+.1f}] {mark}"
 
-    print("+ holds beyond the interval, ~ within the noise, − reversed; " + " | ".join(SHORT[c] for c in cols))
+    print("+ holds beyond the interval, ~ within the noise, − reversed; " + " | ".join(SHORT_NAMES[c] for c in cols))
     for budget, (full, alone) in BUDGET_RUNS.items():
         runs = [e for (name, seed), e in sorted(last.items(), key=lambda kv: str(kv[0])) if name == full]
         if not runs:
@@ -210,13 +202,14 @@ def budgets(args):
 def training_tokens(entry: dict) -> int:
     """Nominal tokens seen in training: steps × batch × max_length per stage (MNTP blocks are packed
     to exactly max_length; SimCSE counts its two views, sentences shorter than max_length count full)."""
-    from l2v.mntp import PRESETS as MNTP
-    from l2v.simcse import PRESETS as SIMCSE
+    from dataclasses import asdict
+
+    from l2v.settings import PRESETS
 
     total = 0
-    for stage, presets, views in (("mntp", MNTP, 1), ("simcse", SIMCSE, 2)):
+    for stage, views in (("mntp", 1), ("simcse", 2)):
         if entry.get(stage) is not None:
-            c = {**presets["cpu"], **entry[stage]}
+            c = {**asdict(PRESETS[stage]["cpu"]), **entry[stage]}  # the logged changes to the CPU preset
             total += c["steps"] * c["batch_size"] * c["max_length"] * views
     return total
 
@@ -237,8 +230,6 @@ def plot(args):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from l2v.evaluate import compare
 
     logged = entries()
     base = next(e for e in reversed(logged) if e["name"] == "uni-mean")["record"]["tasks"]
@@ -263,7 +254,7 @@ def plot(args):
                 ax.annotate(budget_of.get(e["name"], e["name"]), (x, d["high"]), fontsize=8, ha="center",
                             xytext=(0, 4), textcoords="offset points")
         ax.axhline(0, color="k", lw=0.8)
-        ax.set(xscale="log", title=SHORT[column], xlabel="training tokens (log; untrained at 1e3)")
+        ax.set(xscale="log", title=SHORT_NAMES[column], xlabel="training tokens (log; untrained at 1e3)")
     axes[0].set_ylabel("Bi + LLM2Vec steps − Uni + mean (× 100, 95 % CI)")
     axes[-1].legend(fontsize=7, loc="lower right")
     fig.suptitle("l2v-dev: the trained bidirectional model against causal mean pooling, by training budget "
@@ -283,7 +274,7 @@ def main():
     parser.add_argument("--simcse", nargs="+", default=[])
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--each-stage", action="store_true", help="run: score the MNTP adapter alone too")
-    parser.add_argument("--png", default="tests/figures/recipe-curve.png")
+    parser.add_argument("--png", default="docs/figures/recipe-curve.png")
     args = parser.parse_args()
     torch.set_num_threads(2)
     {"baselines": baselines, "run": run, "table": table, "budgets": budgets, "plot": plot}[args.what](args)

@@ -1,17 +1,18 @@
 """Benchmarks: l2v against transformers (+ peft) on the same converted folder, same inputs, one run.
 
-    python tests/bench.py encode [--model weights/smollm2-135m-instruct] [--threads 2]
-    python tests/bench.py mntp   [--batch-size 16 --max-length 128 --steps 3]   # fp32, and bf16 autocast
-    python tests/bench.py simcse [--batch-size 16 --max-length 128 --steps 3]
-    python tests/bench.py load                                     # peak memory of load_model
-    python tests/bench.py scale  [--layers 2 --hidden 1024 ...]    # a Mistral-7B-shaped model, end to end
-    python tests/bench.py gemm                                     # this CPU's matmul limit; each workload's share
-    python tests/bench.py floor [--rate 98]                        # the least minutes each demo budget can take
+    python scripts/bench.py encode [--model weights/smollm2-135m-instruct] [--threads 2]
+    python scripts/bench.py mntp   [--batch-size 16 --max-length 128 --steps 3]   # fp32, and bf16 autocast
+    python scripts/bench.py simcse [--batch-size 16 --max-length 128 --steps 3]
+    python scripts/bench.py load                                     # peak memory of load_model
+    python scripts/bench.py scale  [--layers 2 --hidden 1024 ...]    # a Mistral-7B-shaped model, end to end
+    python scripts/bench.py gemm                                     # this CPU's matmul limit; each workload's share
+    python scripts/bench.py floor [--rate 98]                        # the least minutes each demo budget can take
 
 Training steps run each implementation in a fresh subprocess, so peak resident memory
 (ru_maxrss) belongs to that implementation alone.
 
-Not a test (pytest does not collect it): speed goals live here, with numbers printed side by side.
+Not a test: speed goals live here, with numbers printed side by side (docs/benchmarks.md and
+docs/scaling.md hold the measured ones).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 import torch
 
 import l2v
+from l2v.precision import native_bf16
 
 WORDS = ("the a of river market science history music city team report energy garden policy ancient "
          "modern quickly slowly because although under between people government water light").split()
@@ -83,7 +85,7 @@ def bench_encode(args):
     enc = l2v.Encoder.from_pretrained(args.model, causal=True, autocast=True)
     ours = timed(lambda: enc.encode(texts, batch_size=32, show_progress_bar=False))
     rows.append(("fp32+autocast", n_tokens / ours, hf_tok_s[torch.float32]))
-    native = "native" if torch.cpu._is_avx512_bf16_supported() else "NOT native"
+    native = "native" if native_bf16("cpu") else "NOT native"
     print(f"encode {len(texts)} sentences ({n_tokens} tokens, batch 32, causal, mean pooling); bf16 {native}")
     print(f"{'dtype':14} {'l2v tok/s':>10} {'hf tok/s':>10} {'ratio':>6}")
     for dtype, a, b in rows:
@@ -179,7 +181,7 @@ def bench_training(args):
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             results[impl, autocast] = json.loads(out.strip().splitlines()[-1])
     what = "MNTP step" if args.what == "mntp" else "SimCSE step (two views, attention dropout 0.3)"
-    native = "native" if torch.cpu._is_avx512_bf16_supported() else "NOT native (autocast rows are slow here)"
+    native = "native" if native_bf16("cpu") else "NOT native (autocast rows are slow here)"
     print(f"{what}, {args.batch_size} x {args.max_length} tokens, LoRA r16 on 7 projections (best of {args.steps}); "
           f"bf16 {native}")
     print(f"{'':30} {'l2v s':>7} {'hf s':>7} {'speed-up':>9} {'l2v GiB':>8} {'hf GiB':>7} {'memory':>7}")
@@ -323,8 +325,6 @@ print(seconds, loaded, touched, sum(p.numel() * p.element_size() for p in params
 def bench_scale(args):
     """Write the model folder, then drive it through the documented commands only, each in its own
     process (peak resident memory is that process's), each figure beside `l2v plan --device cpu`."""
-    from l2v.precision import native_bf16
-
     folder = write_scale_folder(args)
     work = Path(tempfile.mkdtemp(prefix="runs-", dir=folder.parent))
     try:
@@ -413,7 +413,7 @@ def bench_gemm(args):
     """This CPU's matrix-multiply limit at the model's own shapes, and how close l2v's fp32 encode
     and training steps come to it (achieved FLOP/s ÷ the GEMM rate)."""
     cfg = l2v.ModelConfig.from_json(Path(args.model) / "config.json")
-    native = torch.cpu._is_avx512_bf16_supported()
+    native = native_bf16("cpu")
     dtypes = [torch.float32] + ([torch.bfloat16] if native else [])
     rates = {}
     print(f"GEMM at {cfg.num_hidden_layers}-layer {cfg.hidden_size}-wide shapes, 1024 tokens (GFLOP/s):")
@@ -468,8 +468,7 @@ def bench_floor(args):
     forecast: where the floor is above a time goal, no implementation on this CPU meets that goal."""
     from l2v.demo import BUDGETS
     from l2v.evaluate import build_suite
-    from l2v.mntp import PRESETS as MNTP
-    from l2v.simcse import PRESETS as SIMCSE
+    from l2v.settings import PRESETS, resolve
     from l2v.simcse import read_sentences
 
     cfg = l2v.ModelConfig.from_json(Path(args.model) / "config.json")
@@ -479,20 +478,20 @@ def bench_floor(args):
         rate, source = args.rate, "given with --rate"
     else:
         rate, source = forward_rate(cfg, torch.float32)[0], "measured here (bench.py gemm)"
-    sentence_lengths = [min(len(ids), SIMCSE["cpu"]["max_length"])
+    sentence_lengths = [min(len(ids), PRESETS["simcse"]["cpu"].max_length)
                         for ids in tokenizer.encode_batch(read_sentences("wiki"))]
     mean_sentence = sum(sentence_lengths) / len(sentence_lengths)
     print(f"fp32 GEMM rate {rate:.1f} GFLOP/s, {source}; {torch.get_num_threads()} threads; "
-          f"native bf16: {torch.cpu._is_avx512_bf16_supported()}")
+          f"native bf16: {native_bf16('cpu')}")
     print(f"{'budget':7} {'suite':15} {'train TFLOP':>11} {'eval TFLOP':>10} {'floor: train':>12} {'eval':>6} "
           f"{'total min':>9}")
     for name in ("quick", "cpu", "long"):
         plan = BUDGETS[name]
-        m, c = {**MNTP["cpu"], **plan["mntp"]}, {**SIMCSE["cpu"], **plan["simcse"]}
-        mntp_tokens = m["steps"] * m["batch_size"] * m["max_length"]
+        m, c = resolve("mntp", **plan["mntp"]), resolve("simcse", **plan["simcse"])
+        mntp_tokens = m.steps * m.batch_size * m.max_length
         # frozen base: forward + the input-gradient backward ≈ 2 forwards; MNTP's head on the masked 20 %
-        train = 2 * forward_flops(cfg, mntp_tokens, m["max_length"]) + 2 * 2 * D * cfg.vocab_size * 0.2 * mntp_tokens
-        simcse_tokens = c["steps"] * c["batch_size"] * 2 * mean_sentence  # two views; the ablation trains it again
+        train = 2 * forward_flops(cfg, mntp_tokens, m.max_length) + 2 * 2 * D * cfg.vocab_size * 0.2 * mntp_tokens
+        simcse_tokens = c.steps * c.batch_size * 2 * mean_sentence  # two views; the ablation trains it again
         train += 2 * 2 * forward_flops(cfg, simcse_tokens, round(mean_sentence))
         folders = build_suite(name=plan["suite"])
         # one causal pass for the three Uni rows, then Bi, Bi + MNTP, + SimCSE, SimCSE alone
@@ -531,7 +530,7 @@ def main():
     torch.set_num_threads(args.threads)
     if args.worker:
         return step_worker(args)
-    native = torch.cpu._is_avx512_bf16_supported()
+    native = native_bf16("cpu")
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, native bf16 (AVX-512 BF16): {'yes' if native else 'no'}")
     {"encode": bench_encode, "mntp": bench_training, "simcse": bench_training, "load": bench_load,

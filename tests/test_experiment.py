@@ -1,0 +1,160 @@
+"""Issue 24: the experiment engine `l2v demo` and scripts/recipe.py share (l2v/experiment.py), on stub
+stages and stub evaluations: what is trained or scored again, and what is read back."""
+
+import json
+
+import pytest
+
+import l2v.evaluate
+from l2v.experiment import Row, Timer, compare_rows, evaluate_rows, train_once, verdict
+
+
+def test_train_once_trains_resumes_and_reuses(tmp_path, capsys):
+    calls = []
+
+    def stage(model, data, out, *, resume, steps):
+        calls.append((model, data, out, resume, steps))
+        out.mkdir(exist_ok=True)
+        if steps > 1:  # a finished run: the adapter is written last
+            (out / "adapter_model.safetensors").write_bytes(b"")
+
+    dest = tmp_path / "mntp"
+    train_once(dest, stage, "model", "wiki", steps=1)  # stopped before its adapter: a checkpoint only
+    assert calls == [("model", "wiki", dest, False, 1)]
+    assert train_once(dest, stage, "model", "wiki", steps=2) == dest  # the folder is there: resumed
+    assert calls[-1] == ("model", "wiki", dest, True, 2)
+    train_once(dest, stage, "model", "wiki", steps=2)  # the adapter is there: not trained again
+    assert len(calls) == 2 and f"reusing {dest}" in capsys.readouterr().out
+
+
+@pytest.fixture
+def scored(monkeypatch):
+    """Stub evaluate_model(_poolings): records as the real ones name their settings; → the calls."""
+    calls = []
+
+    def record(model_dir, *, adapters=(), causal=False, pooling="mean", suite=None, autocast=False, max_length=512,
+               shared=None, **settings):
+        main = 0.5 + 0.1 * causal + 0.01 * len(adapters)
+        tasks = [{"task": f"t{i}", "type": kind, "main_score": main,
+                  "bootstrap": [main + 0.01 * j for j in range(-5, 6)]}
+                 for i, kind in enumerate(("sts", "pair_classification", "classification"))]  # l2v-dev's types
+        return dict(model=str(model_dir), adapters=[str(a) for a in adapters], causal=causal, pooling=pooling,
+                    appends_eos=pooling == "eos", max_length=max_length, bf16_autocast=autocast, suite=suite,
+                    shared_pass=shared, averages=l2v.evaluate.type_averages(tasks), tasks=tasks)
+
+    def evaluate_model(model_dir, **kw):
+        calls.append(("one", kw["pooling"], kw["causal"], tuple(kw.get("adapters", ()))))
+        return record(model_dir, **kw)
+
+    def evaluate_model_poolings(model_dir, poolings, **kw):
+        calls.append(("shared", tuple(poolings)))
+        return {p: record(model_dir, causal=True, pooling=p, shared=list(poolings), **kw) for p in poolings}
+
+    monkeypatch.setattr(l2v.evaluate, "evaluate_model", evaluate_model)
+    monkeypatch.setattr(l2v.evaluate, "evaluate_model_poolings", evaluate_model_poolings)
+    return calls
+
+
+def rows_in(folder):
+    return [Row("Uni + EOS", True, "eos", (), folder / "uni-eos.json"),
+            Row("Uni + mean", True, "mean", (), folder / "uni-mean.json"),
+            Row("Bi + mean", False, "mean", (), folder / "bi-mean.json"),
+            Row("Bi + MNTP", False, "mean", (folder / "mntp",), folder / "bi-mntp.json")]
+
+
+def test_evaluate_rows_scores_once_and_reads_back(scored, tmp_path, capsys):
+    rows, timer = rows_in(tmp_path), Timer()
+    done = evaluate_rows("model", rows, suite="l2v-dev", autocast=False, timer=timer)
+    # The untrained causal rows in one pass; the others one by one; every record on disk.
+    assert scored == [("shared", ("eos", "mean")), ("one", "mean", False, ()),
+                      ("one", "mean", False, (tmp_path / "mntp",))]
+    assert list(done) == [r.name for r in rows] and all(r.path.is_file() for r in rows)
+    assert json.loads(rows[3].path.read_text()) == done["Bi + MNTP"]
+    assert {"evaluate Uni rows (one pass)", "evaluate Bi + mean", "evaluate Bi + MNTP"} == set(timer.minutes)
+    assert "Uni + EOS, Uni + mean on l2v-dev (one causal pass)" in capsys.readouterr().out
+
+    scored.clear()
+    assert evaluate_rows("model", rows, suite="l2v-dev") == done  # the same settings: all read back
+    assert scored == [] and capsys.readouterr().out.count("reusing") == len(rows)
+
+    # Stored under other settings or adapters, or from before EOS was appended: scored again.
+    evaluate_rows("model", rows, suite="l2v-dev", autocast=True)
+    assert len(scored) == 3
+    scored.clear()
+    for row, change in ((rows[0], {"appends_eos": None}), (rows[3], {"adapters": ["elsewhere/mntp"]})):
+        old = json.loads(row.path.read_text())
+        row.path.write_text(json.dumps({k: v for k, v in {**old, **change}.items() if v is not None}))
+    evaluate_rows("model", rows, suite="l2v-dev", autocast=True)
+    # One causal row to score again: no shared pass.
+    assert scored == [("one", "eos", True, ()), ("one", "mean", False, (tmp_path / "mntp",))]
+    scored.clear()
+    evaluate_rows("model", rows, suite="l2v-dev", autocast=True, max_length=128)
+    evaluate_rows("other-model", rows, suite="l2v-dev", autocast=True, max_length=128)
+    assert len(scored) == 2 * 3
+
+
+def test_compare_rows_and_verdicts(scored, tmp_path):
+    done = evaluate_rows("model", rows_in(tmp_path), suite="l2v-dev")
+    claims = compare_rows(done, [("Uni + mean", "Bi + mean"), ("Bi + MNTP", "Bi + mean"), ("Bi + mean", "Uni + EOS"),
+                                 ("Bi + MNTP + SimCSE", "Bi + mean")])  # the last: a row not scored, left out
+    assert [c["claim"] for c in claims] == ["Uni + mean > Bi + mean", "Bi + MNTP > Bi + mean", "Bi + mean > Uni + EOS"]
+    assert [c["diff"] for c in claims] == [10.0, 1.0, -10.0]
+    assert set(claims[0]["types"]) == {"sts", "pair_classification", "classification"}
+    assert [verdict(c) for c in claims] == ["holds", "holds", "reversed"]
+    assert verdict({"diff": 0.5, "low": -0.2, "high": 1.2}) == "within the noise"
+
+
+def test_recipe_script_trains_and_scores_through_the_engine(scored, tmp_path, monkeypatch, capsys):
+    """scripts/recipe.py on stub stages: each stage trained once with the preset and the k=v changes,
+    each row scored once, each run logged once."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    import l2v.mntp
+    import l2v.simcse
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "recipe.py"
+    spec = importlib.util.spec_from_file_location("recipe_script", path)
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    monkeypatch.setattr(recipe, "ROOT", tmp_path / "recipe")
+    trained = []
+
+    def stage(*args, settings, resume):
+        trained.append((type(settings).__name__, settings.steps, settings.seed, args[-2]))
+        args[-1].mkdir(parents=True)
+        (args[-1] / "adapter_model.safetensors").write_bytes(b"")
+
+    monkeypatch.setattr(l2v.mntp, "run_mntp", stage)
+    monkeypatch.setattr(l2v.simcse, "run_simcse", stage)
+
+    def main(*argv):
+        monkeypatch.setattr(sys, "argv", ["recipe.py", *argv])
+        recipe.main()
+
+    main("baselines")
+    assert scored == [("shared", ("mean", "last", "eos")), ("one", "mean", False, ())]
+    main("run", "x", "--mntp", "steps=3", "--simcse", "steps=2", "--seed", "7", "--each-stage")
+    assert trained == [("MNTPSettings", 3, 7, "wiki"), ("SimCSESettings", 2, 7, "wiki")]
+    mntp = tmp_path / "recipe" / "x-s7" / "mntp"
+    assert scored[2:] == [("one", "mean", False, (mntp,)), ("one", "mean", False, (mntp, mntp.parent / "simcse"))]
+    logged = recipe.entries()
+    assert [(e["name"], e["seed"]) for e in logged][-2:] == [("x/mntp", 7), ("x", 7)]
+    assert logged[-1]["mntp"] == {"steps": 3} and logged[-1]["simcse"] == {"steps": 2}
+    main("baselines")
+    main("run", "x", "--mntp", "steps=3", "--simcse", "steps=2", "--seed", "7", "--each-stage")  # all read back
+    assert len(trained) == 2 and len(scored) == 4 and recipe.entries() == logged
+    assert "x s7" in capsys.readouterr().out
+
+
+def test_scripts_start(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    for script in ("bench.py", "recipe.py"):
+        out = subprocess.run([sys.executable, root / "scripts" / script, "--help"], capture_output=True, text=True,
+                             cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
