@@ -37,10 +37,10 @@ def main(argv=None):
 
     p = sub.add_parser("eval", help="score an encoder on the l2v-mini suite or on task folders (MTEB's metrics)")
     _encoder_args(p)
-    p.add_argument("--suite", default=None, choices=["l2v-mini", "l2v-dev"],
+    p.add_argument("--suite", default=None, choices=["l2v-mini", "l2v-mini-quick", "l2v-dev"],
                    help="a built-in suite (default if no --task: l2v-mini)")
     p.add_argument("--task", action="append", default=[], help="a task folder (repeatable)")
-    p.add_argument("--quick", action="store_true", help="the suite's small version (1.5–2 minutes on a 2-core CPU in fp32)")
+    p.add_argument("--quick", action="store_true", help="= --suite l2v-mini-quick (1.5–2 minutes on a 2-core CPU in fp32)")
     p.add_argument("--max-length", type=arg_type("max_length"), default=DEFAULT_MAX_LENGTH,
                    help=f"tokens per text (longer texts are truncated; default {DEFAULT_MAX_LENGTH}, as `l2v encode`)")
     p.add_argument("--batch-size", type=arg_type("batch_size"), default=32)
@@ -77,7 +77,7 @@ def main(argv=None):
 
     p = sub.add_parser("plan", help="memory estimate of a training run (weights, LoRA + AdamW, activations)")
     p.add_argument("--config", required=True,
-                   help="a config.json, a model folder, or a preset: smollm2-135m, llama-2-7b, mistral-7b, llama-3-8b, "
+                   help="a config.json, a model folder, or a known model shape: smollm2-135m, llama-2-7b, mistral-7b, llama-3-8b, "
                         "qwen2.5-0.5b, qwen2.5-7b, qwen3-0.6b, gemma-2-2b, gemma-2-9b")
     p.add_argument("--stage", default="mntp", choices=["mntp", "simcse", "supervised"])
     p.add_argument("--batch-size", type=arg_type("batch_size"), default=32)
@@ -198,39 +198,42 @@ def _exit_status(run, *args, **kwargs) -> int | None:
 
 def _eval(args):
     import json
-    from pathlib import Path
 
     import torch
 
     from .evaluate import evaluate_model, format_table
+    from .files import write_atomic
 
+    if args.quick and args.suite not in (None, "l2v-mini", "l2v-mini-quick"):
+        raise L2VError(f"{args.suite} has no quick version (--quick means --suite l2v-mini-quick)")
+    suite = "l2v-mini-quick" if args.quick else args.suite or "l2v-mini"
     record = evaluate_model(args.model, adapters=args.adapter, causal=args.causal, pooling=args.pooling,
-                            tasks=args.task, quick=args.quick, max_length=args.max_length, batch_size=args.batch_size,
+                            tasks=args.task, suite=suite, max_length=args.max_length, batch_size=args.batch_size,
                             dtype=args.dtype and getattr(torch, args.dtype), device=args.device,
-                            autocast=args.autocast, suite="l2v-dev" if args.suite == "l2v-dev" else None)
+                            autocast=args.autocast)
     print(format_table(record["tasks"]))
     mode = "causal" if args.causal else "bidirectional"
     adapters = f", adapters: {', '.join(args.adapter)}" if args.adapter else ""
     print(f"{args.model} ({mode}, {args.pooling} pooling{adapters}) — {len(record['tasks'])} tasks "
           f"in {record['minutes']:.1f} min")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")  # strict JSON: no NaN
+        write_atomic(args.json, json.dumps(record, indent=2, allow_nan=False) + "\n")  # strict JSON: no NaN
 
 
 def _plan(args):
     from pathlib import Path
 
     from .config import ModelConfig
-    from .plan import PRESETS, format_plan, plan
+    from .plan import MODEL_SHAPES, format_plan, plan
 
-    if args.config in PRESETS:
-        config, name = ModelConfig(**PRESETS[args.config]), args.config
+    if args.config in MODEL_SHAPES:
+        config, name = ModelConfig(**MODEL_SHAPES[args.config]), args.config
     else:
         path = Path(args.config)
         path = path / "config.json" if path.is_dir() else path
         if not path.is_file():
-            raise FileNotFoundError(f"no such config or preset: {args.config} (presets: {', '.join(PRESETS)})")
+            raise FileNotFoundError(f"no such config or model shape: {args.config} (model shapes: "
+                                    f"{', '.join(MODEL_SHAPES)})")
         config, name = ModelConfig.from_json(path), str(args.config)
     p = plan(config, stage=args.stage, batch_size=args.batch_size, max_length=args.max_length, dtype=args.dtype,
              device=args.device, chunk_size=args.chunk_size)
@@ -250,16 +253,17 @@ def _analyze(args):
     from pathlib import Path
 
     from .analyze import DEFAULT_TEXT, analyze_layers, analyze_pooling
+    from .files import write_atomic
 
     if args.what == "layers":
         png = Path(args.png or "runs/analyze/layers.png")
         png.parent.mkdir(parents=True, exist_ok=True)
         analyze_layers(args.model, args.text or DEFAULT_TEXT, adapters=args.adapter, png=png)
     else:
-        records = analyze_pooling(args.model, adapters=args.adapter, quick=args.quick)
+        suite = "l2v-mini-quick" if args.quick else "l2v-mini"
+        records = analyze_pooling(args.model, adapters=args.adapter, suite=suite)
         if args.json:
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.json).write_text(json.dumps(records, indent=2) + "\n")
+            write_atomic(args.json, json.dumps(records, indent=2) + "\n")
 
 
 def _fetch(args):
@@ -267,17 +271,12 @@ def _fetch(args):
 
     if args.what == "wiki":
         print(fetch_wiki(force=args.force))
-    elif args.what == "l2v-dev":
-        from .evaluate.dev_suite import build_dev_suite, dev_suite_folder
-
-        build_dev_suite(force=args.force)
-        print(dev_suite_folder())
-    elif args.what == "l2v-mini":
+    elif args.what in ("l2v-mini", "l2v-dev"):
         from .evaluate import build_suite, suite_folder
 
-        for quick in (False, True):
-            build_suite(quick=quick, force=args.force)
-            print(suite_folder(quick))
+        for name in ("l2v-mini", "l2v-mini-quick") if args.what == "l2v-mini" else ("l2v-dev",):
+            build_suite(name, force=args.force)
+            print(suite_folder(name))
     else:
         print(fetch_smollm2(args.weights_dir, force=args.force))
 

@@ -232,7 +232,7 @@ class LMHead(nn.Linear):
     def __init__(self, dim: int, vocab_size: int, softcap: float | None = None):
         super().__init__(dim, vocab_size, bias=False)
         self.softcap = softcap
-        self.upcast = False  # bf16 weight, fp32 arithmetic: set by precision.upcast_compute on CPUs without native bf16
+        self.upcast = False  # fp32 arithmetic on a bf16 weight: precision.upcast_compute sets it
 
     def forward(self, x):
         logits = upcast_linear(x, self.weight) if self.upcast else super().forward(x)

@@ -63,7 +63,7 @@ MODEL_SHAPES = {  # the config.json fields that set a model's size: `l2v plan --
                        num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, sliding_window=4096),
     "llama-3-8b": dict(model_type="llama", vocab_size=128256, hidden_size=4096, intermediate_size=14336,
                        num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, rope_theta=500000.0),
-    # Issue 19's families, from their config.json files on the hub.
+    # The other families, from their config.json files on the hub.
     "qwen2.5-0.5b": dict(model_type="qwen2", vocab_size=151936, hidden_size=896, intermediate_size=4864,
                          num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2, rope_theta=1e6,
                          tie_word_embeddings=True),
@@ -162,7 +162,7 @@ def plan(c: ModelConfig, *, stage: str, batch_size: int, max_length: int, dtype:
         mask_prob = FAMILY_MASKING.get(c.model_type, FAMILY_MASKING["llama"]).prob
     if padded is None:
         padded = stage != "mntp"
-    h, f, V = c.hidden_size, c.intermediate_size, c.vocab_size
+    h, V = c.hidden_size, c.vocab_size
     upcast = device == "cpu" and dtype == "bfloat16" and not native_bf16("cpu")
     compute = "float32" if upcast else dtype  # precision.py: bf16 weights computed in fp32
     per = activation_bytes_per_token_layer(c, max_length, dtype=compute, r=r, lora_dropout=lora_dropout,

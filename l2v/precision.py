@@ -108,7 +108,7 @@ def upcast_compute(model: nn.Module) -> nn.Module:
     before apply_lora (LoRALinear keeps the upcast of the layer it wraps)."""
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
-            if getattr(child, "weight", None) is None or child.weight.dtype != torch.bfloat16:
+            if not isinstance(child, (nn.Linear, nn.Embedding)) or child.weight.dtype != torch.bfloat16:
                 continue
             if isinstance(child, nn.Embedding):
                 child.register_forward_hook(_fp32_output)

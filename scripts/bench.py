@@ -120,7 +120,8 @@ def step_worker(args):
     else:
         batch = simcse_batch(tk, args.batch_size, args.max_length)
     if args.impl == "l2v":
-        model = apply_lora(l2v.load_model(args.model, causal=False), r=16, alpha=32, dropout=0.05).train()
+        model = apply_lora(l2v.load_model(args.model, causal=False), r=16, alpha=32, dropout=0.05,
+                           fast=True).train()  # the path training takes (stage.py)
         if args.what == "mntp":
             def loss():
                 return mntp_loss(model, inputs, labels)[0]

@@ -1,11 +1,17 @@
-"""Shared fixtures: tiny random-initialised transformers models saved as safetensors.
+"""What the tests share: tiny random-initialised transformers models saved as safetensors, and the
+harnesses several test files use (an MNTP run through the loop, a SimCSE run, task folders, a
+synthetic GGUF file). Test files import these from here, never from each other.
 
 Every reference check builds the model with transformers, writes it with `save_pretrained`, loads
 the folder with l2v, and compares the two in fp32.
 """
 
+from pathlib import Path
+
 import pytest
 import torch
+
+from l2v.fetch import SMOLLM2_DIRNAME
 
 transformers = pytest.importorskip("transformers")
 
@@ -199,7 +205,7 @@ def mntp_run(folder, tokenizer, blocks, out, *, steps=6, save_every=3, eval_ever
 
     model = l2v.load_model(folder, causal=False)
     torch.manual_seed(0)
-    apply_lora(model, r=r, alpha=8, dropout=0.1)  # dropout on: the RNG state must be restored too
+    apply_lora(model, r=r, alpha=8, dropout=0.1, fast=True)  # as training does; dropout on: the RNG must resume too
     data = MNTPData(blocks, tokenizer, FAMILY_MASKING["llama"], batch_size=4, grad_accum=2, seed=0, eval_blocks=4)
     calls, evals = {"n": 0}, {"n": 0}
 
@@ -237,6 +243,23 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def write_folder(root, name, kind, files, **meta):
+    """A task folder (evaluate/tasks.py): task.json from `meta`, then each file, text or JSONL rows."""
+    import json
+
+    folder = root / name
+    folder.mkdir()
+    (folder / "task.json").write_text(json.dumps(dict(name=name, type=kind, **meta)))
+    for fname, content in files.items():
+        (folder / fname).write_text(content if isinstance(content, str) else
+                                    "".join(json.dumps(r) + "\n" for r in content))
+    return folder
+
+
+# The embedded default as `l2v fetch smollm2` writes it; tests that need it skip without it.
+SMOLLM2_FOLDER = Path(__file__).resolve().parents[1] / "weights" / SMOLLM2_DIRNAME
 
 
 # ---------------------------------------------------------------- a synthetic GGUF file (test_gguf, test_fetch)

@@ -50,7 +50,7 @@ def random_7b(name: str):
             p.normal_(std=0.02) if p.dim() > 1 else p.fill_(1.0)
     if config.tie_word_embeddings:
         model.tie_weights()
-    return apply_lora(model, r=16, alpha=32, dropout=0.05).train()
+    return apply_lora(model, r=16, alpha=32, dropout=0.05, fast=True).train()  # what training runs
 
 
 def simcse_batch(batch: int, length: int, device):

@@ -163,7 +163,7 @@ def test_shared_pass_needs_a_causal_model(tiny_encoder_folder):
 
 
 def test_evaluate_poolings_equals_separate_evaluations(tiny_encoder_folder, tmp_path):
-    from test_evaluate import write_folder
+    from conftest import write_folder
 
     from l2v.evaluate import evaluate_model, evaluate_model_poolings
 

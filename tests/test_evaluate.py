@@ -10,6 +10,7 @@ from l2v.evaluate import metrics as M
 from l2v.evaluate.estimators import fit_logistic_regression, kmeans
 from l2v.evaluate.tasks import undersample
 from l2v.mteb_adapter import L2VForMTEB, llm2vec_instruction, task_instruction
+from conftest import write_folder
 
 scipy_stats = pytest.importorskip("scipy.stats")
 sk_metrics = pytest.importorskip("sklearn.metrics")
@@ -125,16 +126,6 @@ def test_undersampling_is_mtebs():
 
 
 # ---------------------------------------------------------------- task folders
-
-
-def write_folder(root, name, kind, files, **meta):
-    folder = root / name
-    folder.mkdir()
-    (folder / "task.json").write_text(json.dumps(dict(name=name, type=kind, **meta)))
-    for fname, content in files.items():
-        (folder / fname).write_text(content if isinstance(content, str) else
-                                    "".join(json.dumps(r) + "\n" for r in content))
-    return folder
 
 
 def test_task_errors(tmp_path):
@@ -416,7 +407,7 @@ def test_suites_by_name_keep_their_cache_folders(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(not (suite_folder("l2v-mini-quick") / "DONE").is_file(), reason="run `l2v fetch l2v-mini` first")
 def test_cli_eval_on_the_real_model(tmp_path, capsys):
-    from test_smollm2 import FOLDER
+    from conftest import SMOLLM2_FOLDER as FOLDER
 
     if not FOLDER.is_dir():
         pytest.skip("run `l2v fetch smollm2` first")

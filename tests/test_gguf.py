@@ -8,7 +8,7 @@ import torch
 
 import l2v
 from l2v.gguf_import import convert_gguf, permute_for_llama_cpp, unpermute_from_llama_cpp
-from conftest import D, H, KV, L, V, byte_level_vocab, write_synthetic_gguf
+from conftest import D, H, KV, L, V, write_synthetic_gguf
 
 gguf = pytest.importorskip("gguf")
 

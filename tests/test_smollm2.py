@@ -3,17 +3,17 @@
 Skipped when the converted folder is absent (CI fetches it first).
 """
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import l2v
-from l2v.fetch import SMOLLM2_DIRNAME, SMOLLM2_GGUF
+from l2v.fetch import SMOLLM2_GGUF
+from conftest import SMOLLM2_FOLDER
 
 transformers = pytest.importorskip("transformers")
-FOLDER = Path(__file__).resolve().parents[1] / "weights" / SMOLLM2_DIRNAME
+FOLDER = SMOLLM2_FOLDER
 pytestmark = pytest.mark.skipif(not FOLDER.is_dir(), reason="run `l2v fetch smollm2` first")
 
 SENTENCES = [

