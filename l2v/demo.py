@@ -58,7 +58,7 @@ ROWS = [  # name, causal, pooling, adapters (names of training runs, merged in o
 TYPES = list(MAIN_SCORES)
 
 
-def claim_folder(out: Path, plan: dict):
+def claim_folder(out: Path, claim: dict):
     """Tie a run folder to one budget and model: its adapters are reused by the next run, so a folder
     trained with another budget (or model) would silently stand in for this one. Refused instead."""
     from .checks import L2VError
@@ -66,13 +66,13 @@ def claim_folder(out: Path, plan: dict):
     path, results = out / "plan.json", out / "results.json"
     old = json.loads(path.read_text()) if path.is_file() else None
     if old is None and results.is_file():  # a folder from before plan.json: its summary names the budget
-        old = {**plan, "budget": json.loads(results.read_text()).get("budget")}
-    if old is not None and old != plan:
-        differ = ", ".join(k for k in plan if old.get(k) != plan[k])
+        old = {**claim, "budget": json.loads(results.read_text()).get("budget")}
+    if old is not None and old != claim:
+        differ = ", ".join(k for k in claim if old.get(k) != claim[k])
         raise L2VError(f"{out} holds the runs of budget {old.get('budget')!r} (model {old.get('model')}); "
                        f"this one differs in {differ}: give another --out, or delete {out} to start over")
     if not path.is_file():
-        write_json(path, plan)
+        write_json(path, claim)
 
 
 def run_demo(out_dir=None, *, model_dir=None, quick: bool = False, device=None, ablation: bool = True,
@@ -93,21 +93,21 @@ def run_demo(out_dir=None, *, model_dir=None, quick: bool = False, device=None, 
     budget = budget or ("quick" if quick else "cuda" if is_cuda else "cpu")
     if budget not in BUDGETS:
         raise L2VError(f"unknown budget {budget!r}; known: {', '.join(BUDGETS)}")
-    plan = BUDGETS[budget]
-    suite = suite or plan["suite"]
+    spec = BUDGETS[budget]
+    suite = suite or spec["suite"]
     if suite not in SUITES:
         raise L2VError(f"unknown suite {suite!r}; known: {', '.join(SUITES)}")
     out = Path(out_dir or f"runs/demo-{budget}")
     model_dir = Path(model_dir) if model_dir else timer("fetch model", fetch_smollm2)
-    claim_folder(out, {"budget": budget, "model": str(model_dir), "mntp": plan["mntp"], "simcse": plan["simcse"]})
+    claim_folder(out, {"budget": budget, "model": str(model_dir), "mntp": spec["mntp"], "simcse": spec["simcse"]})
     timer("fetch text", fetch_wiki)
 
     # bf16 autocast where bf16 is native (CUDA; CPUs with AVX-512 BF16): training ~1.45x and the six
     # suite runs ~1.9x faster on such a CPU (scripts/bench.py). Weights and LoRA stay fp32; the
     # setting is kept in each training checkpoint's config and in each row's JSON.
     autocast = native_bf16(device or "cpu")
-    mntp = resolve("mntp", **plan["mntp"], autocast=autocast or None)  # None: the preset's (on for CUDA)
-    simcse = resolve("simcse", **plan["simcse"], autocast=autocast or None)
+    mntp = resolve("mntp", **spec["mntp"], autocast=autocast or None)  # None: the preset's (on for CUDA)
+    simcse = resolve("simcse", **spec["simcse"], autocast=autocast or None)
     runs = {"mntp": timer("train MNTP", train_once, out / "mntp", run_mntp, model_dir, "wiki", settings=mntp,
                           device=device)}
     runs["simcse"] = timer("train SimCSE", train_once, out / "simcse", run_simcse, model_dir, runs["mntp"], "wiki",
@@ -122,13 +122,13 @@ def run_demo(out_dir=None, *, model_dir=None, quick: bool = False, device=None, 
             for name, causal, pooling, adapters in wanted]
     # A row scored before with the same settings and adapters is read back (experiment.stored).
     done = evaluate_rows(model_dir, rows, suite=suite, autocast=autocast, timer=timer, device=device,
-                         **plan.get("eval", {}))
+                         **spec.get("eval", {}))
     records = [{"row": row.name, **done[row.name]} for row in rows]
 
     claims = compare_rows(done, CLAIMS)
     stages = timer.minutes
-    summary = {"model": str(model_dir), "budget": budget, "plan": plan, "rows": records, "orderings": claims,
-               "stages": stages, "bf16_native": autocast, "minutes": round((time.perf_counter() - start) / 60, 1)}
+    summary = {"model": str(model_dir), "budget": budget, "budget_spec": spec, "rows": records, "orderings": claims,
+               "stages": stages, "autocast": autocast, "minutes": round((time.perf_counter() - start) / 60, 1)}
     write_json(out / "results.json", summary)
     print()
     print(comparison_table(records))
@@ -174,7 +174,7 @@ def plot_demo(records: list[dict], png: Path):
         ax.bar(x + i * width - 0.4 + width / 2, [100 * r["averages"].get(g, 0) for g in groups], width, label=r["row"])
     ax.set_xticks(x, [g.replace("_", "\n") for g in groups])
     ax.set_ylabel("main score × 100 (mean over tasks)")
-    autocast = ", bf16 autocast" if records[0].get("bf16_autocast") else ""
+    autocast = ", bf16 autocast" if records[0].get("autocast") else ""
     ax.set_title(f"LLM2Vec on {Path(records[0]['model']).name}: {records[0]['suite']}{autocast}")
     ax.legend(fontsize=8, ncol=3)
     fig.tight_layout()

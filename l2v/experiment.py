@@ -81,7 +81,7 @@ def stored(row: Row, model_dir, suite: str, autocast: bool, max_length: int) -> 
     # 'eos' records from before l2v appended EOS lack appends_eos; older ones lack bootstrap intervals.
     stale = (row.pooling == "eos" and "appends_eos" not in old) or "bootstrap" not in (old.get("tasks") or [{}])[0]
     same = ((old.get("model"), old.get("suite"), old.get("causal"), old.get("pooling"), old.get("adapters"),
-             old.get("max_length"), old.get("bf16_autocast"))
+             old.get("max_length"), old.get("autocast"))
             == (str(model_dir), suite, row.causal, row.pooling, [str(a) for a in row.adapters], max_length, autocast))
     return old if same and not stale else None
 

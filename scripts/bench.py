@@ -93,7 +93,8 @@ def bench_encode(args):
 
 
 def mntp_batch(tokenizer, batch_size: int, max_length: int):
-    from l2v.mntp import FAMILY_MASKING, mask_tokens, pack_blocks, read_texts
+    from l2v.data import read_texts
+    from l2v.mntp import FAMILY_MASKING, mask_tokens, pack_blocks
 
     blocks = pack_blocks(tokenizer, read_texts("wiki")[:400], max_length)[:batch_size]
     return mask_tokens(blocks, tokenizer, FAMILY_MASKING["llama"], torch.Generator().manual_seed(0))
@@ -101,7 +102,7 @@ def mntp_batch(tokenizer, batch_size: int, max_length: int):
 
 def simcse_batch(tokenizer, batch_size: int, max_length: int):
     """batch_size wiki sentences, cut or padded to exactly max_length tokens (left padding)."""
-    from l2v.simcse import read_sentences
+    from l2v.data import read_sentences
 
     ids = [x for x in tokenizer.encode_batch(read_sentences("wiki")[:2000]) if len(x) >= max_length // 2][:batch_size]
     return tokenizer.pad([(x[:max_length], 0) for x in ids])
@@ -111,7 +112,8 @@ def step_worker(args):
     """One implementation's training steps, in this (fresh) process; prints a JSON line."""
     from l2v.lora import DEFAULT_TARGETS, apply_lora
     from l2v.mntp import mntp_loss
-    from l2v.simcse import contrastive_loss, two_views
+    from l2v.contrastive import contrastive_loss
+    from l2v.simcse import two_views
 
     tk = l2v.Tokenizer(args.model)
     torch.manual_seed(0)
@@ -230,6 +232,7 @@ def write_scale_folder(args) -> Path:
     Reused when complete (it is ~15 GB at full size)."""
     from safetensors.torch import save_file
 
+    from l2v.files import atomic_folder
     from l2v.loading import INDEX_FILE
     from l2v.model import Transformer
 
@@ -245,15 +248,12 @@ def write_scale_folder(args) -> Path:
     groups = [["model.embed_tokens.weight"]]
     groups += [[k for k in shapes if k.startswith(f"model.layers.{i}.")] for i in range(config.num_hidden_layers)]
     groups += [["model.norm.weight", "lm_head.weight"]]
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=folder.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it owner-only
     g = torch.Generator().manual_seed(0)
     weight_map, total = {}, 0
     t0 = time.perf_counter()
     from tqdm.auto import tqdm
 
-    try:
+    with atomic_folder(folder) as tmp:  # interrupted: no half-written 15 GB left behind
         for i, group in enumerate(tqdm(groups, desc="write shards", unit="shard")):
             file = f"model-{i + 1:05d}-of-{len(groups):05d}.safetensors"
             shard = {}
@@ -272,12 +272,6 @@ def write_scale_folder(args) -> Path:
         for f in ("tokenizer.json", "tokenizer_config.json"):
             shutil.copy(Path(args.model) / f, tmp / f)
         (tmp / ".complete").write_text("")
-        if folder.exists():  # written only by the rename below, so never half-done: not ours to delete
-            raise SystemExit(f"{folder} exists but has no .complete marker; remove it to rewrite it")
-        os.replace(tmp, folder)
-    finally:
-        if tmp.exists():  # interrupted: leave no half-written 15 GB behind
-            shutil.rmtree(tmp)
     print(f"model folder: {folder}, {total / 2**30:.2f} GiB of bf16 weights in {len(groups)} shards, "
           f"written in {time.perf_counter() - t0:.0f} s")
     return folder
@@ -470,7 +464,7 @@ def bench_floor(args):
     from l2v.demo import BUDGETS
     from l2v.evaluate import build_suite
     from l2v.settings import PRESETS, resolve
-    from l2v.simcse import read_sentences
+    from l2v.data import read_sentences
 
     cfg = l2v.ModelConfig.from_json(Path(args.model) / "config.json")
     tokenizer = l2v.Tokenizer(args.model)

@@ -39,7 +39,7 @@ def scored(monkeypatch):
                   "bootstrap": [main + 0.01 * j for j in range(-5, 6)]}
                  for i, kind in enumerate(("sts", "pair_classification", "classification"))]  # l2v-dev's types
         return dict(model=str(model_dir), adapters=[str(a) for a in adapters], causal=causal, pooling=pooling,
-                    appends_eos=pooling == "eos", max_length=max_length, bf16_autocast=autocast, suite=suite,
+                    appends_eos=pooling == "eos", max_length=max_length, autocast=autocast, suite=suite,
                     shared_pass=shared, averages=l2v.evaluate.type_averages(tasks), tasks=tasks)
 
     def evaluate_model(model_dir, **kw):
