@@ -6,6 +6,12 @@ Public API (tutorials, assignments and reference checks call exactly these):
     model.lm_head(hidden) -> logits
     Encoder.from_pretrained(path, adapters=(), causal=False, pooling="mean", ...).encode(texts)
     Tokenizer(folder), pool(hidden, mask, method)
+
+Training, one module per paper step, each taking its settings (l2v.settings: dataclasses, PRESETS):
+    l2v.mntp.run_mntp(model_dir, data, out_dir, settings)
+    l2v.simcse.run_simcse(model_dir, mntp_adapter, data, out_dir, settings)
+    l2v.supervised.run_supervised(model_dir, mntp_adapter, data, out_dir, settings)
+Evaluation: l2v.evaluate (build_suite, evaluate, evaluate_model).
 """
 
 from .config import ModelConfig

@@ -1,4 +1,5 @@
 """One small training loop for every LLM2Vec stage (MNTP, SimCSE, supervised), nanoGPT style.
+(stage.py puts the prologue every stage shares in front of it: load, merge, LoRA.)
 
 A stage supplies two functions and the loop does the rest:
 
