@@ -1,5 +1,6 @@
-"""Checks at the door: argument ranges, files read with errors that name the file and the line,
-and finite-value checks on tensors. Nothing here is part of the recipe; it keeps bad input from
+"""Checks at the door: the errors l2v raises, value ranges, finite-value checks on tensors, and
+signals held back while a few lines must happen together. (Files read with errors that name the
+file and the line: files.py.) Nothing here is part of the recipe; it keeps bad input from
 turning into a silently wrong result.
 
 `L2VError` is a ValueError, so library users catch it as they would any bad-argument error; the
@@ -37,7 +38,7 @@ class Range:
     def __contains__(self, value) -> bool:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             return False
-        if self.kind is int and not float(value).is_integer():
+        if self.kind is int and not isinstance(value, int):  # 10.0 steps would fail later, deep inside torch
             return False
         if self.low is not None and (value < self.low if self.low_ok else value <= self.low):
             return False

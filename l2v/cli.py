@@ -142,14 +142,17 @@ def _training_args(p, stage: str, *, data_help: str, adapter: bool = False, data
 
     def add(f, values: dict, dest: str):
         help = f.metadata["help"]
-        if "bool" in str(f.type):  # a switch: given means True; not given keeps the preset's value
-            kind = dict(action="store_const", const=True)
+        if "bool" in str(f.type):  # --x sets True, --no-x False; neither keeps the preset's value
+            kind = dict(action=argparse.BooleanOptionalAction)
         else:
             example = next((v for v in values.values() if v is not None), 0)
             kind = dict(type=arg_type(f.metadata["allowed"]) if f.metadata.get("allowed") else type(example))
-            same = len(set(map(str, values.values()))) == 1
-            help += f" (default: {values['cpu']})" if same else f" ({'; '.join(f'{k}: {v}' for k, v in values.items())})"
-        p.add_argument("--" + dest.replace("_", "-"), dest=dest, default=None, help=help, **kind)
+            if len(set(map(str, values.values()))) > 1:  # the presets differ: show each one's
+                help += f" ({'; '.join(f'{k}: {v}' for k, v in values.items())})"
+            elif values["cpu"] is not None:  # None's meaning is in the help text itself
+                help += f" (default: {values['cpu']})"
+        flags = ["--" + dest.replace("_", "-"), *f.metadata.get("aliases", ())]
+        p.add_argument(*flags, dest=dest, default=None, help=help, **kind)
         dests.append(dest)
 
     dests = []

@@ -72,32 +72,35 @@ class Row(NamedTuple):
     path: Path
 
 
-def stored(row: Row, model_dir, suite: str, autocast: bool, max_length: int) -> dict | None:
+def stored(row: Row, model_dir, suite: str, autocast: bool, max_length: int, dtype=None) -> dict | None:
     """The record in row.path if it was scored the way it would be now: the same model, suite,
-    attention, pooling, adapters, max length and autocast. Otherwise None: score it again."""
+    attention, pooling, adapters, max length, dtype and autocast. Otherwise None: score it again."""
     if not Path(row.path).is_file():
         return None
     old = json.loads(Path(row.path).read_text())
     # 'eos' records from before l2v appended EOS lack appends_eos; older ones lack bootstrap intervals.
     stale = (row.pooling == "eos" and "appends_eos" not in old) or "bootstrap" not in (old.get("tasks") or [{}])[0]
+    was_autocast = old.get("autocast", old.get("bf16_autocast"))  # records before one name for it said bf16_autocast
     same = ((old.get("model"), old.get("suite"), old.get("causal"), old.get("pooling"), old.get("adapters"),
-             old.get("max_length"), old.get("autocast"))
-            == (str(model_dir), suite, row.causal, row.pooling, [str(a) for a in row.adapters], max_length, autocast))
+             old.get("max_length"), old.get("dtype", "float32"), was_autocast)
+            == (str(model_dir), suite, row.causal, row.pooling, [str(a) for a in row.adapters], max_length,
+                str(dtype or "float32").removeprefix("torch."), autocast))
     return old if same and not stale else None
 
 
 def evaluate_rows(model_dir, rows: list[Row], *, suite: str, autocast: bool = False,
-                  max_length: int = DEFAULT_MAX_LENGTH, timer: Timer | None = None, **settings) -> dict[str, dict]:
+                  max_length: int = DEFAULT_MAX_LENGTH, dtype=None, timer: Timer | None = None,
+                  **eval_kwargs) -> dict[str, dict]:
     """Score every row on `suite` → {row name: record}. A row whose stored record still holds
     (`stored`) is read back; the rest are scored and their records written to row.path.
-    settings: more keyword arguments for evaluate_model (device, batch_size, show_progress, ...)."""
+    eval_kwargs: what else evaluate_model takes that does not change a score (device, batch_size, ...)."""
     from .evaluate import evaluate_model, evaluate_model_poolings
 
     timer = timer or Timer()
-    settings = dict(suite=suite, autocast=autocast, max_length=max_length, **settings)
+    eval_kwargs = dict(suite=suite, autocast=autocast, max_length=max_length, dtype=dtype, **eval_kwargs)
     done = {}
     for row in rows:
-        old = stored(row, model_dir, suite, autocast, max_length)
+        old = stored(row, model_dir, suite, autocast, max_length, dtype)
         if old is not None:
             done[row.name] = old
             print(f"reusing {row.path}")
@@ -112,14 +115,14 @@ def evaluate_rows(model_dir, rows: list[Row], *, suite: str, autocast: bool = Fa
     if len(shared) > 1:
         print(f"evaluating {', '.join(row.name for row in shared)} on {suite} (one causal pass)")
         got = timer("evaluate Uni rows (one pass)", evaluate_model_poolings, model_dir,
-                    [row.pooling for row in shared], **settings)
+                    [row.pooling for row in shared], **eval_kwargs)
         for row in shared:
             keep(row, got[row.pooling])
     for row in rows:
         if row.name not in done:
             print(f"evaluating {row.name} on {suite}")
             keep(row, timer(f"evaluate {row.name}", evaluate_model, model_dir, adapters=list(row.adapters),
-                            causal=row.causal, pooling=row.pooling, **settings))
+                            causal=row.causal, pooling=row.pooling, **eval_kwargs))
     return done
 
 

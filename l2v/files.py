@@ -88,7 +88,6 @@ def _swap_in(new: Path, dest: Path):
         shutil.rmtree(stale, ignore_errors=True)
 
 
-
 # ---------------------------------------------------------------- reading
 
 

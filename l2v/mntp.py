@@ -9,23 +9,26 @@ them — BERT's objective, with one decoder-shaped twist:
 
 A decoder's LM head was trained to read "the next token" off each state, so asking position i−1
 for token i keeps that habit and the adaptation is small. Everything below is the recipe in order:
-text → packed blocks → masking → loss (the shift is one line) → the shared training loop.
+packed blocks of text (read by data.py) → masking → loss (the shift is one line) → the stage, run by
+the prologue and loop every stage shares (stage.py, train.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from . import distributed
 from .checks import warn_max_length
+from .config import ModelConfig
 from .data import read_texts
 from .settings import MNTPSettings, resolve
-from .stage import Stage, run_stage
+from .stage import run_stage
 from .tokenizer import Tokenizer
-from .train import EpochSampler
+from .train import EpochSampler, Stage
 
 IGNORE = -100  # label of positions that carry no loss (cross_entropy's ignore_index)
 
@@ -147,12 +150,13 @@ def run_mntp(model_dir, data, out_dir, settings: MNTPSettings | None = None, *, 
     (steps=30, lora_r=8, ...), the data read, then run_stage: load (bidirectional), LoRA, train, and
     the adapter saved in PEFT format in out_dir."""
     s = resolve("mntp", settings, preset, **overrides)
+    config = Path(model_dir) / "config.json"
+    if s.mask_prob is None and config.is_file():  # the family's rate, written down: the checkpoint records it
+        s = replace(s, mask_prob=FAMILY_MASKING[ModelConfig.from_json(config).model_type].prob)
 
     def setup(model, tokenizer: Tokenizer, texts: list[str]) -> Stage:
         warn_max_length(s.max_length, model.config)
-        masking = FAMILY_MASKING[model.config.model_type]
-        if s.mask_prob is not None:
-            masking = replace(masking, prob=s.mask_prob)
+        masking = replace(FAMILY_MASKING[model.config.model_type], prob=s.mask_prob)
         blocks = MNTPData(pack_blocks(tokenizer, texts, s.max_length), tokenizer, masking, s.batch_size,
                           s.grad_accum, s.seed)
         print(f"MNTP data: {len(blocks.train)} training blocks of {s.max_length} tokens ({len(blocks.eval)} held "

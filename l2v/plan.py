@@ -52,6 +52,7 @@ from .config import ModelConfig
 from .lora import DEFAULT_TARGETS
 from .mntp import FAMILY_MASKING
 from .precision import UPCAST_CHUNK, native_bf16
+from .settings import LoRASettings, SimCSESettings
 
 MODEL_SHAPES = {  # the config.json fields that set a model's size: `l2v plan --config NAME`
     "smollm2-135m": dict(model_type="llama", vocab_size=49152, hidden_size=576, intermediate_size=1536,
@@ -138,8 +139,9 @@ def activation_bytes_per_token_layer(c: ModelConfig, T: int, *, dtype: str, r: i
     return total
 
 
-def plan(c: ModelConfig, *, stage: str, batch_size: int, max_length: int, dtype: str = "bfloat16", r: int = 16,
-         lora_dropout: float = 0.05, attention_dropout: float | None = None, mask_prob: float | None = None,
+def plan(c: ModelConfig, *, stage: str, batch_size: int, max_length: int, dtype: str = "bfloat16",
+         r: int = LoRASettings.r, lora_dropout: float = LoRASettings.dropout, attention_dropout: float | None = None,
+         mask_prob: float | None = None,
          device: str = "cuda", padded: bool | None = None, chunk_size: int | None = None) -> Plan:
     """Memory estimate of one training step (bytes). attention_dropout None: SimCSE's 0.3, else 0.
     mask_prob None: the model family's MNTP rate (mntp.FAMILY_MASKING: LLaMA 0.2, Mistral 0.8).
@@ -157,7 +159,7 @@ def plan(c: ModelConfig, *, stage: str, batch_size: int, max_length: int, dtype:
     tokens = batch_size * SEQUENCES_PER_EXAMPLE[stage] * max_length
     L = c.num_hidden_layers
     if attention_dropout is None:
-        attention_dropout = 0.3 if stage == "simcse" else 0.0
+        attention_dropout = SimCSESettings.attention_dropout if stage == "simcse" else 0.0
     if mask_prob is None:
         mask_prob = FAMILY_MASKING.get(c.model_type, FAMILY_MASKING["llama"]).prob
     if padded is None:
@@ -180,7 +182,7 @@ def plan(c: ModelConfig, *, stage: str, batch_size: int, max_length: int, dtype:
 
 
 def format_plan(name: str, p: Plan, *, stage: str, batch_size: int, max_length: int, dtype: str,
-                gpus_gb=(40, 80), chunk_size: int | None = None) -> str:
+                gpus_gb=(40, 80), chunk_size: int | None = None, r: int = LoRASettings.r) -> str:
     gib = 2**30
     rows = [("weights", p.weights), ("LoRA + AdamW (fp32)", p.lora_and_optimizer),
             ("activations", p.activations), ("activations, checkpointed", p.activations_checkpointed),
@@ -189,7 +191,7 @@ def format_plan(name: str, p: Plan, *, stage: str, batch_size: int, max_length: 
         rows += [("process (Python, torch)", p.process)] + ([("fp32 block of weight rows", p.upcast)] if p.upcast else [])
     computed = f" computed in {p.compute_dtype} (no native bf16 here)" if p.compute_dtype not in ("", dtype) else ""
     lines = [f"{name}: {stage}, batch {batch_size} × {max_length} tokens, {dtype} weights{computed}, "
-             f"LoRA r16 on 7 projections" + (f", GradCache chunks of {chunk_size}" if chunk_size else "")]
+             f"LoRA r{r} on 7 projections" + (f", GradCache chunks of {chunk_size}" if chunk_size else "")]
     lines += [f"  {label:28} {value / gib:8.2f} GiB" for label, value in rows]
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if p.process else 0  # CPU: this machine's RAM
     for ckpt in (False, True):

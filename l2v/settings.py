@@ -1,11 +1,12 @@
 """Run settings: what a training run does, as dataclasses (gpt-fast's ModelArgs, litgpt's TrainArgs).
 
     LoRASettings             the adapter: rank, α, dropout (lora.py)
-    TrainSettings            the loop: steps, batch, learning-rate schedule, checkpoints, precision (train.py)
+    TrainSettings            what every stage shares: steps, batch, length, learning-rate schedule,
+                             checkpoints, precision (train.py), and the LoRA
       MNTPSettings           + the masking rate                                 (mntp.py)
       SimCSESettings         + attention dropout, GradCache chunks               (simcse.py)
       SupervisedSettings     + GradCache chunks                                  (supervised.py)
-    PRESETS[stage][name]     instances: "paper" (the paper's runs), "cpu" (minutes on a 2-core CPU)
+    PRESETS[stage][name]     instances: "cpu" (minutes on a 2-core CPU), "paper" (the paper's runs)
 
 Each field is one line: its default, what it means, the values it may take (checked when the
 object is made, so a bad value is an error before anything loads). The command line makes its
@@ -25,9 +26,12 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from .checks import L2VError, Range, check_range
 
 
-def setting(default, help: str, allowed: Range | None = None, *, resume_may_change: bool = False):
-    """A settings field: its default, its --help text, the values it may take."""
-    return field(default=default, metadata=dict(help=help, allowed=allowed, resume_may_change=resume_may_change))
+def setting(default, help: str, allowed: Range | None = None, *, resume_may_change: bool = False,
+            aliases: tuple = ()):
+    """A settings field: its default, its --help text, the values it may take; aliases: older
+    spellings of its command-line flag, still accepted."""
+    return field(default=default, metadata=dict(help=help, allowed=allowed, resume_may_change=resume_may_change,
+                                                aliases=aliases))
 
 
 def check_fields(settings, prefix: str = ""):
@@ -40,7 +44,7 @@ def check_fields(settings, prefix: str = ""):
 @dataclass(frozen=True)
 class LoRASettings:
     r: int = setting(16, "LoRA rank", Range(int, 1))
-    alpha: float = setting(32.0, "LoRA scale α (the update is α/r · B·A)", Range(float, 0.0, low_ok=False))
+    alpha: float = setting(32, "LoRA scale α (the update is α/r · B·A)", Range(float, 0.0, low_ok=False))
     dropout: float = setting(0.05, "dropout on the LoRA branch's input", Range(float, 0.0, 1.0, high_ok=False))
 
     def __post_init__(self):
@@ -62,9 +66,9 @@ class TrainSettings:
     save_every: int = setting(100, "steps between checkpoints (0: at the end only)", Range(int, 0),
                               resume_may_change=True)
     seed: int = setting(42, "seed of LoRA's initial A, the data order, the masks and dropout")
-    autocast: bool | None = setting(None, "bf16 autocast; always on for CUDA (None), on CPU when given: ~1.45x faster "
-                                    "and ~0.75x the memory where bf16 is native (scripts/bench.py); weights and "
-                                    "LoRA stay in their dtype")
+    autocast: bool | None = setting(None, "bf16 autocast (not given: on for CUDA, off for CPU); on a CPU with native "
+                                    "bf16 ~1.45x faster and ~0.75x the memory (scripts/bench.py); weights and LoRA "
+                                    "stay in their dtype")
     gradient_checkpointing: bool = setting(False, "keep only each block's input, recompute the rest in the backward "
                                            "pass: less memory, one more forward pass", resume_may_change=True)
     lora: LoRASettings = field(default_factory=LoRASettings)
@@ -75,13 +79,15 @@ class TrainSettings:
 
 @dataclass(frozen=True)
 class MNTPSettings(TrainSettings):
-    mask_prob: float | None = setting(None, "chance that a token is masked (None: the family's, mntp.FAMILY_MASKING)",
+    mask_prob: float | None = setting(None, "chance that a token is masked (default: the family's, "
+                                            "mntp.FAMILY_MASKING: 0.2; mistral 0.8)",
                                       Range(float, 0.0, 1.0, low_ok=False))
 
 
 @dataclass(frozen=True)
 class SimCSESettings(TrainSettings):
-    dropout: float = setting(0.3, "attention dropout, the source of the two views", Range(float, 0.0, 1.0, high_ok=False))
+    attention_dropout: float = setting(0.3, "attention dropout, the source of the two views",
+                                       Range(float, 0.0, 1.0, high_ok=False), aliases=("--dropout",))
     chunk_size: int | None = setting(None, "GradCache: sentences embedded per pass (None: the whole batch at once)",
                                      Range(int, 1))
 
@@ -104,24 +110,24 @@ class SupervisedSettings(TrainSettings):
 
 PRESETS = {
     "mntp": {
-        # The paper: 1000 steps, batch 32 × 512 tokens, lr 5e-5, LoRA r16/α32/p0.05, bf16 (one A100, ~100 min for 7B).
-        "paper": MNTPSettings(steps=1000, batch_size=32, max_length=512, lr=5e-5, save_every=200),
         # Minutes on a 2-core CPU with SmolLM2-135M.
         "cpu": MNTPSettings(steps=60, batch_size=8, max_length=128, lr=2e-4, warmup_steps=5, save_every=20),
+        # The paper: 1000 steps, batch 32 × 512 tokens, lr 5e-5, LoRA r16/α32/p0.05, bf16 (one A100, ~100 min for 7B).
+        "paper": MNTPSettings(steps=1000, batch_size=32, max_length=512, lr=5e-5, save_every=200),
     },
     "simcse": {
-        # The paper: batch 128, max length 128, lr 3e-5, 1000 steps, attention dropout 0.3.
-        "paper": SimCSESettings(steps=1000, batch_size=128, max_length=128, lr=3e-5, save_every=200),
         # A higher lr than the paper's: at 3e-5 nothing moves in a few dozen steps.
         "cpu": SimCSESettings(steps=40, batch_size=16, max_length=64, lr=3e-4, warmup_steps=4, save_every=20),
+        # The paper: batch 128, max length 128, lr 3e-5, 1000 steps, attention dropout 0.3.
+        "paper": SimCSESettings(steps=1000, batch_size=128, max_length=128, lr=3e-5, save_every=200),
     },
     "supervised": {
+        "cpu": SupervisedSettings(steps=20, batch_size=8, max_length=64, lr=2e-4, warmup_steps=2, save_every=10),
         # The paper: the E5 mixture, batch 512, lr 2e-4, 1000 steps, max length 512, warmup 300 (on 8 GPUs).
         # GradCache in chunks of 64 triples fits it on one 80 GB GPU with gradient checkpointing
         # (`l2v plan`: 55-59 GiB for 7-8B models); with torchrun on 8 GPUs each process's 64 are one chunk.
         "paper": SupervisedSettings(steps=1000, batch_size=512, max_length=512, lr=2e-4, warmup_steps=300,
                                     save_every=200, chunk_size=64),
-        "cpu": SupervisedSettings(steps=20, batch_size=8, max_length=64, lr=2e-4, warmup_steps=2, save_every=10),
     },
 }
 
@@ -134,7 +140,7 @@ def with_overrides(settings, **overrides):
     for key, value in overrides.items():
         if value is None:
             continue
-        if key in names and not is_dataclass(getattr(settings, key)):
+        if key in names:  # a field, whole (lora=LoRASettings(r=8) too)
             flat[key] = value
             continue
         outer, _, inner = key.partition("_")
@@ -153,4 +159,7 @@ def resolve(stage: str, settings=None, preset: str = "cpu", **overrides):
         if preset not in PRESETS[stage]:
             raise L2VError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS[stage])}")
         settings = PRESETS[stage][preset]
+    kind = type(PRESETS[stage]["cpu"])
+    if not isinstance(settings, kind):
+        raise L2VError(f"the {stage} stage takes {kind.__name__}, not {type(settings).__name__}")
     return with_overrides(settings, **overrides)

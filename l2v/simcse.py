@@ -22,9 +22,9 @@ from .data import read_sentences
 from .encoder import Encoder
 from .gradcache import embed_in_chunks
 from .settings import SimCSESettings, resolve
-from .stage import Stage, run_stage
+from .stage import run_stage
 from .tokenizer import Batch, Tokenizer
-from .train import EpochSampler
+from .train import EpochSampler, Stage
 
 
 def two_views(encoder: Encoder, batch: Batch, chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,17 +73,22 @@ def run_simcse(model_dir, adapter, data, out_dir, settings: SimCSESettings | Non
     the memory of chunk_size sentences — a batch beyond what fits, with all its in-batch negatives."""
     s = resolve("simcse", settings, preset, **overrides)
 
-    def setup(model, tokenizer: Tokenizer, sentences: list[str]) -> Stage:
-        encoder = Encoder(model, tokenizer, pooling="mean", max_length=s.max_length)
+    def read():
+        sentences = read_sentences(data)
         held_out = sentences[:64]  # for alignment/uniformity; kept out of training when there is plenty
         if len(sentences) > 128:
             sentences = sentences[64:]
-        print(f"SimCSE data: {len(sentences)} sentences; attention dropout {s.dropout}, batch {s.batch_size} "
-              f"(each sentence twice), max length {s.max_length}"
-              + (f"; GradCache, {s.chunk_size} sentences per pass" if s.chunk_size else ""))
         if len(set(sentences)) < s.batch_size:  # a batch would hold a sentence twice: its own negative
             raise L2VError(f"{data} has {len(set(sentences))} distinct sentences, fewer than the batch size "
                            f"{s.batch_size}; lower --batch-size or add text")
+        return sentences, held_out
+
+    def setup(model, tokenizer: Tokenizer, data) -> Stage:
+        sentences, held_out = data
+        encoder = Encoder(model, tokenizer, pooling="mean", max_length=s.max_length)
+        print(f"SimCSE data: {len(sentences)} sentences; attention dropout {s.attention_dropout}, batch "
+              f"{s.batch_size} (each sentence twice), max length {s.max_length}"
+              + (f"; GradCache, {s.chunk_size} sentences per pass" if s.chunk_size else ""))
         sampler = EpochSampler(len(sentences), s.batch_size, s.grad_accum, s.seed)
         eval_batch = tokenizer(held_out, max_length=s.max_length).to(encoder.device)
 
@@ -99,6 +104,6 @@ def run_simcse(model_dir, adapter, data, out_dir, settings: SimCSESettings | Non
 
         return Stage(batch=batch, loss=loss, evaluate=lambda model: alignment_uniformity(encoder, eval_batch))
 
-    return run_stage("SimCSE", lambda: read_sentences(data), setup, model_dir, out_dir, s, adapter=adapter,
-                     attention_dropout=s.dropout, inputs=dict(data=str(data)), device=device, dtype=dtype,
+    return run_stage("SimCSE", read, setup, model_dir, out_dir, s, adapter=adapter,
+                     attention_dropout=s.attention_dropout, inputs=dict(data=str(data)), device=device, dtype=dtype,
                      resume=resume, overwrite=overwrite)

@@ -2,7 +2,7 @@
 
 A step file (mntp.py, simcse.py, supervised.py) says only what is its own — its data, its loss,
 its evaluation: a `read()` function for the data and a `setup(model, tokenizer, data)` function
-that returns a `Stage`. `run_stage` does the rest, the same way for all three:
+that returns a `train.Stage`. `run_stage` does the rest, the same way for all three:
 
     check the output folder         before minutes of loading, not after
     read the data                   its errors too
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 
@@ -27,22 +26,14 @@ from .loading import load_model
 from .lora import apply_lora, merge_adapters, trainable_summary
 from .settings import LoRASettings, TrainSettings
 from .tokenizer import Tokenizer
-from .train import check_out_dir, train
-
-
-class Stage(NamedTuple):
-    """A step file's own part of a training run."""
-
-    batch: Callable  # batch(step, micro) -> a micro-batch, deterministic in (step, micro): resuming is exact
-    loss: Callable  # loss(model, batch) -> (loss, {metric: value}); a "tokens" metric becomes tokens/s
-    evaluate: Callable | None = None  # evaluate(model) -> {metric: value}, at the start, every eval_every, the end
+from .train import Stage, check_out_dir, train
 
 
 def prepare_model(model_dir, lora: LoRASettings, seed: int, *, adapter=None, attention_dropout: float | None = None,
-                  device=None, dtype=None, fast_lora: bool = True):
+                  device=None, dtype=None, fast: bool = True):
     """Load the model bidirectional, merge `adapter` into it, set the attention dropout, and wrap it
-    with a fresh LoRA seeded by `seed`. fast_lora: the memory-lean LoRA training path (lora.py),
-    tested equal to the plain one; training takes it, a notebook may show the plain one."""
+    with a fresh LoRA seeded by `seed`. fast: the memory-lean LoRA layer (lora.FastLoRALinear), tested
+    equal to the plain one, which training takes; fast=False gives the plain LoRALinear."""
     if adapter is not None and not Path(adapter).is_dir():
         raise FileNotFoundError(f"MNTP adapter folder not found: {adapter} (train one with `l2v mntp`)")
     model = load_model(model_dir, dtype=dtype, device=device, causal=False)
@@ -51,7 +42,7 @@ def prepare_model(model_dir, lora: LoRASettings, seed: int, *, adapter=None, att
     if attention_dropout is not None:
         model.set_attention_dropout(attention_dropout)
     torch.manual_seed(seed)  # the fresh LoRA's A matrices
-    apply_lora(model, r=lora.r, alpha=lora.alpha, dropout=lora.dropout, fast=fast_lora)
+    apply_lora(model, r=lora.r, alpha=lora.alpha, dropout=lora.dropout, fast=fast)
     print(trainable_summary(model))
     return model
 
@@ -69,5 +60,4 @@ def run_stage(name: str, read: Callable, setup: Callable[..., Stage], model_dir,
                           attention_dropout=attention_dropout, device=device, dtype=dtype)
     stage = setup(model, Tokenizer(model_dir), data)
     inputs = dict(inputs or {}, base_model=str(model_dir), adapter=adapter and str(adapter))
-    return train(model, loss_fn=stage.loss, batch_fn=stage.batch, eval_fn=stage.evaluate, settings=settings,
-                 out_dir=out_dir, resume=resume, desc=name, inputs=inputs, overwrite=overwrite)
+    return train(model, stage, settings, out_dir, name=name, inputs=inputs, resume=resume, overwrite=overwrite)

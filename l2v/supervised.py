@@ -23,8 +23,9 @@ from .encoder import Encoder
 from .files import read_jsonl
 from .gradcache import embed_in_chunks
 from .settings import SupervisedSettings, resolve
-from .stage import Stage, run_stage
+from .stage import run_stage
 from .tokenizer import Tokenizer
+from .train import Stage
 
 FIELDS = ("query", "positive", "negative")
 

@@ -1,14 +1,16 @@
 """One small training loop for every LLM2Vec stage (MNTP, SimCSE, supervised), nanoGPT style.
 (stage.py puts the prologue every stage shares in front of it: load, merge, LoRA.)
 
-A stage supplies two functions and the loop does the rest:
+A stage supplies its own part as a `Stage` of two or three functions, and the loop does the rest:
 
-    batch_fn(step, micro) -> batch        deterministic in (step, micro), so "where the data was"
-                                          is just the step number and resuming is exact
-    loss_fn(model, batch) -> (loss, metrics)
+    batch(step, micro) -> batch          deterministic in (step, micro), so "where the data was"
+                                         is just the step number and resuming is exact
+    loss(model, batch) -> (loss, metrics)
+    evaluate(model) -> metrics           optional: at the start, every eval_every steps, at the end
 
 The loop: AdamW over the trainable (LoRA) parameters, linear warmup then linear decay, gradient
-accumulation, gradient clipping, bf16 autocast on CUDA, a tqdm bar, `log.jsonl`, an eval every N
+accumulation, gradient clipping, bf16 autocast (on CUDA, and on CPU when asked), a tqdm bar,
+`log.jsonl`, an eval every N
 steps, and atomic checkpoints (adapter + optimizer + scheduler + RNG states + step) that `resume`
 continues exactly. Ctrl-C and SIGTERM (what a cluster sends before it kills a job) save a
 checkpoint first. A non-finite loss, gradient or weight stops the run naming the step; nothing
@@ -27,6 +29,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from tqdm.auto import tqdm
@@ -39,6 +42,14 @@ from .precision import warn_fp16_under_bf16_autocast
 from .settings import TrainSettings
 
 CHECKPOINT_DIR, STATE_FILE, LOG_FILE = "checkpoint", "trainer_state.pt", "log.jsonl"
+
+
+class Stage(NamedTuple):
+    """A step file's own part of a training run (mntp.py, simcse.py, supervised.py)."""
+
+    batch: Callable  # batch(step, micro) -> a micro-batch, deterministic in (step, micro): resuming is exact
+    loss: Callable  # loss(model, batch) -> (loss, {metric: value}); a "tokens" metric becomes tokens/s
+    evaluate: Callable | None = None  # evaluate(model) -> {metric: value}
 
 
 class NonFiniteLossError(NonFiniteError):
@@ -100,16 +111,15 @@ def lr_factor(step: int, s: TrainSettings) -> float:
     return max(0.0, (s.steps - step) / max(1, s.steps - s.warmup_steps))
 
 
-def train(model, *, loss_fn: Callable, batch_fn: Callable, settings: TrainSettings, out_dir,
-          eval_fn: Callable | None = None, resume: bool = False, desc: str = "train",
-          inputs: dict | None = None, overwrite: bool = False) -> list[dict]:
+def train(model, stage: Stage, settings: TrainSettings, out_dir, *, name: str = "train", inputs: dict | None = None,
+          resume: bool = False, overwrite: bool = False) -> list[dict]:
     """Train the model's trainable parameters; write the final adapter into out_dir. → log records.
-    inputs: what the run was made from (data, base model, merged adapter), checked on resume like
-    the settings."""
-    out = Path(out_dir)
+    name: the bar's and the summary's label; inputs: what the run was made from (data, base model,
+    merged adapter), recorded in the checkpoint and checked on resume like the settings."""
+    out, inputs = Path(out_dir), inputs or {}
     check_out_dir(out, resume, overwrite)
+    _check_lora(model, settings)
     out.mkdir(parents=True, exist_ok=True)
-    inputs = dict(inputs or {}, lora=getattr(model, "lora_config", None))
     device = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -118,17 +128,17 @@ def train(model, *, loss_fn: Callable, batch_fn: Callable, settings: TrainSettin
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, settings))
     autocast = device.type == "cuda" if settings.autocast is None else settings.autocast
     if autocast:
-        warn_fp16_under_bf16_autocast(model, desc)
+        warn_fp16_under_bf16_autocast(model, name)
     model.gradient_checkpointing = settings.gradient_checkpointing
 
     start = 0
     recover_folder(out / CHECKPOINT_DIR)  # a swap cut short by a hard kill
     if resume and (out / CHECKPOINT_DIR / STATE_FILE).is_file():
         start = _load_checkpoint(out / CHECKPOINT_DIR, model, optimizer, scheduler, settings, inputs)
-        print(f"{desc}: resumed from step {start}")
+        print(f"{name}: resumed from step {start}")
     else:
         if resume:
-            print(f"{desc}: no checkpoint in {out / CHECKPOINT_DIR}; starting at step 0")
+            print(f"{name}: no checkpoint in {out / CHECKPOINT_DIR}; starting at step 0")
         torch.manual_seed(settings.seed)
         random.seed(settings.seed)
     main = distributed.is_main()  # with torchrun, one process logs and writes checkpoints
@@ -143,12 +153,12 @@ def train(model, *, loss_fn: Callable, batch_fn: Callable, settings: TrainSettin
             log.write(json.dumps(record) + "\n")
             log.flush()
 
-    if eval_fn is not None and start == 0:
-        emit({"step": 0, "eval": eval_fn(model)})
+    if stage.evaluate is not None and start == 0:
+        emit({"step": 0, "eval": stage.evaluate(model)})
     t_start = time.perf_counter()
     step = applied = last_saved = start  # applied: optimizer steps in the weights now
     running = None  # an average of recent losses, to notice a blow-up before it turns into NaN
-    bar = tqdm(range(start, settings.steps), initial=start, total=settings.steps, desc=desc, unit="step",
+    bar = tqdm(range(start, settings.steps), initial=start, total=settings.steps, desc=name, unit="step",
                disable=not main)
     rng = rng_after = _rng_state()
     on_term = _raise_on_sigterm()
@@ -158,12 +168,12 @@ def train(model, *, loss_fn: Callable, batch_fn: Callable, settings: TrainSettin
             rng = _rng_state()  # if this step is interrupted, a resume must redo it with the same randomness
             t0, loss_sum, metrics_sum = time.perf_counter(), 0.0, {}
             for micro in range(settings.grad_accum):
-                batch = batch_fn(step, micro)
+                batch = stage.batch(step, micro)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                    loss, metrics = loss_fn(model, batch)
+                    loss, metrics = stage.loss(model, batch)
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(
-                        f"{desc}: loss is {loss.item()} at step {step + 1}; stopped. " + _last_good(out, last_saved))
+                        f"{name}: loss is {loss.item()} at step {step + 1}; stopped. " + _last_good(out, last_saved))
                 (loss / settings.grad_accum).backward()
                 loss_sum += loss.item() / settings.grad_accum
                 for k, v in metrics.items():
@@ -171,7 +181,7 @@ def train(model, *, loss_fn: Callable, batch_fn: Callable, settings: TrainSettin
             distributed.average_gradients(params)  # several processes: the mean of their gradients
             if not _all_finite([p.grad for p in params if p.grad is not None]):
                 bad = first_non_finite((n, p.grad) for n, p in model.named_parameters() if p.grad is not None)
-                raise NonFiniteError(f"{desc}: the gradient of {bad} is NaN or inf at step {step + 1}; stopped "
+                raise NonFiniteError(f"{name}: the gradient of {bad} is NaN or inf at step {step + 1}; stopped "
                                      f"before the update. " + _last_good(out, last_saved))
             if settings.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
@@ -183,10 +193,10 @@ def train(model, *, loss_fn: Callable, batch_fn: Callable, settings: TrainSettin
             optimizer.zero_grad(set_to_none=True)
             if not _all_finite(params):  # a huge lr can overflow the weights while the loss still looked fine
                 bad = first_non_finite((n, p) for n, p in model.named_parameters() if p.requires_grad)
-                raise NonFiniteError(f"{desc}: weight {bad} became NaN or inf at step {step + 1}; stopped, the "
+                raise NonFiniteError(f"{name}: weight {bad} became NaN or inf at step {step + 1}; stopped, the "
                                      f"adapter was not written. " + _last_good(out, last_saved))
             if running is not None and loss_sum > 2 * running and loss_sum > running + 1:  # SmolLM2, lr 1e6: 7.3 → 36
-                warnings.warn(f"{desc}: loss {loss_sum:.4f} at step {step + 1} is far above its running value "
+                warnings.warn(f"{name}: loss {loss_sum:.4f} at step {step + 1} is far above its running value "
                               f"{running:.4f} (lower the learning rate?)", stacklevel=2)
             running = loss_sum if running is None else 0.9 * running + 0.1 * loss_sum
             seconds = time.perf_counter() - t0
@@ -198,8 +208,8 @@ def train(model, *, loss_fn: Callable, batch_fn: Callable, settings: TrainSettin
             bar.set_postfix(loss=f"{loss_sum:.4f}", lr=f"{lr:.2e}")
             done = step + 1
             last = done == settings.steps
-            if eval_fn is not None and (last or (settings.eval_every and done % settings.eval_every == 0)):
-                emit({"step": done, "eval": eval_fn(model)})
+            if stage.evaluate is not None and (last or (settings.eval_every and done % settings.eval_every == 0)):
+                emit({"step": done, "eval": stage.evaluate(model)})
             if main and (last or (settings.save_every and done % settings.save_every == 0)):
                 _save_checkpoint(out / CHECKPOINT_DIR, model, optimizer, scheduler, done, settings, _rng_state(),
                                  inputs)
@@ -213,7 +223,7 @@ def train(model, *, loss_fn: Callable, batch_fn: Callable, settings: TrainSettin
         if main:
             _save_checkpoint(out / CHECKPOINT_DIR, model, optimizer, scheduler, at, settings, state, inputs)
             why = "stopped by SIGTERM" if isinstance(sys.exc_info()[1], Preempted) else "interrupted"
-            print(f"\n{desc}: {why}; checkpoint at step {at} saved in {out / CHECKPOINT_DIR} (use --resume)")
+            print(f"\n{name}: {why}; checkpoint at step {at} saved in {out / CHECKPOINT_DIR} (use --resume)")
         raise
     finally:
         on_term()
@@ -223,7 +233,7 @@ def train(model, *, loss_fn: Callable, batch_fn: Callable, settings: TrainSettin
         model.gradient_checkpointing = False
     if main:
         _publish_adapter(out, out / CHECKPOINT_DIR)
-        _print_summary(desc, records, time.perf_counter() - t_start, out)
+        _print_summary(name, records, time.perf_counter() - t_start, out)
     return records
 
 
@@ -306,13 +316,35 @@ def _check_same_settings(folder: Path, state: dict, settings: TrainSettings, inp
     """--resume continues the run in the checkpoint; other settings would silently not apply (the
     optimizer and schedule come from the checkpoint), so a difference is an error that names it."""
     may_change = {f.name for f in fields(settings) if f.metadata.get("resume_may_change")}
-    saved = {**state.get("config", {}), **state.get("inputs", {})}
-    now = {**asdict(settings), **inputs}
+    saved, now = _saved_settings(state), {**asdict(settings), **inputs}
     differ = [f"{k}: checkpoint {saved[k]!r}, now {now[k]!r}" for k in now
               if k in saved and k not in may_change and saved[k] != now[k]]
     if differ:
         raise L2VError(f"--resume: settings differ from the checkpoint in {folder} ({'; '.join(differ)}); "
                        f"use the run's settings, or start afresh with --overwrite")
+
+
+def _saved_settings(state: dict) -> dict:
+    """What a checkpoint was made with, under today's names: checkpoints written before settings.py
+    kept some settings beside the loop's (`settings`), as autocast_bf16, dropout, PEFT's LoRA names."""
+    saved = {**state.get("config", {}), **state.get("settings", {}), **state.get("inputs", {})}
+    renamed = {"autocast_bf16": "autocast", "dropout": "attention_dropout"}
+    saved = {renamed.get(k, k): v for k, v in saved.items()}
+    lora = saved.get("lora")
+    if isinstance(lora, dict) and "lora_alpha" in lora:
+        saved["lora"] = dict(r=lora["r"], alpha=lora["lora_alpha"], dropout=lora["lora_dropout"])
+    return saved
+
+
+def _check_lora(model, settings: TrainSettings):
+    """settings.lora is what the checkpoint records: it must be the LoRA the model carries."""
+    applied = getattr(model, "lora_config", None)
+    if applied is None:
+        return  # no LoRA: train() then finds no trainable parameters and says so
+    wanted = settings.lora
+    if (applied["r"], applied["lora_alpha"], applied["lora_dropout"]) != (wanted.r, wanted.alpha, wanted.dropout):
+        raise L2VError(f"the model carries LoRA r={applied['r']}, alpha={applied['lora_alpha']}, dropout="
+                       f"{applied['lora_dropout']}, but settings.lora is {wanted}; apply_lora with settings.lora")
 
 
 def _as_tuple(x):
@@ -350,14 +382,14 @@ def _write_log(path: Path, records: list[dict]):
     write_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
-def _print_summary(desc: str, records: list[dict], seconds: float, out: Path):
+def _print_summary(name: str, records: list[dict], seconds: float, out: Path):
     losses = [r["loss"] for r in records if "loss" in r]
     evals = [r for r in records if "eval" in r]
     if not losses:
         return
     k = max(1, len(losses) // 10)
     first, last = sum(losses[:k]) / k, sum(losses[-k:]) / k
-    lines = [f"{desc}: {len(losses)} steps in {seconds / 60:.1f} min; loss {first:.4f} → {last:.4f} "
+    lines = [f"{name}: {len(losses)} steps in {seconds / 60:.1f} min; loss {first:.4f} → {last:.4f} "
              f"(mean of first/last {k})"]
     if len(evals) >= 2:
         a, b = evals[0]["eval"], evals[-1]["eval"]

@@ -481,18 +481,18 @@ def bench_floor(args):
     print(f"{'budget':7} {'suite':15} {'train TFLOP':>11} {'eval TFLOP':>10} {'floor: train':>12} {'eval':>6} "
           f"{'total min':>9}")
     for name in ("quick", "cpu", "long"):
-        plan = BUDGETS[name]
-        m, c = resolve("mntp", **plan["mntp"]), resolve("simcse", **plan["simcse"])
+        spec = BUDGETS[name]
+        m, c = resolve("mntp", **spec["mntp"]), resolve("simcse", **spec["simcse"])
         mntp_tokens = m.steps * m.batch_size * m.max_length
         # frozen base: forward + the input-gradient backward ≈ 2 forwards; MNTP's head on the masked 20 %
         train = 2 * forward_flops(cfg, mntp_tokens, m.max_length) + 2 * 2 * D * cfg.vocab_size * 0.2 * mntp_tokens
         simcse_tokens = c.steps * c.batch_size * 2 * mean_sentence  # two views; the ablation trains it again
         train += 2 * 2 * forward_flops(cfg, simcse_tokens, round(mean_sentence))
-        folders = build_suite(name=plan["suite"])
+        folders = build_suite(name=spec["suite"])
         # one causal pass for the three Uni rows, then Bi, Bi + MNTP, + SimCSE, SimCSE alone
         evaluate = 5 * sum(forward_flops(cfg, n, n) for n in suite_lengths(tokenizer, folders))
         t_train, t_eval = train / rate / 1e9 / 60, evaluate / rate / 1e9 / 60
-        print(f"{name:7} {plan['suite']:15} {train / 1e12:11.1f} {evaluate / 1e12:10.1f} {t_train:12.1f} "
+        print(f"{name:7} {spec['suite']:15} {train / 1e12:11.1f} {evaluate / 1e12:10.1f} {t_train:12.1f} "
               f"{t_eval:6.1f} {t_train + t_eval:9.1f}")
 
 

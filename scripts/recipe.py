@@ -46,7 +46,7 @@ def score(rows: list[Row]) -> dict[str, dict]:
 
 def paragraphs_file() -> Path:
     """Whole Wikipedia paragraphs, one a line (SimCSE on long spans instead of sentences)."""
-    from l2v.mntp import read_texts
+    from l2v.data import read_texts
 
     path = ROOT / "wiki-paragraphs.txt"
     if not path.is_file():

@@ -200,8 +200,8 @@ def mntp_run(folder, tokenizer, blocks, out, *, steps=6, save_every=3, eval_ever
     import l2v
     from l2v.lora import apply_lora
     from l2v.mntp import FAMILY_MASKING, MNTPData, mntp_loss
-    from l2v.settings import TrainSettings
-    from l2v.train import train
+    from l2v.settings import LoRASettings, TrainSettings
+    from l2v.train import Stage, train
 
     model = l2v.load_model(folder, causal=False)
     torch.manual_seed(0)
@@ -224,9 +224,9 @@ def mntp_run(folder, tokenizer, blocks, out, *, steps=6, save_every=3, eval_ever
         return data.evaluate(model)
 
     settings = TrainSettings(steps=steps, batch_size=4, grad_accum=2, lr=lr, warmup_steps=2, save_every=save_every,
-                             eval_every=eval_every, seed=0)
-    return train(model, loss_fn=loss_fn, batch_fn=data.batch, settings=settings, out_dir=out, eval_fn=eval_fn,
-                 resume=resume, overwrite=overwrite)
+                             eval_every=eval_every, seed=0, lora=LoRASettings(r=r, alpha=8, dropout=0.1))
+    return train(model, Stage(batch=data.batch, loss=loss_fn, evaluate=eval_fn), settings, out, resume=resume,
+                 overwrite=overwrite)
 
 
 def simcse_run(folder, data, out, **kw):

@@ -91,6 +91,22 @@ def test_evaluate_rows_scores_once_and_reads_back(scored, tmp_path, capsys):
     evaluate_rows("model", rows, suite="l2v-dev", autocast=True, max_length=128)
     evaluate_rows("other-model", rows, suite="l2v-dev", autocast=True, max_length=128)
     assert len(scored) == 2 * 3
+    scored.clear()
+    evaluate_rows("model", rows, suite="l2v-dev", autocast=True, max_length=128, dtype="bfloat16")  # another dtype
+    assert len(scored) == 3
+
+
+def test_records_from_before_one_autocast_name_are_read_back(scored, tmp_path):
+    rows = rows_in(tmp_path)
+    evaluate_rows("model", rows, suite="l2v-dev")
+    for row in rows:  # as records were written when the key was bf16_autocast
+        old = json.loads(row.path.read_text())
+        row.path.write_text(json.dumps({**{k: v for k, v in old.items() if k != "autocast"}, "bf16_autocast": False}))
+    scored.clear()
+    evaluate_rows("model", rows, suite="l2v-dev")
+    assert scored == []
+    evaluate_rows("model", rows, suite="l2v-dev", autocast=True)
+    assert len(scored) == 3
 
 
 def test_compare_rows_and_verdicts(scored, tmp_path):

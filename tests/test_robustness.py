@@ -29,9 +29,12 @@ BAD_ARGS = [  # (command, option, value): each must be refused by argparse, nami
     ("mntp", "--steps", "0"), ("mntp", "--max-length", "1"), ("mntp", "--mask-prob", "0"),
     ("mntp", "--mask-prob", "1.5"), ("mntp", "--lora-r", "0"), ("mntp", "--lora-dropout", "1.0"),
     ("mntp", "--grad-accum", "0"), ("mntp", "--lr", "nan"), ("mntp", "--lr", "0"), ("simcse", "--dropout", "-0.1"),
+    ("simcse", "--attention-dropout", "1.0"),
     ("supervised", "--batch-size", "0"), ("encode", "--batch-size", "-1"), ("eval", "--batch-size", "0"),
     ("encode", "--max-length", "0"), ("mntp", "--save-every", "-1"), ("plan", "--batch-size", "0"),
 ]
+
+SPELLINGS = {"--dropout": "--attention-dropout/--dropout", "--attention-dropout": "--attention-dropout/--dropout"}
 
 
 def _base_args(command, tmp_path):
@@ -50,7 +53,8 @@ def test_out_of_range_arguments_are_usage_errors(command, option, value, tmp_pat
         cli(_base_args(command, tmp_path) + [option, value])
     assert e.value.code == 2
     err = capsys.readouterr().err
-    assert f"l2v {command}: error: argument {option}:" in err and ("must be" in err or "expected" in err)
+    named = SPELLINGS.get(option, option)  # argparse names an option by all its spellings
+    assert f"l2v {command}: error: argument {named}:" in err and ("must be" in err or "expected" in err)
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists()
 

@@ -153,14 +153,15 @@ def test_fp16_weights_under_bf16_autocast_warn(tiny_encoder_folder, tmp_path):
     model = l2v.load_model(tiny_encoder_folder, dtype=torch.float16)
     with pytest.warns(UserWarning, match="fp16 weights under bf16 autocast"):
         l2v.Encoder(model, l2v.Tokenizer(tiny_encoder_folder), autocast=True)
-    from l2v.settings import TrainSettings
-    from l2v.train import train
+    from l2v.settings import LoRASettings, TrainSettings
+    from l2v.train import Stage, train
 
     apply_lora(model, r=4)
     ids = torch.randint(3, 300, (2, 8))
+    settings = TrainSettings(steps=1, batch_size=2, save_every=0, autocast=True, lora=LoRASettings(r=4))
     with pytest.warns(UserWarning, match="fp16 weights under bf16 autocast"):
-        train(model, loss_fn=lambda m, b: (m(b).float().pow(2).mean(), {}), batch_fn=lambda s, m: ids,
-              settings=TrainSettings(steps=1, batch_size=2, save_every=0, autocast=True), out_dir=tmp_path)
+        train(model, Stage(batch=lambda s, m: ids, loss=lambda m, b: (m(b).float().pow(2).mean(), {})), settings,
+              tmp_path)
 
 
 def test_bf16_weights_under_bf16_autocast_do_not_warn(tiny_encoder_folder, recwarn):
