@@ -46,7 +46,9 @@ class Timer:
 
 def finished(dest: Path) -> bool:
     """Whether a training run in `dest` has saved its adapter (an adapter is written last)."""
-    return (Path(dest) / "adapter_model.safetensors").is_file()
+    from .lora import ADAPTER_WEIGHTS
+
+    return (Path(dest) / ADAPTER_WEIGHTS).is_file()
 
 
 def train_once(dest: Path, stage, *args, **kwargs) -> Path:

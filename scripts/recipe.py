@@ -8,7 +8,7 @@ on the l2v-dev suite, compare it with Uni + mean with paired bootstrap intervals
     python scripts/recipe.py plot [--png PATH]           # score gap against training tokens, per type (PNG)
 
 Stages: `--mntp none` or `--simcse none` skips one; otherwise k=v pairs override the CPU preset
-(steps, batch_size, max_length, lr, mask_prob, dropout, lora_r, ..., data; SimCSE `data=paragraphs`
+(steps, batch_size, max_length, lr, mask_prob, attention_dropout, lora_r, ..., data; SimCSE `data=paragraphs`
 trains on whole Wikipedia paragraphs instead of sentences). Runs go to runs/recipe/NAME-sS/
 (adapters and eval.json; `--each-stage`: eval-mntp.json too, logged as NAME/mntp); the baselines'
 records to runs/recipe/baselines/; runs/recipe/log.jsonl gets one line per run and record.
