@@ -131,16 +131,23 @@ def evaluate_rows(model_dir, rows: list[Row], *, suite: str, autocast: bool = Fa
 # ---------------------------------------------------------------- comparison
 
 
-def compare_rows(records: dict[str, dict], claims: list[tuple[str, str]]) -> list[dict]:
+def compare_rows(records: dict[str, dict], claims: list[tuple[str, str]], select=None) -> list[dict]:
     """Each claim (better row, worse row) with both rows in `records` ({name: record}): the difference
     of their suite averages × 100 with its paired 95 % bootstrap interval (`evaluate.compare`), and
-    the same per task type under "types"."""
+    the same per task type under "types". select(task name) → bool: compare on those tasks only
+    (one half of l2v-dev, say)."""
     from .evaluate import compare
+
+    def tasks(row):
+        chosen = [t for t in records[row]["tasks"] if select is None or select(t["task"])]
+        if not chosen:
+            raise ValueError(f"compare_rows: no task of {row!r} was selected")
+        return chosen
 
     out = []
     for a, b in claims:
         if a in records and b in records:
-            diffs = compare(records[a]["tasks"], records[b]["tasks"])
+            diffs = compare(tasks(a), tasks(b))
             out.append({"claim": f"{a} > {b}", **diffs.pop("all"), "types": diffs})
     return out
 
@@ -148,3 +155,30 @@ def compare_rows(records: dict[str, dict], claims: list[tuple[str, str]]) -> lis
 def verdict(d: dict) -> str:
     """A difference's reading from its 95 % interval."""
     return "holds" if d["low"] > 0 else "reversed" if d["high"] < 0 else "within the noise"
+
+
+def in_words(c: dict) -> str:
+    """A compared claim in plain words: its reading on the average, then the task types by reading."""
+    from .evaluate import SHORT_NAMES
+
+    by = {}
+    for t, d in c["types"].items():
+        by.setdefault(verdict(d), []).append(SHORT_NAMES[t])
+    types = "; ".join(f"{v} on {', '.join(ts)}" for v, ts in by.items())
+    return f"{c['claim']}: {verdict(c)} on the average ({c['diff']:+.1f} [{c['low']:+.1f}, {c['high']:+.1f}]); {types}"
+
+
+def headline(c: dict, where: str) -> str:
+    """The main claim (Bi + MNTP + SimCSE > Uni + mean) as one honest sentence about `where` it was measured."""
+    readings = {verdict(d) for d in c["types"].values()}
+    if readings == {"holds"}:
+        said = "beats causal mean pooling on every task type"
+    elif verdict(c) == "holds" and "reversed" not in readings:
+        said = "beats causal mean pooling on the average, not beyond the noise on every task type"
+    elif verdict(c) == "holds":
+        said = "beats causal mean pooling on the average but loses on some task type"
+    elif verdict(c) == "reversed":
+        said = "does NOT beat causal mean pooling: it scores below it"
+    else:
+        said = "does NOT beat causal mean pooling: the difference is within the noise"
+    return f"{where}: the trained bidirectional model {said} ({c['diff']:+.1f} [{c['low']:+.1f}, {c['high']:+.1f}])."

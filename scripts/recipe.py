@@ -1,16 +1,18 @@
 """The recipe search behind the experiment record (docs/results.md): train a configuration, score it
 on the l2v-dev suite, compare it with Uni + mean with paired bootstrap intervals. Every run is logged.
 
-    python scripts/recipe.py baselines                   # Uni + mean/last/EOS (one pass), Bi + mean (untrained)
+    python scripts/recipe.py baselines                   # Uni + mean/last/EOS/weighted mean (one pass), Bi + mean
     python scripts/recipe.py run NAME [--mntp k=v ...] [--simcse k=v ...] [--seed S] [--each-stage]
-    python scripts/recipe.py table                       # every logged run against Uni + mean, per task type
+                                 [--pooling weighted_mean] [--train-only]
+    python scripts/recipe.py table [--half A|B]          # every logged run against Uni + mean, per task type
+    python scripts/recipe.py halves                      # choose on one half of l2v-dev, check on the other
     python scripts/recipe.py budgets                     # l2v demo's budgets: seed spread, each finding per type
     python scripts/recipe.py plot [--png PATH]           # score gap against training tokens, per type (PNG)
 
 Stages: `--mntp none` or `--simcse none` skips one; otherwise k=v pairs override the CPU preset
-(steps, batch_size, max_length, lr, mask_prob, attention_dropout, lora_r, ..., data; SimCSE `data=paragraphs`
-trains on whole Wikipedia paragraphs instead of sentences). Runs go to runs/recipe/NAME-sS/
-(adapters and eval.json; `--each-stage`: eval-mntp.json too, logged as NAME/mntp); the baselines'
+(steps, batch_size, max_length, lr, mask_prob, attention_dropout, lora_r, ..., data; SimCSE
+`data=paragraphs` trains on whole Wikipedia paragraphs instead of sentences, `data=mixed` on both
+shuffled together). Runs go to runs/recipe/NAME-sS/ (adapters and eval.json; `--each-stage`: eval-mntp.json too, logged as NAME/mntp); the baselines'
 records to runs/recipe/baselines/; runs/recipe/log.jsonl gets one line per run and record.
 Training and scoring are l2v.experiment's, as in `l2v demo`: a finished stage or a still-valid
 evaluation is read back, not redone; bf16 autocast where it is native.
@@ -26,12 +28,40 @@ from pathlib import Path
 import torch
 
 from l2v.evaluate import SHORT_NAMES, compare
-from l2v.experiment import Row, Timer, evaluate_rows, finished, train_once, verdict
+from l2v.experiment import Row, Timer, evaluate_rows, finished, train_once, verdict, write_json
 
 ROOT = Path("runs/recipe")
 MODEL = Path("weights/smollm2-135m-instruct")
 SUITE = "l2v-dev"
-TYPES = ("sts", "pair_classification", "classification")  # l2v-dev's task types, in the record's column order
+TYPES = ("sts", "pair_classification", "classification", "retrieval")  # l2v-dev's task types, in column order
+HALVES = ("A", "B")  # l2v-dev's halves by source (l2v.evaluate.dev.HALVES)
+
+
+def tasks_of(record: dict, half: str | None = None, reuse: bool = False) -> list[dict]:
+    """A record's task results: all, or one half's; reuse=True: only its long-against-short tasks."""
+    from l2v.evaluate.dev import half as half_of
+
+    return [t for t in record["tasks"] if (half is None or half_of(t["task"]) == half) and
+            (not reuse or t["task"].endswith("-reuse-sts"))]
+
+
+def versus(a: dict, b: dict, half: str | None = None) -> dict[str, dict]:
+    """compare() of two records on the whole suite or one half, plus "L/S": the long-against-short tasks."""
+    d = compare(tasks_of(a, half), tasks_of(b, half))
+    d["L/S"] = compare(tasks_of(a, half, reuse=True), tasks_of(b, half, reuse=True))["sts"]
+    return d
+
+
+def averages(record: dict, half: str | None = None) -> dict[str, float]:
+    from l2v.evaluate import type_averages
+
+    out = type_averages(tasks_of(record, half))
+    out["L/S"] = type_averages(tasks_of(record, half, reuse=True))["sts"]
+    return out
+
+
+COLS = list(TYPES) + ["L/S", "all"]
+NAMES = {**SHORT_NAMES, "L/S": "L/S"}
 
 
 def autocast() -> bool:
@@ -53,6 +83,24 @@ def paragraphs_file() -> Path:
         ROOT.mkdir(parents=True, exist_ok=True)
         path.write_text("\n".join(p.replace("\n", " ") for p in read_texts("wiki") if len(p.split()) >= 20) + "\n")
     return path
+
+
+def mixed_file() -> Path:
+    """Sentences and whole paragraphs, shuffled together, one a line (SimCSE on spans of mixed lengths:
+    a batch holds short and long texts, as similarity between texts of unequal lengths needs)."""
+    import random
+
+    from l2v.data import read_sentences
+
+    path = ROOT / "wiki-mixed.txt"
+    if not path.is_file():
+        spans = read_sentences("wiki") + paragraphs_file().read_text().splitlines()
+        random.Random(0).shuffle(spans)
+        path.write_text("\n".join(spans) + "\n")
+    return path
+
+
+DATA = {"paragraphs": paragraphs_file, "mixed": mixed_file}  # recipe-only SimCSE data, made on first use
 
 
 def parse(pairs: list[str]) -> dict | None:
@@ -81,7 +129,8 @@ def log(entry: dict):
 
 def baselines(args):
     timer = Timer()
-    rows = [Row(f"uni-{p}", True, p, (), ROOT / "baselines" / f"uni-{p}.json") for p in ("mean", "last", "eos")]
+    causal = ("mean", "last", "eos", "weighted_mean")  # one forward pass serves them all
+    rows = [Row(f"uni-{p}", True, p, (), ROOT / "baselines" / f"uni-{p}.json") for p in causal]
     rows.append(Row("bi-mean", False, "mean", (), ROOT / "baselines" / "bi-mean.json"))
     records = timer("baselines", score, rows)
     for row in rows:
@@ -99,18 +148,25 @@ def train(stage: str, changes: dict, out: Path, args, adapter=None) -> tuple[Pat
 
     changes = dict(changes)
     data = changes.pop("data", "wiki")
-    data = paragraphs_file() if data == "paragraphs" else data
+    data = DATA[data]() if data in DATA else data
     settings = resolve(stage, **changes, seed=args.seed, autocast=autocast() or None)
     fn, inputs = (run_mntp, (MODEL, data)) if stage == "mntp" else (run_simcse, (MODEL, adapter, data))
-    dest, trained_before = out / stage, finished(out / stage)
-    timer = Timer()
-    timer(stage, train_once, dest, fn, *inputs, settings=settings)
-    return dest, logged_minutes(args.name, args.seed, stage) if trained_before else timer.minutes[stage]
+    dest, minutes_file = out / stage, out / "minutes.json"
+    if not finished(dest):
+        timer = Timer()
+        timer(stage, train_once, dest, fn, *inputs, settings=settings)
+        minutes = json.loads(minutes_file.read_text()) if minutes_file.is_file() else {}
+        write_json(minutes_file, {**minutes, stage: timer.minutes[stage]})
+    return dest, logged_minutes(out, args, stage)
 
 
-def logged_minutes(name, seed, stage):
-    """Training minutes of a stage an earlier run trained (and logged)."""
-    return next((e["minutes_train"].get(stage) for e in entries() if (e["name"], e["seed"]) == (name, seed)), None)
+def logged_minutes(out: Path, args, stage):
+    """Training minutes of a stage: from the run folder's minutes.json, else from the log (older runs)."""
+    path = out / "minutes.json"
+    if path.is_file() and stage in json.loads(path.read_text()):
+        return json.loads(path.read_text())[stage]
+    return next((e["minutes_train"].get(stage) for e in entries() if (e["name"], e["seed"]) == (args.name, args.seed)),
+                None)
 
 
 def run(args):
@@ -123,11 +179,16 @@ def run(args):
     if simcse is not None:
         adapter, minutes["simcse"] = train("simcse", simcse, out, args, adapter=adapters[0] if adapters else None)
         adapters.append(adapter)
+    if args.train_only:
+        print(f"trained {out}: {minutes} min")
+        return
     runs = []  # (row, its stages' settings, their training minutes)
     if args.each_stage and mntp is not None and simcse is not None:  # the MNTP adapter alone too: "Bi + MNTP"
         runs.append((Row(f"{args.name}/mntp", False, "mean", tuple(adapters[:1]), out / "eval-mntp.json"), mntp,
                      None, {"mntp": minutes["mntp"]}))
-    runs.append((Row(args.name, False, "mean", tuple(adapters), out / "eval.json"), mntp, simcse, minutes))
+    pooled = "" if args.pooling == "mean" else f":{args.pooling}"  # another pooling: its own row and record
+    runs.append((Row(args.name + pooled, False, args.pooling, tuple(adapters), out / f"eval{pooled}.json"), mntp, simcse,
+                 minutes))
     records = score([row for row, *_ in runs])
     for row, m, s, trained in runs:
         log({"name": row.name, "seed": args.seed, "mntp": m, "simcse": s, "minutes_train": trained,
@@ -136,17 +197,37 @@ def run(args):
 
 
 def table(args):
+    """Every logged run: scores per type (whole suite or --half), then its difference from Uni + mean."""
     logged = entries()
-    base = next(e for e in reversed(logged) if e["name"] == "uni-mean")["record"]["tasks"]
-    cols = list(TYPES) + ["all"]
-    print(f"{'run':34} " + " ".join(f"{SHORT_NAMES[c]:>7}" for c in cols) + "   vs Uni + mean: diff [95% CI] per type")
+    base = next(e for e in reversed(logged) if e["name"] == "uni-mean")["record"]
+    where = f"half {args.half}" if args.half else "the whole suite"
+    print(f"l2v-dev, {where}; L/S = long-against-short similarity (the *-reuse-sts tasks)")
+    print(f"{'run':28} " + " ".join(f"{NAMES[c]:>6}" for c in COLS) + "   − Uni + mean: diff [95% CI]")
     for e in logged:
-        r = e["record"]
-        d = compare(r["tasks"], base)
-        cells = " ".join(f"{100 * r['averages'][c]:7.2f}" for c in cols)
-        diffs = "  ".join(f"{SHORT_NAMES[c]} {d[c]['diff']:+.1f} [{d[c]['low']:+.1f}, {d[c]['high']:+.1f}]" for c in cols)
+        avg, d = averages(e["record"], args.half), versus(e["record"], base, args.half)
+        cells = " ".join(f"{100 * avg[c]:6.2f}" for c in COLS)
+        diffs = "  ".join(f"{NAMES[c]} {d[c]['diff']:+.1f} [{d[c]['low']:+.1f}, {d[c]['high']:+.1f}]" for c in COLS)
         seed = "" if e["seed"] is None else f" s{e['seed']}"
-        print(f"{e['name'] + seed:34} {cells}   {diffs}")
+        print(f"{e['name'] + seed:28} {cells}   {diffs}")
+
+
+def halves(args):
+    """The two-half check. Choose the best trained run by its average on one half, then read every
+    type's difference from Uni + mean and from the untrained Bi + mean on the other half, where no
+    choice was made. A finding counts when it holds there."""
+    logged = entries()
+    last = {(e["name"], e["seed"]): e for e in logged}
+    named = {name: e for (name, seed), e in last.items() if seed is None}
+    trained = [e for (name, seed), e in last.items() if seed is not None]
+    for chosen_on, check_on in (HALVES, HALVES[::-1]):
+        best = max(trained, key=lambda e: versus(e["record"], named["uni-mean"]["record"], chosen_on)["all"]["diff"])
+        print(f"\nchosen on half {chosen_on}: {best['name']} s{best['seed']}; checked on half {check_on}:")
+        for half in (chosen_on, check_on):
+            for ref in ("uni-mean", "bi-mean"):
+                d = versus(best["record"], named[ref]["record"], half)
+                cells = " | ".join(f"{NAMES[c]} {d[c]['diff']:+.1f} [{d[c]['low']:+.1f}, {d[c]['high']:+.1f}]"
+                                   for c in COLS)
+                print(f"  half {half} − {ref:9} {cells}")
 
 
 # `l2v demo`'s budgets as recipe runs: (the full recipe's run name, the SimCSE-alone run's name).
@@ -268,16 +349,21 @@ def plot(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["baselines", "run", "table", "budgets", "plot"])
+    parser.add_argument("what", choices=["baselines", "run", "table", "halves", "budgets", "plot"])
     parser.add_argument("name", nargs="?")
     parser.add_argument("--mntp", nargs="+", default=[])
     parser.add_argument("--simcse", nargs="+", default=[])
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--each-stage", action="store_true", help="run: score the MNTP adapter alone too")
+    parser.add_argument("--train-only", action="store_true", help="run: train the stages, score later (a run again)")
     parser.add_argument("--png", default="docs/figures/recipe-curve.png")
+    parser.add_argument("--half", choices=HALVES, help="table: one half of l2v-dev only")
+    parser.add_argument("--pooling", default="mean", choices=["mean", "weighted_mean"],
+                        help="run: score the trained model with this pooling (row NAME:POOLING)")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    {"baselines": baselines, "run": run, "table": table, "budgets": budgets, "plot": plot}[args.what](args)
+    {"baselines": baselines, "run": run, "table": table, "halves": halves, "budgets": budgets,
+     "plot": plot}[args.what](args)
 
 
 if __name__ == "__main__":

