@@ -4,7 +4,7 @@ on the l2v-dev suite, compare it with Uni + mean with paired bootstrap intervals
     python scripts/recipe.py baselines                   # Uni + mean/last/EOS/weighted mean (one pass), Bi + mean
     python scripts/recipe.py run NAME [--mntp k=v ...] [--simcse k=v ...] [--seed S] [--each-stage]
                                  [--pooling weighted_mean] [--train-only]
-    python scripts/recipe.py table [--half A|B]          # every logged run against Uni + mean, per task type
+    python scripts/recipe.py table [--half A|B] [--markdown]  # every logged run against Uni + mean, per type
     python scripts/recipe.py halves                      # choose on one half of l2v-dev, check on the other
     python scripts/recipe.py budgets                     # l2v demo's budgets: seed spread, each finding per type
     python scripts/recipe.py plot [--png PATH]           # score gap against training tokens, per type (PNG)
@@ -200,6 +200,8 @@ def table(args):
     """Every logged run: scores per type (whole suite or --half), then its difference from Uni + mean."""
     logged = entries()
     base = next(e for e in reversed(logged) if e["name"] == "uni-mean")["record"]
+    if args.markdown:
+        return markdown(logged, base, args.half)
     where = f"half {args.half}" if args.half else "the whole suite"
     print(f"l2v-dev, {where}; L/S = long-against-short similarity (the *-reuse-sts tasks)")
     print(f"{'run':28} " + " ".join(f"{NAMES[c]:>6}" for c in COLS) + "   − Uni + mean: diff [95% CI]")
@@ -209,6 +211,38 @@ def table(args):
         diffs = "  ".join(f"{NAMES[c]} {d[c]['diff']:+.1f} [{d[c]['low']:+.1f}, {d[c]['high']:+.1f}]" for c in COLS)
         seed = "" if e["seed"] is None else f" s{e['seed']}"
         print(f"{e['name'] + seed:28} {cells}   {diffs}")
+
+
+BASELINES = {"uni-mean": "Uni + mean", "uni-last": "Uni + last token", "uni-eos": "Uni + EOS",
+             "uni-weighted_mean": "Uni + weighted mean", "bi-mean": "Bi + mean, untrained"}
+
+
+def label(e: dict) -> str:
+    """A logged run as a reader names it: "Uni + EOS", "cpu s42: Bi + MNTP + SimCSE"."""
+    if e["seed"] is None:
+        return BASELINES.get(e["name"], e["name"])
+    steps = "Bi + " + " + ".join(s for s in ("MNTP", "SimCSE") if e.get(s.lower()) is not None)
+    name = e["name"]
+    if name.endswith("/mntp"):
+        name, steps = name[: -len("/mntp")], "Bi + MNTP"
+    return f"{name} s{e['seed']}: {steps}"
+
+
+def markdown(logged: list[dict], base: dict, half: str | None):
+    """The table as markdown (docs/results.md, the README): Uni + mean's scores, then every other run's
+    difference from it per type, with its paired 95 % interval."""
+    avg = averages(base, half)
+    print("| row | train min | " + " | ".join(NAMES[c] for c in COLS) + " |")
+    print("|---|---:|" + "---:|" * len(COLS))
+    print("| Uni + mean (scores) | – | " + " | ".join(f"{100 * avg[c]:.2f}" for c in COLS) + " |")
+    for e in logged:
+        if e["name"] == "uni-mean":
+            continue
+        d = versus(e["record"], base, half)
+        minutes = sum(v or 0 for v in e["minutes_train"].values()) if e["minutes_train"] else 0
+        name = label(e)
+        cells = " | ".join(f"{d[c]['diff']:+.1f} [{d[c]['low']:+.1f}, {d[c]['high']:+.1f}]" for c in COLS)
+        print(f"| {name} | {f'{minutes:.1f}' if minutes else '–'} | {cells} |")
 
 
 def halves(args):
@@ -358,6 +392,7 @@ def main():
     parser.add_argument("--train-only", action="store_true", help="run: train the stages, score later (a run again)")
     parser.add_argument("--png", default="docs/figures/recipe-curve.png")
     parser.add_argument("--half", choices=HALVES, help="table: one half of l2v-dev only")
+    parser.add_argument("--markdown", action="store_true", help="table: as markdown, differences from Uni + mean")
     parser.add_argument("--pooling", default="mean", choices=["mean", "weighted_mean"],
                         help="run: score the trained model with this pooling (row NAME:POOLING)")
     args = parser.parse_args()

@@ -17,7 +17,6 @@ import importlib.util
 import math
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time

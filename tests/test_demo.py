@@ -56,6 +56,9 @@ def test_demo_smoke_run_and_reuse(tiny_encoder_folder, tmp_path, capsys):
     assert len(saved["orderings"]) == 5 and all(c["low"] <= c["diff"] <= c["high"] for c in saved["orderings"])
     assert all(set(c["types"]) == set(saved["rows"][0]["averages"]) - {"all"} for c in saved["orderings"])
     assert "paired 95 % bootstrap interval" in out and "minutes per stage" in out and "Retr. " in out
+    # The findings in words, named for this model, budget and suite (not a claim about LLM2Vec at large).
+    assert "What this run shows (" in out and "budget 'smoke', suite l2v-mini-quick" in out
+    assert "causal mean pooling" in out and saved["halves"] == {}  # halves only on l2v-dev
     assert {"train MNTP", "evaluate Uni rows (one pass)", "evaluate Bi + mean"} <= set(saved["stages"])
     run_demo(tmp_path / "demo", model_dir=tiny_encoder_folder, budget="smoke")  # everything is reused
     assert capsys.readouterr().out.count("reusing") == 3 + len(ROWS)

@@ -194,6 +194,12 @@ def test_recipe_script_trains_and_scores_through_the_engine(scored, tmp_path, mo
     out = capsys.readouterr().out
     assert "l2v-dev, half B" in out and "L/S" in out
     assert "chosen on half A: x s7; checked on half B:" in out and "half B − bi-mean" in out
+    main("table", "--half", "A", "--markdown")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| row | train min | STS |") and lines[2].startswith("| Uni + mean (scores) | – |")
+    assert [line.split(" | ")[0] for line in lines[3:]] == ["| Uni + last token", "| Uni + EOS",
+        "| Uni + weighted mean", "| Bi + mean, untrained", "| x s7: Bi + MNTP", "| x s7: Bi + MNTP + SimCSE"]
+    assert all(line.count("[") == len(recipe.COLS) for line in lines[3:])
 
 
 def test_scripts_start(tmp_path):

@@ -199,10 +199,11 @@ def test_qwen_sliding_layers_follow_max_window_layers(tiny_folder):
 
 @pytest.mark.parametrize("name", FAMILIES)
 @pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidirectional"])
-def test_bf16_equals_transformers_bit_for_bit(tiny_folder, name, causal):
+def test_bf16_equals_transformers_bit_for_bit(tiny_folder, name, causal, monkeypatch):
     """In bf16 every rounding step counts: Gemma's √D is rounded to bf16 before the multiply, its
     norms multiply in fp32 before the cast, LLaMA's cast first. With the written-out attention
     (transformers' eager arithmetic), l2v reproduces transformers exactly."""
+    monkeypatch.setenv("L2V_NATIVE_BF16", "1")  # bf16 arithmetic, as transformers does, on any CPU
     folder, _ = tiny_folder(name)
     hf = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16,
                                                            attn_implementation="eager").eval()
