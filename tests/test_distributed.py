@@ -40,6 +40,7 @@ def worker(rank, world, port, folder, out):
     assert distributed.init() and distributed.world_size() == world
     loss, grads = loss_and_grads(folder, TRIPLES)
     torch.save({"loss": loss, "grads": grads}, f"{out}/rank{rank}.pt")
+    dist.barrier()  # no rank tears gloo down while the other still talks to it (an abort at exit)
     dist.destroy_process_group()
 
 

@@ -167,6 +167,7 @@ def worker(rank, world, port, folder, out):
     params = lora_parameters(encoder.model)
     distributed.average_gradients(params)
     torch.save({"loss": loss.detach(), "grads": [p.grad for p in params]}, f"{out}/rank{rank}.pt")
+    dist.barrier()  # no rank tears gloo down while the other still talks to it (an abort at exit)
     dist.destroy_process_group()
 
 
