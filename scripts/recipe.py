@@ -28,13 +28,14 @@ from pathlib import Path
 import torch
 
 from l2v.evaluate import SHORT_NAMES, compare
+from l2v.evaluate.dev import HALVES as DEV_HALVES
 from l2v.experiment import Row, Timer, evaluate_rows, finished, train_once, verdict, write_json
 
 ROOT = Path("runs/recipe")
 MODEL = Path("weights/smollm2-135m-instruct")
 SUITE = "l2v-dev"
 TYPES = ("sts", "pair_classification", "classification", "retrieval")  # l2v-dev's task types, in column order
-HALVES = ("A", "B")  # l2v-dev's halves by source (l2v.evaluate.dev.HALVES)
+HALVES = tuple(DEV_HALVES)  # l2v-dev's halves by source: "A", "B"
 
 
 def tasks_of(record: dict, half: str | None = None, reuse: bool = False) -> list[dict]:
@@ -61,6 +62,11 @@ def averages(record: dict, half: str | None = None) -> dict[str, float]:
 
 
 COLS = list(TYPES) + ["L/S", "all"]
+
+
+def interval(d: dict) -> str:
+    """A compared difference × 100 with its paired 95 % interval: "+1.2 [−0.3, +2.6]"."""
+    return f"{d['diff']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}]"
 NAMES = {**SHORT_NAMES, "L/S": "L/S"}
 
 
@@ -163,8 +169,9 @@ def train(stage: str, changes: dict, out: Path, args, adapter=None) -> tuple[Pat
 def logged_minutes(out: Path, args, stage):
     """Training minutes of a stage: from the run folder's minutes.json, else from the log (older runs)."""
     path = out / "minutes.json"
-    if path.is_file() and stage in json.loads(path.read_text()):
-        return json.loads(path.read_text())[stage]
+    minutes = json.loads(path.read_text()) if path.is_file() else {}
+    if stage in minutes:
+        return minutes[stage]
     return next((e["minutes_train"].get(stage) for e in entries() if (e["name"], e["seed"]) == (args.name, args.seed)),
                 None)
 
@@ -208,7 +215,7 @@ def table(args):
     for e in logged:
         avg, d = averages(e["record"], args.half), versus(e["record"], base, args.half)
         cells = " ".join(f"{100 * avg[c]:6.2f}" for c in COLS)
-        diffs = "  ".join(f"{NAMES[c]} {d[c]['diff']:+.1f} [{d[c]['low']:+.1f}, {d[c]['high']:+.1f}]" for c in COLS)
+        diffs = "  ".join(f"{NAMES[c]} {interval(d[c])}" for c in COLS)
         seed = "" if e["seed"] is None else f" s{e['seed']}"
         print(f"{e['name'] + seed:28} {cells}   {diffs}")
 
@@ -241,7 +248,7 @@ def markdown(logged: list[dict], base: dict, half: str | None):
         d = versus(e["record"], base, half)
         minutes = sum(v or 0 for v in e["minutes_train"].values()) if e["minutes_train"] else 0
         name = label(e)
-        cells = " | ".join(f"{d[c]['diff']:+.1f} [{d[c]['low']:+.1f}, {d[c]['high']:+.1f}]" for c in COLS)
+        cells = " | ".join(interval(d[c]) for c in COLS)
         print(f"| {name} | {f'{minutes:.1f}' if minutes else '–'} | {cells} |")
 
 
@@ -259,8 +266,7 @@ def halves(args):
         for half in (chosen_on, check_on):
             for ref in ("uni-mean", "bi-mean"):
                 d = versus(best["record"], named[ref]["record"], half)
-                cells = " | ".join(f"{NAMES[c]} {d[c]['diff']:+.1f} [{d[c]['low']:+.1f}, {d[c]['high']:+.1f}]"
-                                   for c in COLS)
+                cells = " | ".join(f"{NAMES[c]} {interval(d[c])}" for c in COLS)
                 print(f"  half {half} − {ref:9} {cells}")
 
 
@@ -283,7 +289,7 @@ def budgets(args):
 
     def cell(d):
         mark = marks[verdict(d)]
-        return f"{d['diff']:+5.1f} [{d['low']:+.1f}, {d['high']:+.1f}] {mark}"
+        return f"{interval(d)} {mark}"
 
     print("+ holds beyond the interval, ~ within the noise, − reversed; " + " | ".join(SHORT_NAMES[c] for c in cols))
     for budget, (full, alone) in BUDGET_RUNS.items():
