@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .checks import L2VError, NonFiniteError, arg_type
 from .tokenizer import DEFAULT_MAX_LENGTH
@@ -30,7 +31,8 @@ def main(argv=None):
     p.add_argument("--input", required=True, help="text file, one text a line")
     p.add_argument("--output", required=True, help="where to write the (N, D) float32 .npy")
     p.add_argument("--batch-size", type=arg_type("batch_size"), default=32)
-    p.add_argument("--max-length", type=arg_type("max_length"), default=DEFAULT_MAX_LENGTH)
+    p.add_argument("--max-length", type=arg_type("max_length"), default=None,
+                   help=f"tokens per text (default: the folder's own, else {DEFAULT_MAX_LENGTH})")
     p.add_argument("--normalize", action="store_true", help="unit-length embeddings")
     p.add_argument("--device", default=None)
     p.set_defaults(run=_encode)
@@ -41,8 +43,9 @@ def main(argv=None):
                    help="a built-in suite (default if no --task: l2v-mini)")
     p.add_argument("--task", action="append", default=[], help="a task folder (repeatable)")
     p.add_argument("--quick", action="store_true", help="= --suite l2v-mini-quick (1.5–2 minutes on a 2-core CPU in fp32)")
-    p.add_argument("--max-length", type=arg_type("max_length"), default=DEFAULT_MAX_LENGTH,
-                   help=f"tokens per text (longer texts are truncated; default {DEFAULT_MAX_LENGTH}, as `l2v encode`)")
+    p.add_argument("--max-length", type=arg_type("max_length"), default=None,
+                   help=f"tokens per text (longer texts are truncated; default: the folder's own, else "
+                        f"{DEFAULT_MAX_LENGTH}, as `l2v encode`)")
     p.add_argument("--batch-size", type=arg_type("batch_size"), default=32)
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
     p.add_argument("--device", default=None)
@@ -64,6 +67,19 @@ def main(argv=None):
     p.add_argument("--no-ablation", action="store_true", help="skip the 'SimCSE without MNTP' row")
     p.add_argument("--device", default=None)
     p.set_defaults(run=_demo)
+
+    p = sub.add_parser("export", help="merge adapters into one folder that l2v, sentence-transformers, mteb and "
+                                      "llm2vec read (weights, tokenizer, how embeddings are made)")
+    _encoder_args(p)
+    p.add_argument("--out", required=True, help="the new folder")
+    p.add_argument("--max-length", type=arg_type("max_length"), default=DEFAULT_MAX_LENGTH,
+                   help=f"tokens per text the folder's users get (default {DEFAULT_MAX_LENGTH})")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                   help="stored weights (default: the base model's own); adapters are merged in fp32 first")
+    p.add_argument("--query-instruction", default=None,
+                   help="sentence-transformers' 'query' prompt: the instruction encode_query puts before queries")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier export in OUT")
+    p.set_defaults(run=_export)
 
     p = sub.add_parser("analyze", help="the paper's analyses: per-layer similarity, pooling comparison")
     p.add_argument("what", choices=["layers", "pooling"])
@@ -118,10 +134,26 @@ def _encoder_args(p):
     """How to build the Encoder: model, adapters, attention mode, pooling."""
     p.add_argument("--model", required=True, help="HF-layout model folder (e.g. weights/smollm2-135m-instruct)")
     p.add_argument("--adapter", action="append", default=[], help="PEFT LoRA folder to merge (repeatable, in order)")
-    p.add_argument("--causal", action="store_true", help="keep causal attention (default: bidirectional)")
-    p.add_argument("--pooling", default="mean", choices=["mean", "weighted_mean", "eos", "last", "bos"],
-                   help="eos: the tokenizer's EOS appended to each text, pooled there (LLM2Vec's eos_token); "
-                        "last: the last text token as it is; bos: the BOS token (only where one is added)")
+    p.add_argument("--causal", action="store_true", default=None,
+                   help="keep causal attention (default: bidirectional, or what an exported folder says)")
+    p.add_argument("--pooling", default=None, choices=["mean", "weighted_mean", "eos", "last", "bos"],
+                   help="default: mean, or what an exported folder says. eos: the tokenizer's EOS appended to "
+                        "each text, pooled there (LLM2Vec's eos_token); last: the last text token as it is; "
+                        "bos: the BOS token (only where one is added)")
+
+
+def _encoder_settings(args):
+    """Fill --causal, --pooling, --max-length left out from the model folder's own settings (an
+    `l2v export` folder's l2v_encoder.json), else LLM2Vec's defaults."""
+    from .export import encoder_settings
+
+    saved = encoder_settings(args.model) if Path(args.model).is_dir() else {}
+    if args.causal is None:
+        args.causal = saved.get("causal", False)
+    if args.pooling is None:
+        args.pooling = saved.get("pooling", "mean")
+    if getattr(args, "max_length", 0) is None:
+        args.max_length = saved.get("max_length", DEFAULT_MAX_LENGTH)
 
 
 def _training_args(p, stage: str, *, data_help: str, adapter: bool = False, data_default="wiki"):
@@ -210,6 +242,7 @@ def _eval(args):
     if args.quick and args.suite not in (None, "l2v-mini", "l2v-mini-quick"):
         raise L2VError(f"{args.suite} has no quick version (--quick means --suite l2v-mini-quick)")
     suite = "l2v-mini-quick" if args.quick else args.suite or "l2v-mini"
+    _encoder_settings(args)
     record = evaluate_model(args.model, adapters=args.adapter, causal=args.causal, pooling=args.pooling,
                             tasks=args.task, suite=suite, max_length=args.max_length, batch_size=args.batch_size,
                             dtype=args.dtype and getattr(torch, args.dtype), device=args.device,
@@ -218,13 +251,12 @@ def _eval(args):
     mode = "causal" if args.causal else "bidirectional"
     adapters = f", adapters: {', '.join(args.adapter)}" if args.adapter else ""
     print(f"{args.model} ({mode}, {args.pooling} pooling{adapters}) — {len(record['tasks'])} tasks "
-          f"in {record['minutes']:.1f} min")
+          f"on {record['device']} in {record['minutes']:.1f} min")
     if args.json:
         write_atomic(args.json, json.dumps(record, indent=2, allow_nan=False) + "\n")  # strict JSON: no NaN
 
 
 def _plan(args):
-    from pathlib import Path
 
     from .config import ModelConfig
     from .plan import MODEL_SHAPES, format_plan, plan
@@ -251,9 +283,21 @@ def _demo(args):
              budget=args.budget, suite=args.suite)
 
 
+def _export(args):
+    from .export import export_model
+
+    _encoder_settings(args)
+    prompts = {"query": args.query_instruction} if args.query_instruction else None
+    out = export_model(args.model, args.out, adapters=args.adapter, causal=args.causal, pooling=args.pooling,
+                       max_length=args.max_length, dtype=args.dtype, prompts=prompts, overwrite=args.overwrite)
+    mode = "causal" if args.causal else "bidirectional"
+    merged = f", {len(args.adapter)} adapter(s) merged" if args.adapter else ""
+    print(f"{out}: {mode}, {args.pooling} pooling, max {args.max_length} tokens{merged} — reads back with "
+          f"Encoder.from_pretrained({str(out)!r}) or SentenceTransformer({str(out)!r}, trust_remote_code=True)")
+
+
 def _analyze(args):
     import json
-    from pathlib import Path
 
     from .analyze import DEFAULT_TEXT, analyze_layers, analyze_pooling
     from .files import write_atomic
@@ -286,7 +330,6 @@ def _fetch(args):
 
 def _encode(args):
     import time
-    from pathlib import Path
 
     import numpy as np
 
@@ -300,6 +343,7 @@ def _encode(args):
         raise L2VError(f"--output {output} is a folder; give a file name such as {output / 'embeddings.npy'}")
     if output.suffix != ".npy":  # np.save would add it anyway; say where the file really goes
         output = output.with_name(output.name + ".npy")
+    _encoder_settings(args)
     encoder = Encoder.from_pretrained(args.model, adapters=args.adapter, causal=args.causal, pooling=args.pooling,
                                       max_length=args.max_length, device=args.device)
     start = time.perf_counter()
@@ -308,7 +352,8 @@ def _encode(args):
     seconds = time.perf_counter() - start
     np.save(output, emb)
     mode = "causal" if args.causal else "bidirectional"
-    print(f"{len(texts)} texts → {output} {tuple(emb.shape)} ({mode}, {args.pooling} pooling) in {seconds:.1f} s")
+    print(f"{len(texts)} texts → {output} {tuple(emb.shape)} ({mode}, {args.pooling} pooling) on {encoder.device} "
+          f"in {seconds:.1f} s")
 
 
 if __name__ == "__main__":

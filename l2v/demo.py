@@ -82,6 +82,7 @@ def run_demo(out_dir=None, *, model_dir=None, quick: bool = False, device=None, 
     from .checks import L2VError
     from .evaluate import build_suite, comparison_table
     from .fetch import fetch_smollm2, fetch_wiki
+    from .loading import resolve_device
     from .mntp import run_mntp
     from .precision import native_bf16
     from .settings import resolve
@@ -89,8 +90,9 @@ def run_demo(out_dir=None, *, model_dir=None, quick: bool = False, device=None, 
 
     start = time.perf_counter()
     timer = Timer()  # minutes per stage, for the summary
-    is_cuda = str(device or "").startswith("cuda")
-    budget = budget or ("quick" if quick else "cuda" if is_cuda else "cpu")
+    device = resolve_device(device)  # None: the GPU when there is one
+    print(f"l2v demo: device {device}")
+    budget = budget or ("quick" if quick else "cuda" if device.type == "cuda" else "cpu")
     if budget not in BUDGETS:
         raise L2VError(f"unknown budget {budget!r}; known: {', '.join(BUDGETS)}")
     spec = BUDGETS[budget]
@@ -105,7 +107,7 @@ def run_demo(out_dir=None, *, model_dir=None, quick: bool = False, device=None, 
     # bf16 autocast where bf16 is native (CUDA; CPUs with AVX-512 BF16): training ~1.45x and the six
     # suite runs ~1.9x faster on such a CPU (scripts/bench.py). Weights and LoRA stay fp32; the
     # setting is kept in each training checkpoint's config and in each row's JSON.
-    autocast = native_bf16(device or "cpu")
+    autocast = native_bf16(device.type)
     mntp = resolve("mntp", **spec["mntp"], autocast=autocast or None)  # None: the preset's (on for CUDA)
     simcse = resolve("simcse", **spec["simcse"], autocast=autocast or None)
     runs = {"mntp": timer("train MNTP", train_once, out / "mntp", run_mntp, model_dir, "wiki", settings=mntp,

@@ -25,7 +25,7 @@ ACCEPTED = "a string, a list of strings, or a list of [instruction, text] pairs"
 
 class Encoder:
     def __init__(self, model, tokenizer: Tokenizer, *, pooling: str = "mean", max_length: int = DEFAULT_MAX_LENGTH,
-                 autocast: bool = False):
+                 autocast: bool = False, prompts: dict[str, str] | None = None):
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}: choose one of {', '.join(POOLINGS)}")
         check_args(max_length=max_length)
@@ -40,6 +40,7 @@ class Encoder:
         # LLM2Vec's eos_token mode: EOS after every text, unless the tokenizer already ends texts with it.
         self.appends_eos = pooling == "eos" and not tokenizer.add_eos
         self.pooling, self.max_length = pooling, max_length
+        self.prompts = dict(prompts or {})  # named instructions, for encode(prompt_name=...)
         # bf16 autocast: matmuls in bf16, weights (and merged adapters) kept in their own dtype.
         # Faster where bf16 is native; embeddings then agree with fp32 to a cosine of about 0.999.
         self.autocast = autocast
@@ -47,16 +48,25 @@ class Encoder:
             warn_fp16_under_bf16_autocast(model, "Encoder")
 
     @classmethod
-    def from_pretrained(cls, path, *, adapters: Sequence = (), causal: bool = False, pooling: str = "mean",
-                        max_length: int = DEFAULT_MAX_LENGTH, dtype=None, device=None, autocast: bool = False) -> "Encoder":
+    def from_pretrained(cls, path, *, adapters: Sequence = (), causal: bool | None = None, pooling: str | None = None,
+                        max_length: int | None = None, dtype=None, device=None, autocast: bool = False) -> "Encoder":
         """Load a model folder; `adapters` (PEFT-format LoRA folders) are merged into it in order,
-        as LLM2Vec stacks MNTP and then SimCSE. `causal=False` is LLM2Vec's bidirectional mode."""
+        as LLM2Vec stacks MNTP and then SimCSE. causal, pooling, max_length left as None take the
+        folder's own settings (an `l2v export` folder's l2v_encoder.json), else LLM2Vec's: False
+        (bidirectional), "mean", 512."""
+        from .export import encoder_settings
+
+        saved = encoder_settings(path)
+        causal = saved.get("causal", False) if causal is None else causal
+        pooling = saved.get("pooling", "mean") if pooling is None else pooling
+        max_length = saved.get("max_length", DEFAULT_MAX_LENGTH) if max_length is None else max_length
         model = load_model(path, dtype=dtype, device=device, causal=causal)
         if adapters:
             from .lora import merge_adapters
 
             merge_adapters(model, adapters, base_model=path)
-        return cls(model, Tokenizer(path), pooling=pooling, max_length=max_length, autocast=autocast)
+        return cls(model, Tokenizer(path), pooling=pooling, max_length=max_length, autocast=autocast,
+                   prompts=saved.get("prompts"))
 
     @property
     def device(self) -> torch.device:
@@ -67,10 +77,21 @@ class Encoder:
         return self.model.config.hidden_size
 
     def encode(self, texts, *, instruction: str | None = None, batch_size: int = 32, normalize: bool = False,
-               show_progress_bar: bool | None = None, convert_to_numpy: bool = True):
+               show_progress_bar: bool | None = None, convert_to_numpy: bool = True, prompt: str | None = None,
+               prompt_name: str | None = None, normalize_embeddings: bool | None = None,
+               convert_to_tensor: bool = False, precision: str = "float32"):
         """Embed texts → (N, D) (or (D,) for one string). Items may be [instruction, text] pairs;
-        `instruction` applies to plain strings. Instruction tokens are attended to, not pooled."""
+        `instruction` applies to plain strings. Instruction tokens are attended to, not pooled.
+
+        sentence-transformers' spellings work too: `prompt` (= instruction), `prompt_name` (one of
+        `self.prompts`, an exported folder's named instructions), `normalize_embeddings` (= normalize),
+        `convert_to_tensor`, and `precision` "int8" / "uint8" (per-dimension ranges from these
+        embeddings) or "binary" / "ubinary" (sign bits, 8 a byte), as its `quantize_embeddings`."""
         check_args(batch_size=batch_size)
+        instruction = self._instruction(instruction, prompt, prompt_name)
+        normalize = normalize if normalize_embeddings is None else normalize_embeddings
+        if precision not in PRECISIONS:
+            raise L2VError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
         if instruction is not None and not isinstance(instruction, str):
             raise L2VError(f"instruction must be a string or None, got {type(instruction).__name__}")
         single = isinstance(texts, str)
@@ -91,9 +112,23 @@ class Encoder:
                 out[idx] = self.embed(batch).float().cpu()
         if normalize:
             out = torch.nn.functional.normalize(out, dim=-1)
+        if precision != "float32":
+            out = torch.from_numpy(quantize(out.numpy(), precision))
         if single:
             out = out[0]
-        return out.numpy() if convert_to_numpy else out
+        return out.numpy() if convert_to_numpy and not convert_to_tensor else out
+
+    def _instruction(self, instruction, prompt, prompt_name) -> str | None:
+        given = [n for n, v in (("instruction", instruction), ("prompt", prompt), ("prompt_name", prompt_name))
+                 if v is not None]
+        if len(given) > 1:
+            raise L2VError(f"give one of instruction, prompt, prompt_name (got {' and '.join(given)})")
+        if prompt_name is not None:
+            if prompt_name not in self.prompts:
+                raise L2VError(f"no prompt named {prompt_name!r}: this encoder has "
+                               f"{', '.join(map(repr, self.prompts)) or 'none'}")
+            return self.prompts[prompt_name] or None
+        return prompt if prompt is not None else instruction
 
     def encode_poolings(self, texts, poolings: Sequence[str], *, instruction: str | None = None,
                         batch_size: int = 32, show_progress_bar: bool | None = None) -> dict[str, np.ndarray]:
@@ -178,17 +213,39 @@ class Encoder:
         mask = batch.attention_mask if self.pooling == "bos" else batch.pool_mask
         return pool(hidden, mask, self.pooling)
 
-    def encode_query(self, texts, *, instruction: str | None = None, **kwargs):
-        return self.encode(texts, instruction=instruction, **kwargs)
+    def encode_query(self, texts, **kwargs):
+        """As sentence-transformers: the "query" prompt unless an instruction or prompt is given."""
+        if not any(kwargs.get(k) is not None for k in ("instruction", "prompt", "prompt_name")) and self.prompts.get("query"):
+            kwargs["prompt_name"] = "query"
+        return self.encode(texts, **kwargs)
 
     def encode_document(self, texts, **kwargs):
-        """Documents carry no instruction (as in LLM2Vec's retrieval setup)."""
-        return self.encode(texts, instruction=None, **kwargs)
+        """Documents carry no instruction (as in LLM2Vec's retrieval setup) unless one is given."""
+        if not any(kwargs.get(k) is not None for k in ("instruction", "prompt", "prompt_name")) and self.prompts.get("document"):
+            kwargs["prompt_name"] = "document"
+        return self.encode(texts, **kwargs)
 
     @staticmethod
     def similarity(a, b):
         """Cosine similarity matrix (len(a), len(b)) between two sets of embeddings."""
         return (_unit_rows(a) @ _unit_rows(b).T).numpy()
+
+
+PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
+
+
+def quantize(embeddings: np.ndarray, precision: str) -> np.ndarray:
+    """(N, D) float → int8 / uint8: each dimension's [min, max] over these N cut into 256 steps;
+    binary / ubinary: one bit a dimension (> 0), packed 8 to a byte (int8 shifted by -128, or uint8)."""
+    if precision in ("int8", "uint8"):
+        if embeddings.shape[0] < 2:
+            raise L2VError(f"precision {precision!r} takes its ranges from the embeddings themselves: give two or more texts")
+        low, high = embeddings.min(axis=0), embeddings.max(axis=0)
+        step = np.where(high > low, (high - low) / 255, 1)
+        levels = np.clip(np.floor((embeddings - low) / step), 0, 255)
+        return levels.astype(np.uint8) if precision == "uint8" else (levels - 128).astype(np.int8)
+    bits = np.packbits(embeddings > 0, axis=-1)
+    return bits if precision == "ubinary" else (bits.astype(np.int16) - 128).astype(np.int8)
 
 
 def _unit_rows(x) -> torch.Tensor:

@@ -77,14 +77,31 @@ def load_model(path, dtype=None, device=None, causal: bool = True) -> Transforme
     return model.eval()
 
 
-def resolve_device(device) -> torch.device:
-    """"cuda" → this process's GPU: cuda:LOCAL_RANK under torchrun, else the current CUDA device.
-    A bare "cuda" means GPU 0 to safe_open and to .to() whatever torch.cuda.set_device said, which
-    would put every torchrun process on GPU 0."""
-    device = torch.device(device or "cpu")
-    if device.type == "cuda" and device.index is None:
-        local_rank = os.environ.get("LOCAL_RANK")
-        device = torch.device("cuda", int(local_rank) if local_rank is not None else torch.cuda.current_device())
+def resolve_device(device=None) -> torch.device:
+    """The device to use: None → CUDA when this torch sees a GPU, else the CPU (as transformers and
+    sentence-transformers choose); "cpu" forces the CPU. "cuda" → this process's GPU: cuda:LOCAL_RANK
+    under torchrun, else the current CUDA device. (A bare "cuda" means GPU 0 to safe_open and to .to()
+    whatever torch.cuda.set_device said, which would put every torchrun process on GPU 0.)"""
+    if isinstance(device, str) and not device.strip():
+        device = None
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise L2VError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+            raise L2VError(f"device {str(device)!r}: no CUDA GPU is usable here (torch {torch.__version__}, {build}); "
+                           f"leave --device out or use --device cpu")
+        if device.index is None:
+            local_rank = os.environ.get("LOCAL_RANK")
+            device = torch.device("cuda", int(local_rank) if local_rank is not None else torch.cuda.current_device())
+        elif device.index >= torch.cuda.device_count():
+            raise L2VError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    elif device.type not in ("cpu", "mps", "xpu"):
+        raise L2VError(f"unknown device {str(device)!r}: use cpu, cuda or cuda:N")
     return device
 
 

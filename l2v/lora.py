@@ -232,28 +232,60 @@ def merge_lora(model: nn.Module) -> nn.Module:
 PEFT_PREFIX = "base_model.model."
 
 
-def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
+# Where PEFT was applied decides the keys: over a *CausalLM* (l2v's default, and peft on
+# LlamaForCausalLM) paths start at `model.layers…`; over the *inner* model (the official llm2vec, which
+# wraps LlamaBiModel) they start at `layers…`. peft skips keys that do not fit, with a warning only.
+LAYOUTS = ("causal_lm", "model")
+
+
+def adapter_state(model: nn.Module, layout: str = "causal_lm") -> dict[str, torch.Tensor]:
     """LoRA tensors under PEFT's names: base_model.model.<module path>.lora_A.weight."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown adapter layout {layout!r}: choose {' or '.join(LAYOUTS)}")
     state = {}
     for path, m in lora_modules(model).items():
+        if layout == "model":
+            path = path.removeprefix("model.")
         state[f"{PEFT_PREFIX}{path}.lora_A.weight"] = m.lora_A.weight.detach().float().cpu().contiguous()
         state[f"{PEFT_PREFIX}{path}.lora_B.weight"] = m.lora_B.weight.detach().float().cpu().contiguous()
     return state
 
 
-def write_adapter(folder, model: nn.Module, base_model: str | None = None):
+def write_adapter(folder, model: nn.Module, base_model: str | None = None, layout: str = "causal_lm"):
     """Write adapter_config.json + adapter_model.safetensors into an existing folder."""
     folder = Path(folder)
-    cfg = dict(peft_type="LORA", task_type="CAUSAL_LM", base_model_name_or_path=base_model, bias="none",
+    task_type = "CAUSAL_LM" if layout == "causal_lm" else None  # llm2vec's adapters name no task
+    cfg = dict(peft_type="LORA", task_type=task_type, base_model_name_or_path=base_model, bias="none",
                fan_in_fan_out=False, inference_mode=True, init_lora_weights=True, **model.lora_config)
+    state = adapter_state(model, layout)
     (folder / ADAPTER_CONFIG).write_text(json.dumps(cfg, indent=2) + "\n")
-    save_file(adapter_state(model), str(folder / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    save_file(state, str(folder / ADAPTER_WEIGHTS), metadata={"format": "pt"})
 
 
-def save_adapter(model: nn.Module, folder, base_model: str | None = None):
-    """Save the model's LoRA adapter in PEFT's format, atomically."""
+def save_adapter(model: nn.Module, folder, base_model: str | None = None, layout: str = "causal_lm"):
+    """Save the model's LoRA adapter in PEFT's format, atomically. layout="model" writes the keys the
+    official llm2vec (PEFT over its bidirectional LlamaBiModel) reads."""
     with atomic_folder(folder) as tmp:
-        write_adapter(tmp, model, base_model)
+        write_adapter(tmp, model, base_model, layout)
+
+
+def convert_adapter(src, dst, layout: str = "model"):
+    """Rewrite an adapter folder (either layout) with the keys of `layout` into the new folder `dst`:
+    l2v's adapters for the official llm2vec, or llm2vec's for peft over a CausalLM."""
+    cfg, tensors = read_adapter(src)
+    if Path(dst).exists():
+        raise FileExistsError(f"{dst} exists; give a new folder")
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown adapter layout {layout!r}: choose {' or '.join(LAYOUTS)}")
+    state = {}
+    for path, pair in tensors.items():
+        key_path = path.removeprefix("model.") if layout == "model" else path
+        for which, value in pair.items():
+            state[f"{PEFT_PREFIX}{key_path}.{which}.weight"] = value.contiguous()
+    cfg = {**cfg, "task_type": "CAUSAL_LM" if layout == "causal_lm" else None}
+    with atomic_folder(dst) as tmp:
+        (Path(tmp) / ADAPTER_CONFIG).write_text(json.dumps(cfg, indent=2) + "\n")
+        save_file(state, str(Path(tmp) / ADAPTER_WEIGHTS), metadata={"format": "pt"})
 
 
 def read_adapter(folder) -> tuple[dict, dict[str, torch.Tensor]]:

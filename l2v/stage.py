@@ -43,7 +43,7 @@ def prepare_model(model_dir, lora: LoRASettings, seed: int, *, adapter=None, att
         model.set_attention_dropout(attention_dropout)
     torch.manual_seed(seed)  # the fresh LoRA's A matrices
     apply_lora(model, r=lora.r, alpha=lora.alpha, dropout=lora.dropout, fast=fast)
-    print(trainable_summary(model))
+    print(f"{trainable_summary(model)} on {model.lm_head.weight.device}")
     return model
 
 

@@ -13,13 +13,15 @@ LAYERS = {
     "wiki": 0,
     # 1. the model and what it is read from
     "config": 1, "model": 1, "loading": 1, "tokenizer": 1, "lora": 1, "gguf_import": 1, "fetch": 1, "gradcache": 1,
-    # 2. texts in, embeddings out; training text
-    "encoder": 2, "data": 2,
+    # 2. texts in, embeddings out (and the folder that carries how); training text
+    "encoder": 2, "export": 2, "data": 2,
     # 3. training: the loop, the prologue, the paper's steps, the memory plan
     "train": 3, "stage": 3, "mntp": 3, "simcse": 3, "supervised": 3, "plan": 3,
     # 4. evaluation
     "evaluate": 4, "evaluate.tasks": 4, "evaluate.metrics": 4, "evaluate.estimators": 4, "evaluate.sources": 4,
-    "evaluate.mini": 4, "evaluate.dev": 4, "evaluate.suites": 4, "mteb_adapter": 4,
+    "evaluate.mini": 4, "evaluate.dev": 4, "evaluate.suites": 4,
+    # ... and other tools' readers
+    "mteb_adapter": 4, "st_module": 4,
     # 5. what a user runs
     "experiment": 5, "demo": 5, "analyze": 5, "cli": 5, "__main__": 5,
 }

@@ -174,7 +174,7 @@ def _evaluate_records(model_dir, poolings, *, adapters=(), causal=False, tasks=N
             appends_eos=pooling == "eos" and not encoder.tokenizer.add_eos,  # 'eos' before l2v appended an EOS was 'last'
             max_length=max_length, dtype=str(dtype or "float32").removeprefix("torch."), autocast=autocast,
             suite=suite,
-            minutes=minutes, shared_pass=poolings if shared else None, averages=type_averages(results),
+            minutes=minutes, device=str(encoder.device), shared_pass=poolings if shared else None, averages=type_averages(results),
             tasks=results, versions=dict(l2v=__version__, torch=torch.__version__, python=platform.python_version()))
     return records
 
