@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import l2v
-from conftest import TINY_CORPUS, write_folder
+from conftest import SMOLLM2_FOLDER, TINY_CORPUS, write_folder
 from l2v.cli import main as cli
 from l2v.export import export_model
 from l2v.lora import apply_lora, merge_lora, save_adapter
@@ -233,19 +233,12 @@ def test_mteb_instructions_follow_the_official_table():
     assert task_instruction(Task("MySTS", "STS"), None, {"STS": "Say it"}) == "Say it:"
 
 
-def test_mteb_evaluate_equals_l2vs_evaluator(exported, tmp_path):
-    mteb = pytest.importorskip("mteb")
+def mteb_sts_score(model, rows) -> float:
+    """mteb.evaluate's main score (cosine Spearman) for an STS task built in memory from `rows`."""
+    import mteb
     from datasets import Dataset, DatasetDict
     from mteb.abstasks.sts import AbsTaskSTS
     from mteb.abstasks.task_metadata import TaskMetadata
-
-    from l2v.evaluate import evaluate
-    from l2v.mteb_adapter import TYPE_INSTRUCTIONS, L2VForMTEB
-
-    rng = np.random.default_rng(0)
-    words = " ".join(TINY_CORPUS[:7]).replace(".", "").split()
-    rows = [{"sentence1": " ".join(rng.choice(words, 6)), "sentence2": " ".join(rng.choice(words, 6)),
-             "score": float(rng.integers(0, 6))} for _ in range(40)]
 
     class InMemorySTS(AbsTaskSTS):
         metadata = TaskMetadata(
@@ -259,9 +252,67 @@ def test_mteb_evaluate_equals_l2vs_evaluator(exported, tmp_path):
             self.dataset = DatasetDict({"test": Dataset.from_list(rows)})
             self.data_loaded = True
 
+    return mteb.evaluate(model, [InMemorySTS()], cache=None).task_results[0].scores["test"][0]["cosine_spearman"]
+
+
+def test_mteb_evaluate_equals_l2vs_evaluator(exported, tmp_path):
+    pytest.importorskip("mteb")
+    from l2v.evaluate import evaluate
+    from l2v.mteb_adapter import TYPE_INSTRUCTIONS, L2VForMTEB
+
+    rng = np.random.default_rng(0)
+    words = " ".join(TINY_CORPUS[:7]).replace(".", "").split()
+    rows = [{"sentence1": " ".join(rng.choice(words, 6)), "sentence2": " ".join(rng.choice(words, 6)),
+             "score": float(rng.integers(0, 6))} for _ in range(40)]
     model = L2VForMTEB.from_pretrained(exported)
-    theirs = mteb.evaluate(model, [InMemorySTS()], cache=None).task_results[0].scores["test"][0]
+    theirs = mteb_sts_score(model, rows)
     folder = write_folder(tmp_path, "sts", "sts", {"data.jsonl": rows}, instruction=TYPE_INSTRUCTIONS["STS"])
-    ours = evaluate(model.encoder, [folder], show_progress=False)[0]
-    assert ours["main_score"] == pytest.approx(theirs["cosine_spearman"], abs=1e-6), \
-        f"l2v {ours['main_score']:.6f} vs mteb {theirs['cosine_spearman']:.6f}"
+    ours = evaluate(model.encoder, [folder], show_progress=False)[0]["main_score"]
+    assert ours == pytest.approx(theirs, abs=1e-6), f"l2v {ours:.6f} vs mteb {theirs:.6f}"
+
+
+# ---------------------------------------------------------------- the same on the real model
+
+
+@pytest.mark.skipif(not SMOLLM2_FOLDER.is_dir(), reason="run `l2v fetch smollm2` first")
+def test_smollm2_export_everywhere(tmp_path):
+    """SmolLM2 with an adapter merged, exported in its own bf16: sentence-transformers matches l2v's
+    Encoder on real text, and mteb.evaluate matches l2v's evaluator on WordSim-353 (l2v-mini-quick)."""
+    st = pytest.importorskip("sentence_transformers")
+    pytest.importorskip("mteb")
+    from l2v.evaluate import evaluate, suite_folder
+    from l2v.mteb_adapter import TYPE_INSTRUCTIONS, L2VForMTEB
+
+    task = suite_folder("l2v-mini-quick") / "wordsim353-sts"
+    if not (task / "data.jsonl").is_file():
+        pytest.skip("run `l2v fetch l2v-mini` first")
+    model = l2v.load_model(SMOLLM2_FOLDER, causal=False)
+    apply_lora(model, r=8, alpha=16, targets=("q_proj", "v_proj"))
+    torch.manual_seed(0)
+    for n, p in model.named_parameters():
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.02)
+    save_adapter(model, tmp_path / "adapter")
+    out = export_model(SMOLLM2_FOLDER, tmp_path / "smollm2-l2v", adapters=[tmp_path / "adapter"],
+                       prompts={"query": INSTRUCTION})
+    rows = [json.loads(line) for line in (task / "data.jsonl").read_text().splitlines()][:60]
+    texts = [r["sentence1"] for r in rows[:30]] + list(dict.fromkeys(TINY_CORPUS))[:7]
+
+    enc = l2v.Encoder.from_pretrained(out)
+    direct = l2v.Encoder.from_pretrained(SMOLLM2_FOLDER, adapters=[tmp_path / "adapter"])
+    cos = merged = min_cosine(enc.encode(texts), direct.encode(texts))  # bf16 weights stored once, merged in fp32
+    assert cos >= 0.999, f"export (bf16) vs merging at load time: min cosine {cos:.6f}"
+    model = st.SentenceTransformer(str(out), trust_remote_code=True, device="cpu")
+    for what, got, want in [("plain", model.encode(texts), enc.encode(texts)),
+                            ("query", model.encode_query(texts), enc.encode_query(texts)),
+                            ("document", model.encode_document(texts), enc.encode_document(texts))]:
+        cos = min_cosine(got, want)
+        print(f"SmolLM2 export, {what}: sentence-transformers vs l2v min cosine {cos:.7f}")
+        assert cos >= 0.99999, f"SmolLM2 export, {what} texts: sentence-transformers vs l2v min cosine {cos:.7f}"
+
+    wrapper = L2VForMTEB.from_pretrained(out)
+    theirs = mteb_sts_score(wrapper, rows)
+    folder = write_folder(tmp_path, "ws", "sts", {"data.jsonl": rows}, instruction=TYPE_INSTRUCTIONS["STS"])
+    ours = evaluate(wrapper.encoder, [folder], show_progress=False)[0]["main_score"]
+    print(f"SmolLM2 WordSim-353 (60 pairs): l2v {ours:.6f}, mteb {theirs:.6f}; export vs load-time merge {merged:.6f}")
+    assert ours == pytest.approx(theirs, abs=1e-6), f"SmolLM2 WordSim-353: l2v {ours:.6f} vs mteb {theirs:.6f}"

@@ -35,6 +35,8 @@ def safe_open_devices(monkeypatch):
         return real(file, framework=framework, device="cpu")
 
     monkeypatch.setattr(loading, "safe_open", recording)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # "cuda" is refused where torch sees no GPU
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     return seen
 
 
