@@ -82,7 +82,7 @@ def test_hand_out_under_pytest(tmp_path):
     for name in ("a01_llama_block", "a02_bidirectional", "a04_lora"):
         assert results[f"test_{name}"] and not any(results[f"test_{name}"].values()), results[f"test_{name}"]
     a05 = results["test_a05_mntp"]
-    assert [c for c, m in a05.items() if m] == ["test_loss_matches_transformers"], a05
+    assert sorted(c for c, m in a05.items() if m) == ["test_loss_gradient", "test_loss_matches_transformers"], a05
     assert all("integrity: a03_pooling.py uses l2v.pooling" in m for m in results["test_a03_pooling"].values())
     stubs = {**results["test_a06_simcse"], **results["test_a07_evaluation"]}
     assert all(m and "is not written yet — " in m for m in stubs.values()), stubs
@@ -199,6 +199,15 @@ MUTANTS = [  # (assignment, mistake, [(the correct text, the planted mistake)], 
     ("a05_mntp", "shift backwards", [("hidden[:, :-1], labels[:, 1:]", "hidden[:, 1:], labels[:, :-1]")],
      "shifted the wrong way"),
     ("a05_mntp", "summed loss", [("labels[where])", 'labels[where], reduction="sum")')], "not the sum"),
+    # A loss equal in value that cannot train (issue 27's held-out mutant): only its gradient shows it.
+    ("a05_mntp", "loss as a number", [("return F.cross_entropy(lm_head(hidden[where]), labels[where])",
+                                       "return F.cross_entropy(lm_head(hidden[where]), labels[where]).item()")],
+     "returns a value with no gradient"),
+    ("a05_mntp", "loss detached", [("return F.cross_entropy(lm_head(hidden[where]), labels[where])",
+                                    "return F.cross_entropy(lm_head(hidden[where]), labels[where]).detach()")],
+     "returns a value with no gradient"),
+    ("a05_mntp", "hidden detached", [("lm_head(hidden[where])", "lm_head(hidden[where].detach())")],
+     "no gradient reaches hidden"),
     ("a05_mntp", "position 0 allowed", [("eligible[:, 0] = False", "pass")], "position 0 was selected"),
     ("a05_mntp", "specials allowed", [("eligible = ~torch.isin(ids, torch.tensor(sorted(special_ids)))",
                                        "eligible = torch.ones_like(ids, dtype=torch.bool)")], "a special token"),
@@ -227,6 +236,8 @@ MUTANTS = [  # (assignment, mistake, [(the correct text, the planted mistake)], 
     ("a06_simcse", "b → a", [("F.cross_entropy(scores, torch.arange", "F.cross_entropy(scores.T, torch.arange")],
      "the transposed score matrix"),
     ("a06_simcse", "constant scale", [(".T * scale", ".T * 20.0")], "use the argument"),
+    ("a06_simcse", "one view detached", [("F.normalize(b, dim=-1).T", "F.normalize(b.detach(), dim=-1).T")],
+     "no gradient reaches b"),
     ("a06_simcse", "pooled over attention_mask", [("(batch.input_ids, batch.attention_mask, batch.pool_mask)",
                                                    "(batch.input_ids, batch.attention_mask, batch.attention_mask)")],
      "pooled over attention_mask"),
@@ -427,3 +438,62 @@ def test_time_to_grade_a_class_of_30(tmp_path):
     seconds = time.perf_counter() - start
     print(f"\n30 submissions graded in {seconds:.1f} s ({seconds / 30:.2f} s each)")
     assert len(rows) == 30
+
+
+# ---------------------------------------------------------------- a class graded safely (issue 27)
+
+
+def test_class_grading_is_isolated(tmp_path):
+    """One submission per subprocess: a library patched at import, an endless loop at import and a
+    syntax error each cost their own assignment only, and never another student's grade."""
+    root = tmp_path / "class"
+    names = ["a03_pooling", "a07_evaluation"]
+    patch = "import torch\ntorch.allclose = lambda *a, **k: True  # every comparison passes\n"
+    submission(root / "a-mallory", names)
+    (root / "a-mallory" / "a03_pooling.py").write_text(patch + (root / "a-mallory" / "a03_pooling.py").read_text())
+    wrong = [("(seen > n_prefix[:, None])", "(seen > 0)")]  # a03 mistake the patch would hide
+    submission(root / "b-mallory-wrong", names, wrong)
+    (root / "b-mallory-wrong" / "a03_pooling.py").write_text(patch + (root / "b-mallory-wrong" / "a03_pooling.py").read_text())
+    submission(root / "c-bob", names, wrong)  # graded after both: the patch must not reach him
+    submission(root / "d-loop", names)
+    (root / "d-loop" / "a03_pooling.py").write_text("while True:\n    pass\n")
+    submission(root / "e-syntax", names)
+    (root / "e-syntax" / "a03_pooling.py").write_text("def pool(:\n")
+    submission(root / "f-ada", names)
+    start = time.perf_counter()
+    grade.grade_class(root, tmp_path / "scores.csv", assignments=names, timeout=20, jobs=2)
+    print(f"\n6 submissions graded in isolation in {time.perf_counter() - start:.1f} s")
+    table = {r["student"]: r for r in csv.DictReader(open(tmp_path / "scores.csv"))}
+    full_a03, full_a07 = int(table["f-ada"]["a03_pooling"]), int(table["f-ada"]["a07_evaluation"])
+    assert full_a03 > 0 and table["f-ada"]["failed_checks"] == ""
+    for student in ("a-mallory", "b-mallory-wrong"):
+        assert table[student]["a03_pooling"] == "0" and table[student]["integrity"] == "a03_pooling"
+        assert int(table[student]["a07_evaluation"]) == full_a07  # the other assignment is graded as usual
+    assert 0 < int(table["c-bob"]["a03_pooling"]) < full_a03  # his mistake is still seen
+    for student in ("d-loop", "e-syntax"):
+        assert table[student]["a03_pooling"] == "0" and int(table[student]["a07_evaluation"]) == full_a07
+    # the messages, per check
+    checks = grade.grade_isolated(root / "a-mallory", ["a03_pooling"], timeout=20)
+    assert all("replaces torch.allclose" in c.message for c in checks), checks[0].message
+    checks = grade.grade_isolated(root / "d-loop", ["a03_pooling"], timeout=5)
+    assert all("could not be imported" in c.message and "still running after 5 s" in c.message for c in checks)
+
+
+def test_a_submission_stopped_in_all_scores_zero_with_the_reason(tmp_path):
+    folder = submission(tmp_path / "slow", ["a03_pooling"])
+    (folder / "a03_pooling.py").write_text("import time\ntime.sleep(60)\n")  # a sleep the import alarm stops ...
+    checks = grade.grade_isolated(folder, ["a03_pooling"], timeout=2, submission_timeout=1)  # ... too late here
+    assert checks and all(c.earned == 0 and "stopped after 1 s in all" in c.message for c in checks)
+    assert sum(c.points for c in checks) == sum(c.points for c in grade.planned_checks("a03_pooling"))
+
+
+def test_a_grader_that_cannot_import_fails_its_assignment_only(tmp_path, monkeypatch):
+    broken = tmp_path / "test_a03_pooling.py"
+    broken.write_text("import a_package_nobody_installed\n")
+    real = grade.grader_files
+    monkeypatch.setattr(grade, "grader_files", lambda a, hidden=True: [(broken, False)] if a == "a03_pooling" else real(a, hidden))
+    folder = submission(tmp_path / "ada", ["a03_pooling", "a07_evaluation"])
+    checks = grade.grade(folder, ["a03_pooling", "a07_evaluation"])
+    a03 = [c for c in checks if c.assignment == "a03_pooling"]
+    assert len(a03) == 1 and "could not be imported" in a03[0].message and "a_package_nobody_installed" in a03[0].message
+    assert all(c.message is None for c in checks if c.assignment == "a07_evaluation")

@@ -11,8 +11,14 @@ out). Each grader's POINTS weights its checks. A file that uses the existing ans
 implementation, the grader's reference library, the worked solutions) scores zero for that
 assignment's checks, and the report says why (grading.integrity_problem).
 
-Everything runs in this one process (torch and transformers load once), so a class of 30 takes
-about a minute; each check is stopped after --timeout seconds.
+Isolation. A class is graded one submission per subprocess (--jobs at a time), each with a memory
+limit (--memory-gb) and a time limit for the whole submission (--submission-timeout), so one
+student's code — a patched library, an endless loop, a crash — cannot touch another's grade. Inside
+it, importing a student's file and each check are stopped after --timeout seconds, and the
+libraries and graders are snapshotted before a student's file runs: a file that replaces any of
+their functions (say `torch.allclose = lambda *a, **k: True`) scores zero for that assignment, with
+a message naming what it replaced, and the originals are put back. A grader that cannot be imported
+(a missing package) fails its assignment with that message, not the class.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from __future__ import annotations
 import argparse
 import csv
 import importlib.util
+import json
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -61,6 +69,39 @@ def grader_files(assignment: str, hidden: bool = True) -> list[tuple[Path, bool]
     if hidden and secret.is_file():
         files.append((secret, True))
     return files
+
+
+# What a submission may not replace: the libraries the graders compare with, and the graders' helpers.
+GUARDED = ("builtins", "math", "torch", "torch.nn", "torch.nn.functional", "torch.testing", "torch.linalg",
+           "numpy", "numpy.testing", "pytest", "grading", "reference")
+
+
+def _guarded() -> dict[tuple[str, str], object]:
+    """{(owner, name): object} for every attribute of the guarded modules and of torch.Tensor."""
+    owners = {m: sys.modules[m] for m in GUARDED if m in sys.modules}
+    owners["torch.Tensor"] = sys.modules["torch"].Tensor if "torch" in sys.modules else None
+    return {(o, n): v for o, obj in owners.items() if obj is not None for n, v in list(vars(obj).items())}
+
+
+def _tampered(before: dict) -> str | None:
+    """Put back whatever changed since `before` and name it (None: nothing did)."""
+    owners = {owner for owner, _ in before}  # a module first imported during the check is not compared
+    now = {key: value for key, value in _guarded().items() if key[0] in owners}
+    changed = [key for key, value in now.items() if key in before and before[key] is not value]
+    # New names count too (torch.Tensor.__eq__ is inherited, so setting it adds one), except submodules,
+    # which importing them adds.
+    added = [key for key, value in now.items() if key not in before and not isinstance(value, types.ModuleType)]
+    for owner, name in changed + added:
+        target = sys.modules["torch"].Tensor if owner == "torch.Tensor" else sys.modules[owner]
+        try:
+            if (owner, name) in before:
+                setattr(target, name, before[(owner, name)])
+            else:
+                delattr(target, name)
+        except (AttributeError, TypeError):
+            pass
+    names = [f"{o}.{n}" for o, n in changed + added if not n.startswith("__pycache")]
+    return ", ".join(sorted(names)[:3]) + (" …" if len(names) > 3 else "") if names else None
 
 
 def _exec(path: Path, name: str) -> types.ModuleType:
@@ -107,7 +148,7 @@ def _call(fn, kwargs: dict, timeout: float):
         with pytest.MonkeyPatch.context() as mp:
             if "monkeypatch" in fn.__code__.co_varnames[: fn.__code__.co_argcount]:
                 kwargs = {**kwargs, "monkeypatch": mp}
-            fn(**kwargs)
+            return fn(**kwargs)
     finally:
         if alarm:
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -140,17 +181,27 @@ def grade_assignment(folder: Path | None, assignment: str, *, hidden: bool = Tru
         if not path.is_file():
             problem = f"{path.name} is missing from {folder}"
         else:
+            before = _guarded()
             try:
-                module = _exec(path, assignment)
+                module = _call(lambda: _exec(path, assignment), {}, timeout)  # import-time code has the limit too
                 problem = grading.integrity_problem(assignment, module)
-            except Exception as e:  # a syntax error, an import that fails, ...
+            except Exception as e:  # a syntax error, an import that fails, an endless loop at import ...
                 problem = f"{path.name} could not be imported: {grading.message(e)}"
+            replaced = _tampered(before)
+            if replaced:
+                problem = f"integrity: {path.name} replaces {replaced} (a submission may not change the libraries or the graders)"
         grading.SUBMISSION = {assignment: module}
         sys.modules[assignment] = module  # `import aNN_…` anywhere now means the student's file
     results = []
     try:
         for file, secret in grader_files(assignment, hidden):
-            grader = _exec(file, file.stem)
+            try:
+                grader = _exec(file, file.stem)
+            except Exception as e:  # a package the grader needs is missing: this assignment, not the class
+                results.append(Check(assignment, f"grader {file.name}", 0, secret,
+                                     f"grader {file.name} could not be imported ({grading.message(e)}): "
+                                     f"this assignment was not graded"))
+                continue
             points = getattr(grader, "POINTS", {})
             for name, fn, kwargs in cases(grader):
                 base = name.split("[")[0]
@@ -158,10 +209,15 @@ def grade_assignment(folder: Path | None, assignment: str, *, hidden: bool = Tru
                     raise KeyError(f"{file.name}: POINTS has no entry for {base}")
                 check = Check(assignment, name, points[base], secret, problem)
                 if problem is None:
+                    before = _guarded()
                     try:
                         _call(fn, kwargs, timeout)
                     except Exception as e:
                         check.message = grading.message(e)
+                    replaced = _tampered(before)  # a function that patches when called
+                    if replaced:
+                        problem = check.message = (f"integrity: {assignment}.py replaces {replaced} (a submission "
+                                                   f"may not change the libraries or the graders)")
                 results.append(check)
     finally:
         grading.SUBMISSION, grading.SOLUTION = {}, False
@@ -174,6 +230,72 @@ def grade_assignment(folder: Path | None, assignment: str, *, hidden: bool = Tru
 
 def grade(folder: Path | None, assignments=None, *, hidden: bool = True, timeout: float = 120) -> list[Check]:
     return [c for a in (assignments or ASSIGNMENTS) for c in grade_assignment(folder, a, hidden=hidden, timeout=timeout)]
+
+
+def planned_checks(assignment: str, hidden: bool = True) -> list[Check]:
+    """The checks an assignment has (names, points), read from its graders: what a submission that
+    never reported back is marked against."""
+    out = []
+    for file, secret in grader_files(assignment, hidden):
+        try:
+            grader = _exec(file, file.stem)
+        except Exception as e:
+            out.append(Check(assignment, f"grader {file.name}", 0, secret,
+                             f"grader {file.name} could not be imported ({grading.message(e)}): not graded"))
+            continue
+        points = getattr(grader, "POINTS", {})
+        out += [Check(assignment, name, points.get(name.split("[")[0], 0), secret) for name, _, _ in cases(grader)]
+    return out
+
+
+def grade_isolated(folder: Path, assignments=None, *, hidden: bool = True, timeout: float = 120,
+                   submission_timeout: float = 900, memory_gb: float = 8) -> list[Check]:
+    """`grade` in a subprocess of its own, with `memory_gb` of address space and `submission_timeout`
+    seconds in all. It reports each assignment as it finishes; what it never reports (it was stopped,
+    or crashed) scores zero with the reason."""
+    import tempfile
+
+    names = list(assignments or ASSIGNMENTS)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "checks.jsonl"
+        cmd = [sys.executable, str(Path(__file__).resolve()), str(folder), "--report-to", str(out), "--only", *names,
+               "--timeout", str(timeout), "--memory-gb", str(memory_gb)] + ([] if hidden else ["--no-hidden"])
+        reason = None
+        try:
+            run = subprocess.run(cmd, capture_output=True, text=True, timeout=submission_timeout)
+            if run.returncode not in (0, 1):
+                tail = (run.stderr.strip().splitlines() or ["no message"])[-1][:300]
+                reason = f"grading stopped with exit status {run.returncode} ({tail})"
+        except subprocess.TimeoutExpired:
+            reason = f"the submission was stopped after {submission_timeout:g} s in all"
+        done = {}
+        if out.is_file():
+            for line in out.read_text().splitlines():
+                record = json.loads(line)
+                done[record["assignment"]] = [Check(**c) for c in record["checks"]]
+    checks = []
+    for a in names:
+        if a in done:
+            checks += done[a]
+        else:
+            why = reason or "the grading process ended before this assignment"
+            checks += [Check(c.assignment, c.name, c.points, c.hidden, c.message or f"not graded: {why}")
+                       for c in planned_checks(a, hidden)]
+    return checks
+
+
+def _report_to(path: Path, folder: Path, assignments, *, hidden: bool, timeout: float, memory_gb: float):
+    """The subprocess side of grade_isolated: one JSON line per assignment, written as each ends."""
+    import resource
+    from dataclasses import asdict
+
+    cap = int(memory_gb * 2**30)  # before any student code runs: an allocation past it is a MemoryError
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    with open(path, "a") as f:
+        for a in assignments or ASSIGNMENTS:
+            checks = grade_assignment(folder, a, hidden=hidden, timeout=timeout)
+            f.write(json.dumps({"assignment": a, "checks": [asdict(c) for c in checks]}) + "\n")
+            f.flush()
 
 
 def score(checks: list[Check]) -> tuple[int, int]:
@@ -197,8 +319,12 @@ def report(checks: list[Check]) -> str:
     return "\n".join(lines)
 
 
-def grade_class(root: Path, csv_path: Path, *, assignments=None, hidden: bool = True, timeout: float = 120):
-    """Grade every subfolder of `root` (one per student) and write one CSV row each."""
+def grade_class(root: Path, csv_path: Path, *, assignments=None, hidden: bool = True, timeout: float = 120,
+                submission_timeout: float = 900, memory_gb: float = 8, jobs: int = 2):
+    """Grade every subfolder of `root` (one per student), each in its own subprocess, `jobs` at a
+    time, and write one CSV row each."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm import tqdm
 
     students = sorted(p for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
@@ -206,8 +332,11 @@ def grade_class(root: Path, csv_path: Path, *, assignments=None, hidden: bool = 
         raise SystemExit(f"{root}: no submission folders in it (expected one subfolder per student)")
     names = assignments or ASSIGNMENTS
     rows, start = [], time.perf_counter()
-    for student in tqdm(students, desc="grading", unit="submission"):
-        checks = grade(student, names, hidden=hidden, timeout=timeout)
+    options = dict(hidden=hidden, timeout=timeout, submission_timeout=submission_timeout, memory_gb=memory_gb)
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        graded = list(tqdm(pool.map(lambda s: grade_isolated(s, names, **options), students), total=len(students),
+                           desc="grading", unit="submission"))
+    for student, checks in zip(students, graded):
         row = {"student": student.name}
         for a in names:
             row[a] = score([c for c in checks if c.assignment == a])[0]
@@ -236,8 +365,18 @@ def main(argv=None):
     p.add_argument("--solution", action="store_true", help="grade the reference solution (the l2v library)")
     p.add_argument("--only", nargs="+", choices=ASSIGNMENTS, help="grade these assignments only")
     p.add_argument("--no-hidden", action="store_true", help="leave the hidden checks out (what students see)")
-    p.add_argument("--timeout", type=float, default=120, help="seconds one check may run (default 120)")
+    p.add_argument("--timeout", type=float, default=120,
+                   help="seconds one check, or the import of one file, may run (default 120)")
+    p.add_argument("--submission-timeout", type=float, default=900,
+                   help="with --csv: seconds one submission may take in all (default 900)")
+    p.add_argument("--memory-gb", type=float, default=8, help="with --csv: address space of one submission's process")
+    p.add_argument("--jobs", type=int, default=2, help="with --csv: submissions graded at once (default 2)")
+    p.add_argument("--report-to", type=Path, help=argparse.SUPPRESS)  # grade_isolated's subprocess
     args = p.parse_args(argv)
+    if args.report_to:
+        _report_to(args.report_to, args.folder, args.only, hidden=not args.no_hidden, timeout=args.timeout,
+                   memory_gb=args.memory_gb)
+        return 0
     if args.solution == (args.folder is not None):
         p.error("give a FOLDER to grade, or --solution")
     if args.folder is not None and not args.folder.is_dir():
@@ -246,7 +385,8 @@ def main(argv=None):
     if args.csv:
         if args.csv.exists() and not args.force:
             p.error(f"{args.csv} exists: pass --force to overwrite it")
-        grade_class(args.folder, args.csv, assignments=args.only, **options)
+        grade_class(args.folder, args.csv, assignments=args.only, submission_timeout=args.submission_timeout,
+                    memory_gb=args.memory_gb, jobs=args.jobs, **options)
         return 0
     if args.folder is not None and not any(args.folder.glob("a[0-9][0-9]_*.py")) and any(
             p.is_dir() for p in args.folder.iterdir()):

@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 
 SOLUTION = False  # set by conftest.py from --solution: grade the reference solution (the l2v library)
-SUBMISSION: dict = {}  # assignment -> module, set by kit.py while it grades one student's folder
+SUBMISSION: dict = {}  # assignment -> module, set by grade.py while it grades one student's folder
 
 # What each assignment asks the student to write, and where that answer already exists: l2v's own
 # implementation, the grader's reference library, the worked solutions. Using any of these is not
-# doing the assignment, so its checks score zero (kit.py, conftest.py).
+# doing the assignment, so its checks score zero (grade.py, conftest.py).
 EVERYWHERE = ("assignment_solutions", "tests.assignment_solutions", "reference")
 FORBIDDEN = {
     "a01_llama_block": ("l2v.model", "l2v.Transformer", "l2v.load_model", "transformers"),
@@ -149,3 +149,19 @@ def expect_close(actual, expected, what: str, *, mistakes: dict | None = None, a
     raise AssertionError(f"{what}: max |yours − reference| = {diff.max().item():.3g} at index {where} "
                          f"(yours {actual.flatten()[diff.argmax()].item():.6g}, reference "
                          f"{expected.flatten()[diff.argmax()].item():.6g})")
+
+
+def expect_gradient(loss, inputs: dict, reference_loss, what: str):
+    """`loss` must carry the reference's gradient back to each of `inputs` ({name: tensor}): a value
+    alone (.item(), .detach(), torch.no_grad()) trains nothing, and a loss equal in value may still
+    push the weights another way."""
+    if not isinstance(loss, torch.Tensor) or loss.grad_fn is None:
+        raise AssertionError(f"{what} returns a value with no gradient (.item(), .detach() or torch.no_grad()?): "
+                             f"backward() could not train anything with it")
+    names, tensors = list(inputs), list(inputs.values())
+    got = torch.autograd.grad(loss, tensors, allow_unused=True)
+    want = torch.autograd.grad(reference_loss, tensors)
+    for name, g, w in zip(names, got, want):
+        if g is None:
+            raise AssertionError(f"{what}: no gradient reaches {name} (is it cut off from the loss?)")
+        expect_close(g, w, f"{what}: the gradient with respect to {name}")

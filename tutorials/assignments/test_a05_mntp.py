@@ -6,14 +6,14 @@ import torch
 import torch.nn.functional as F
 import transformers
 
-from grading import expect_close, load, require
+from grading import expect_close, expect_gradient, load, require
 
 a05 = load("a05_mntp")
 IGNORE = -100
 MASK, SPECIAL, VOCAB = 7, {0, 1, 2}, 500
 POINTS = {"test_labels": 3, "test_never_position_0_or_special": 3, "test_selection_rate": 2, "test_eighty_ten_ten": 3,
           "test_random_tokens": 1, "test_uses_the_generator": 1, "test_ids_not_modified": 1,
-          "test_loss_matches_transformers": 6}
+          "test_loss_matches_transformers": 6, "test_loss_gradient": 2}
 
 
 def sample_ids(seed=0):
@@ -163,3 +163,16 @@ def test_loss_matches_transformers():
         "the FIRST label": backwards,
         "the loss is the mean over labelled tokens, not the sum": per_token,
     })
+
+
+def test_loss_gradient():
+    """The loss must train: its gradient with respect to the hidden states is transformers' own."""
+    torch.manual_seed(1)
+    head = torch.nn.Linear(16, VOCAB, bias=False)
+    ids = sample_ids(1)[:3, :20]
+    labels = torch.where(torch.rand(ids.shape) < 0.3, ids, torch.full_like(ids, IGNORE))
+    labels[:, 0] = IGNORE
+    hidden = torch.randn(3, 20, 16, requires_grad=True)
+    logits = head(hidden)  # transformers' ForCausalLMLoss: shift, then the mean over labelled tokens
+    reference = F.cross_entropy(logits[:, :-1].reshape(-1, VOCAB), labels[:, 1:].reshape(-1), ignore_index=IGNORE)
+    expect_gradient(a05.mntp_loss(hidden, labels, head), {"hidden": hidden}, reference, "mntp_loss")

@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 
 import l2v
-from grading import expect_close, load, require
+from grading import expect_close, expect_gradient, load, require
 
 a06 = load("a06_simcse")
-POINTS = {"test_info_nce": 5, "test_two_views": 4, "test_alignment": 2, "test_uniformity": 2}
+POINTS = {"test_info_nce": 5, "test_info_nce_gradient": 2, "test_two_views": 4, "test_alignment": 2, "test_uniformity": 2}
 
 
 def views(seed=0, B=8, D=16, noise=4.0):
@@ -118,3 +118,10 @@ def test_uniformity():
             torch.tensor(math.log(sum(math.exp(-sq[p]) for p in pairs) / len(pairs))),
         "log of the mean, not the mean of the logs": torch.tensor(sum(-2 * sq[p] for p in pairs) / len(pairs)),
     })
+
+
+def test_info_nce_gradient():
+    """The loss must train both views: its gradients with respect to a and b are the reference's."""
+    a, b = (v.requires_grad_() for v in views(seed=3))
+    reference = F.cross_entropy(20 * F.cosine_similarity(a[:, None, :], b[None, :, :], dim=-1), torch.arange(len(a)))
+    expect_gradient(a06.info_nce(a, b, scale=20.0), {"a": a, "b": b}, reference, "info_nce")
