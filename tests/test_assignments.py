@@ -13,6 +13,7 @@ well under a minute; only the pytest-as-a-student checks start a new Python.
 """
 
 import csv
+import json
 import importlib.util
 import math
 import os
@@ -428,16 +429,29 @@ def test_grader_ndcg_is_trec_eval():
 
 @pytest.mark.skipif(os.environ.get("L2V_TIME_CLASS") != "1", reason="set L2V_TIME_CLASS=1 to time a class of 30")
 def test_time_to_grade_a_class_of_30(tmp_path):
-    """30 synthetic submissions (the worked solution, some with a planted mistake, some incomplete)."""
+    """30 submissions: worked solutions, some with a planted mistake, some incomplete, and three hostile
+    ones (a library patched at import, an endless loop at import, a syntax error). Every other one gets
+    the grade it gets when graded alone."""
     root = tmp_path / "class"
     for i in range(30):
         m = MUTANTS[(7 * i) % len(MUTANTS)]
         submission(root / f"student{i:02d}", STUBS if i % 5 else STUBS[:4], m[2] if i % 3 else ())
+    hostile = {"student01": "import torch\ntorch.allclose = lambda *a, **k: True\n", "student02": "while True:\n    pass\n",
+               "student04": "def pool(:\n"}
+    for name, code in hostile.items():
+        path = root / name / "a03_pooling.py"
+        path.write_text(code + path.read_text())
     start = time.perf_counter()
-    rows = grade.grade_class(root, tmp_path / "scores.csv")
+    rows = grade.grade_class(root, tmp_path / "scores.csv", timeout=30)
     seconds = time.perf_counter() - start
     print(f"\n30 submissions graded in {seconds:.1f} s ({seconds / 30:.2f} s each)")
-    assert len(rows) == 30
+    table = {r["student"]: r for r in rows}
+    assert len(rows) == 30 and len(list((tmp_path / "scores-feedback").glob("*.results.json"))) == 30
+    assert table["student01"]["integrity"] == "a03_pooling"
+    assert all(table[n]["a03_pooling"] == 0 for n in hostile)
+    for name in ("student00", "student03", "student05", "student29"):  # as graded alone, in this process
+        alone = grade.grade(root / name, timeout=30)
+        assert table[name]["total"] == grade.score(alone)[0], name
 
 
 # ---------------------------------------------------------------- a class graded safely (issue 27)
@@ -497,3 +511,56 @@ def test_a_grader_that_cannot_import_fails_its_assignment_only(tmp_path, monkeyp
     a03 = [c for c in checks if c.assignment == "a03_pooling"]
     assert len(a03) == 1 and "could not be imported" in a03[0].message and "a_package_nobody_installed" in a03[0].message
     assert all(c.message is None for c in checks if c.assignment == "a07_evaluation")
+
+
+def test_class_run_writes_feedback_and_gradescope_results(tmp_path):
+    root = tmp_path / "class"
+    names = ["a03_pooling", "a05_mntp"]
+    submission(root / "ada", names)
+    submission(root / "bob", names, [("hidden, labels = hidden[:, :-1], labels[:, 1:]", "pass")])
+    grade.grade_class(root, tmp_path / "scores.csv", assignments=names)
+    feedback = tmp_path / "scores-feedback"
+    bob = (feedback / "bob.txt").read_text()
+    assert "that is BERT's loss" in bob and "score: " in bob  # the teaching message reaches the student
+    results = json.loads((feedback / "bob.results.json").read_text())
+    tests = {t["name"]: t for t in results["tests"]}
+    assert results["score"] == sum(t["score"] for t in tests.values()) < results["max_score"]
+    assert tests["a05_mntp: test_loss_matches_transformers"]["score"] == 0
+    assert "BERT" in tests["a05_mntp: test_loss_matches_transformers"]["output"]
+    assert {t["visibility"] for t in tests.values()} == {"visible", "after_published"}  # hidden ones shown later
+    ada = json.loads((feedback / "ada.results.json").read_text())
+    assert ada["score"] == ada["max_score"] > 0
+    with pytest.raises(SystemExit):  # the feedback folder is not overwritten either
+        (tmp_path / "scores.csv").unlink()
+        grade.main([str(root), "--csv", str(tmp_path / "scores.csv"), "--only", *names])
+
+
+def test_autograder_zip_grades_a_submission_as_gradescope_would(tmp_path):
+    """The zip's run_autograder, with Gradescope's /autograder moved to a temporary folder."""
+    import zipfile
+
+    autograder = load_grader(ASSIGNMENTS / "autograder.py")
+    zip_path = autograder.build(tmp_path / "autograder.zip")
+    root = tmp_path / "autograder"
+    with zipfile.ZipFile(zip_path) as z:
+        names = z.namelist()
+        z.extractall(root)
+    assert "setup.sh" in names and "run_autograder" in names and "source/l2v/encoder.py" in names
+    assert any(n.startswith("source/tutorials/assignments/hidden/") for n in names)  # the instructor's checks
+    assert not any("assignment_solutions" in n for n in names)
+    submission(root / "submission", ["a03_pooling", "a07_evaluation"])
+    run = subprocess.run(["bash", str(root / "run_autograder")], capture_output=True, text=True, timeout=900,
+                         env={**os.environ, "AUTOGRADER_ROOT": str(root)})
+    assert run.returncode == 0, run.stderr[-2000:]
+    results = json.loads((root / "results" / "results.json").read_text())
+    tests = {t["name"]: t for t in results["tests"]}
+    assert all(t["score"] == t["max_score"] for n, t in tests.items() if n.startswith(("a03", "a07")))
+    assert all(t["score"] == 0 and "missing" in t["output"] for n, t in tests.items() if n.startswith("a01"))
+    with pytest.raises(SystemExit):
+        autograder.build(zip_path)
+
+
+def test_solutions_release(tmp_path):
+    out = handout.build(tmp_path / "release", with_solutions=True)
+    assert sorted(p.stem for p in (out / "solutions").glob("*.py")) == STUBS
+    assert not (out / "assignments" / "autograder.py").exists()

@@ -3,6 +3,12 @@
     python tutorials/assignments/grade.py path/to/student               # every check, then the score
     python tutorials/assignments/grade.py submissions/ --csv scores.csv  # one subfolder per student
     python tutorials/assignments/grade.py --solution                     # the reference: full marks
+    python tutorials/assignments/grade.py path/to/student --gradescope results.json   # Gradescope's format
+
+A class run writes, beside scores.csv, scores-feedback/<student>.txt (every check with the graders'
+teaching messages: what to send each student) and scores-feedback/<student>.results.json
+(Gradescope's format: score, max_score, one test per check, hidden checks shown once grades are
+published). autograder.py builds the zip a Gradescope programming assignment takes.
 
 A student's folder holds their aNN_*.py files (a missing file scores zero for its checks). The
 checks are the visible graders' (test_aNN_*.py, which students also run with pytest) plus, when this
@@ -78,6 +84,8 @@ GUARDED = ("builtins", "math", "torch", "torch.nn", "torch.nn.functional", "torc
 
 def _guarded() -> dict[tuple[str, str], object]:
     """{(owner, name): object} for every attribute of the guarded modules and of torch.Tensor."""
+    import torch._dynamo  # noqa: F401 (importing it wraps torch.manual_seed: let that happen before any snapshot)
+
     owners = {m: sys.modules[m] for m in GUARDED if m in sys.modules}
     owners["torch.Tensor"] = sys.modules["torch"].Tensor if "torch" in sys.modules else None
     return {(o, n): v for o, obj in owners.items() if obj is not None for n, v in list(vars(obj).items())}
@@ -319,6 +327,22 @@ def report(checks: list[Check]) -> str:
     return "\n".join(lines)
 
 
+def gradescope_results(checks: list[Check]) -> dict:
+    """Gradescope's results.json: one test per check; hidden checks visible once grades are published."""
+    got, total = score(checks)
+    tests = [dict(name=f"{c.assignment}: {c.name}", score=c.earned, max_score=c.points, output=c.message or "ok",
+                  visibility="after_published" if c.hidden else "visible") for c in checks]
+    return dict(score=got, max_score=total, tests=tests, visibility="visible", stdout_visibility="hidden",
+                output=f"{got}/{total} points; the checks marked (hidden) are shown once grades are published")
+
+
+def write_feedback(folder: Path, student: str, checks: list[Check]):
+    """<student>.txt: the report a student reads; <student>.results.json: the same for Gradescope."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{student}.txt").write_text(f"{student}\n\n{report(checks)}\n")
+    (folder / f"{student}.results.json").write_text(json.dumps(gradescope_results(checks), indent=1) + "\n")
+
+
 def grade_class(root: Path, csv_path: Path, *, assignments=None, hidden: bool = True, timeout: float = 120,
                 submission_timeout: float = 900, memory_gb: float = 8, jobs: int = 2):
     """Grade every subfolder of `root` (one per student), each in its own subprocess, `jobs` at a
@@ -336,7 +360,9 @@ def grade_class(root: Path, csv_path: Path, *, assignments=None, hidden: bool = 
     with ThreadPoolExecutor(max(1, jobs)) as pool:
         graded = list(tqdm(pool.map(lambda s: grade_isolated(s, names, **options), students), total=len(students),
                            desc="grading", unit="submission"))
+    feedback = csv_path.with_name(f"{csv_path.stem}-feedback")
     for student, checks in zip(students, graded):
+        write_feedback(feedback, student.name, checks)
         row = {"student": student.name}
         for a in names:
             row[a] = score([c for c in checks if c.assignment == a])[0]
@@ -353,7 +379,7 @@ def grade_class(root: Path, csv_path: Path, *, assignments=None, hidden: bool = 
     seconds = time.perf_counter() - start
     mean = sum(r["total"] for r in rows) / len(rows)
     print(f"graded {len(rows)} submissions in {seconds:.1f} s; mean score {mean:.1f}/{rows[0]['out_of']}; "
-          f"{sum(bool(r['integrity']) for r in rows)} with an integrity problem → {csv_path}")
+          f"{sum(bool(r['integrity']) for r in rows)} with an integrity problem → {csv_path}, {feedback}/")
     return rows
 
 
@@ -371,6 +397,7 @@ def main(argv=None):
                    help="with --csv: seconds one submission may take in all (default 900)")
     p.add_argument("--memory-gb", type=float, default=8, help="with --csv: address space of one submission's process")
     p.add_argument("--jobs", type=int, default=2, help="with --csv: submissions graded at once (default 2)")
+    p.add_argument("--gradescope", type=Path, help="one student: also write Gradescope's results.json here")
     p.add_argument("--report-to", type=Path, help=argparse.SUPPRESS)  # grade_isolated's subprocess
     args = p.parse_args(argv)
     if args.report_to:
@@ -383,15 +410,23 @@ def main(argv=None):
         p.error(f"{args.folder} is not a folder")
     options = dict(hidden=not args.no_hidden, timeout=args.timeout)
     if args.csv:
-        if args.csv.exists() and not args.force:
-            p.error(f"{args.csv} exists: pass --force to overwrite it")
+        feedback = args.csv.with_name(f"{args.csv.stem}-feedback")
+        for made in (args.csv, feedback):
+            if made.exists() and not args.force:
+                p.error(f"{made} exists: pass --force to overwrite it")
         grade_class(args.folder, args.csv, assignments=args.only, submission_timeout=args.submission_timeout,
                     memory_gb=args.memory_gb, jobs=args.jobs, **options)
         return 0
     if args.folder is not None and not any(args.folder.glob("a[0-9][0-9]_*.py")) and any(
             p.is_dir() for p in args.folder.iterdir()):
         p.error(f"{args.folder} holds no aNN_*.py files but has subfolders: to grade a class, add --csv scores.csv")
-    checks = grade(args.folder, args.only, **options)
+    if args.gradescope:  # Gradescope runs one submission per container: isolate it all the same
+        checks = grade_isolated(args.folder, args.only, submission_timeout=args.submission_timeout,
+                                memory_gb=args.memory_gb, **options)
+        args.gradescope.parent.mkdir(parents=True, exist_ok=True)
+        args.gradescope.write_text(json.dumps(gradescope_results(checks), indent=1) + "\n")
+    else:
+        checks = grade(args.folder, args.only, **options)
     print(report(checks))
     got, total = score(checks)
     return 0 if got == total else 1

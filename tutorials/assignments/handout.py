@@ -19,7 +19,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TUTORIALS = HERE.parent
-KEPT_BACK = ("reference.py", "hidden", "handout.py")  # and the worked solutions, which live under tests/
+KEPT_BACK = ("reference.py", "hidden", "handout.py", "autograder.py")  # and the worked solutions (under tests/)
+SOLUTIONS = TUTORIALS.parent / "tests" / "assignment_solutions"
 
 
 def student_readme(text: str) -> str:
@@ -27,7 +28,8 @@ def student_readme(text: str) -> str:
     return text.split("\n## For instructors")[0].rstrip() + "\n"
 
 
-def build(out: Path) -> Path:
+def build(out: Path, with_solutions: bool = False) -> Path:
+    """The hand-out in the new folder `out`; with_solutions: the solutions release (after the deadline)."""
     out = Path(out)
     if out.exists():
         raise SystemExit(f"{out} exists: give a new folder (the hand-out builder never overwrites)")
@@ -40,15 +42,22 @@ def build(out: Path) -> Path:
     (assignments / "README.md").write_text(student_readme((HERE / "README.md").read_text()))
     for path in sorted(TUTORIALS.glob("[0-9][0-9]_*.ipynb")) + [TUTORIALS / "common.py", TUTORIALS / "README.md"]:
         shutil.copy2(path, tutorials / path.name)
+    if with_solutions:
+        (out / "solutions").mkdir()
+        for path in sorted(SOLUTIONS.glob("a[0-9][0-9]_*.py")):
+            shutil.copy2(path, out / "solutions" / path.name)
     n = sum(1 for _ in out.rglob("*") if _.is_file())
-    print(f"hand-out: {n} files in {out} (left out: {', '.join(KEPT_BACK[:2])}, the worked solutions)")
+    left = "" if with_solutions else ", the worked solutions"
+    print(f"hand-out: {n} files in {out} (left out: {', '.join(KEPT_BACK[:2])}{left})")
     return out
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out", type=Path, help="the folder to create")
-    build(p.parse_args(argv).out)
+    p.add_argument("--with-solutions", action="store_true", help="the solutions release: add the worked solutions")
+    args = p.parse_args(argv)
+    build(args.out, with_solutions=args.with_solutions)
     return 0
 
 

@@ -11,7 +11,7 @@ from torch import nn
 from grading import expect_close, load, require
 
 a04 = load("a04_lora")
-POINTS = {"test_initialisation": 3, "test_forward_and_gradients": 3, "test_merge": 2, "test_apply_lora_matches_peft": 4}
+POINTS = {"test_initialisation": 4, "test_forward_and_gradients": 6, "test_merge": 3, "test_apply_lora_matches_peft": 7}
 
 
 def make_layer(seed=0):
