@@ -74,7 +74,7 @@ def test_every_stub_has_a_worked_solution():
 def test_hand_out_under_pytest(tmp_path):
     """The hand-out as a student runs it: solved, half-solved, one mistake, one integrity problem, stubs."""
     out_dir = handout.build(tmp_path / "handout")
-    folder = out_dir / "assignments"
+    folder = out_dir / "tutorials" / "assignments"
     submission(folder, ["a01_llama_block", "a02_bidirectional", "a04_lora"])
     submission(folder, ["a05_mntp"], [("hidden, labels = hidden[:, :-1], labels[:, 1:]", "pass")])
     submission(folder, ["a03_pooling"], [("import torch\n", "import torch\nfrom l2v.pooling import mean_pool as _m\n")])
@@ -387,15 +387,17 @@ def test_hand_out_has_no_answers(tmp_path):
     out = handout.build(tmp_path / "handout")
     files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     for name in STUBS:
-        assert f"assignments/{name}.py" in files and f"assignments/test_{name}.py" in files
-        assert (out / "assignments" / f"{name}.py").read_text() == (ASSIGNMENTS / f"{name}.py").read_text()
-    assert {"assignments/grading.py", "assignments/conftest.py", "assignments/README.md", "tutorials/common.py"} <= files
+        assert f"tutorials/assignments/{name}.py" in files and f"tutorials/assignments/test_{name}.py" in files
+        assert (out / "tutorials" / "assignments" / f"{name}.py").read_text() == (ASSIGNMENTS / f"{name}.py").read_text()
+    assert {"tutorials/assignments/grading.py", "tutorials/assignments/conftest.py", "tutorials/assignments/README.md",
+            "tutorials/common.py", "tutorials/render.py", "tutorials/smollm2_values.json",  # TINY mode's recorded values
+            "pyproject.toml", "README.md", "l2v/encoder.py"} <= files  # the repository's layout: its README's commands run
     assert len([f for f in files if f.endswith(".ipynb")]) == len(list((ROOT / "tutorials").glob("[0-9][0-9]_*.ipynb")))
     assert not any("reference" in f or "hidden" in f or "solution" in f for f in files), files
-    assert "For instructors" not in (out / "assignments" / "README.md").read_text()
+    assert "For instructors" not in (out / "tutorials" / "assignments" / "README.md").read_text()
     with pytest.raises(SystemExit):  # never overwrites
         handout.build(out)
-    assert not (out / "assignments" / "reference.py").exists()
+    assert not (out / "tutorials" / "assignments" / "reference.py").exists()
 
 
 def test_integrity_zeroes_only_the_assignment_that_uses_the_answer(tmp_path):
@@ -563,4 +565,4 @@ def test_autograder_zip_grades_a_submission_as_gradescope_would(tmp_path):
 def test_solutions_release(tmp_path):
     out = handout.build(tmp_path / "release", with_solutions=True)
     assert sorted(p.stem for p in (out / "solutions").glob("*.py")) == STUBS
-    assert not (out / "assignments" / "autograder.py").exists()
+    assert not (out / "tutorials" / "assignments" / "autograder.py").exists()

@@ -1,15 +1,21 @@
 """Build the student hand-out: what a student gets, and nothing an instructor keeps back.
 
-    python tutorials/assignments/handout.py OUT        # OUT must not exist yet (nothing is overwritten)
+    python tutorials/assignments/handout.py OUT                    # OUT must not exist yet (nothing is overwritten)
+    python tutorials/assignments/handout.py OUT --with-solutions   # the solutions release, after the deadline
 
-OUT/assignments/  the stubs (aNN_*.py), the visible graders (test_aNN_*.py), grading.py,
-                  conftest.py, grade.py (a student may score themselves: visible checks only)
-                  and the student half of README.md
-OUT/tutorials/    the notebooks (outputs stripped, as in git), common.py, the tutorials README
+The hand-out has the repository's layout, so every command in its README runs as written there:
+
+OUT/pyproject.toml, OUT/l2v/     the library (the graders run l2v models; `pip install -e ".[tutorials]"`)
+OUT/tutorials/                   the notebooks (outputs stripped, as in git), common.py, render.py, the
+                                 recorded SmolLM2 values, the tutorials README
+OUT/tutorials/assignments/       the stubs (aNN_*.py), the visible graders (test_aNN_*.py), grading.py,
+                                 conftest.py, grade.py (a student may score themselves: visible checks
+                                 only) and the student half of README.md
 
 Left out: reference.py (which points each stub at the l2v function it mirrors), hidden/ (the
-instructor's checks) and tests/assignment_solutions/ (the worked solutions). The hand-out's
-graders need l2v itself installed (`pip install l2v[tutorials]`): some checks run an l2v model.
+instructor's checks), the autograder builder and tests/assignment_solutions/ (the worked
+solutions, only in the solutions release). l2v's own code is within a student's reach; the
+integrity check is what makes using it score nothing.
 """
 
 import argparse
@@ -19,8 +25,15 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TUTORIALS = HERE.parent
+ROOT = TUTORIALS.parent
 KEPT_BACK = ("reference.py", "hidden", "handout.py", "autograder.py")  # and the worked solutions (under tests/)
-SOLUTIONS = TUTORIALS.parent / "tests" / "assignment_solutions"
+SOLUTIONS = ROOT / "tests" / "assignment_solutions"
+COURSE_README = """# LLM2Vec from scratch: the course hand-out
+
+Start with [tutorials/README.md](tutorials/README.md) (the notebooks) and
+[tutorials/assignments/README.md](tutorials/assignments/README.md) (the assignments and how they
+are graded). `l2v/` is the library the notebooks take apart and the graders run.
+"""
 
 
 def student_readme(text: str) -> str:
@@ -33,14 +46,17 @@ def build(out: Path, with_solutions: bool = False) -> Path:
     out = Path(out)
     if out.exists():
         raise SystemExit(f"{out} exists: give a new folder (the hand-out builder never overwrites)")
-    assignments, tutorials = out / "assignments", out / "tutorials"
+    assignments, tutorials = out / "tutorials" / "assignments", out / "tutorials"
     assignments.mkdir(parents=True)
-    tutorials.mkdir()
+    shutil.copy2(ROOT / "pyproject.toml", out / "pyproject.toml")
+    (out / "README.md").write_text(COURSE_README)  # pyproject.toml's readme
+    shutil.copytree(ROOT / "l2v", out / "l2v", ignore=shutil.ignore_patterns("__pycache__"))
     for path in sorted(HERE.iterdir()):
         if path.suffix == ".py" and path.name not in KEPT_BACK:
             shutil.copy2(path, assignments / path.name)
     (assignments / "README.md").write_text(student_readme((HERE / "README.md").read_text()))
-    for path in sorted(TUTORIALS.glob("[0-9][0-9]_*.ipynb")) + [TUTORIALS / "common.py", TUTORIALS / "README.md"]:
+    extras = ["common.py", "render.py", "smollm2_values.json", "README.md"]
+    for path in sorted(TUTORIALS.glob("[0-9][0-9]_*.ipynb")) + [TUTORIALS / name for name in extras]:
         shutil.copy2(path, tutorials / path.name)
     if with_solutions:
         (out / "solutions").mkdir()
