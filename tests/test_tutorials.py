@@ -6,7 +6,8 @@ import pytest
 
 nbclient = pytest.importorskip("nbclient")
 nbformat = pytest.importorskip("nbformat")
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "tutorials").glob("[0-9][0-9]_*.ipynb"))
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "tutorials").glob("[0-9][0-9]_*.ipynb"))
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -33,10 +34,16 @@ def test_show_prints_the_smollm2_value_beside_a_tiny_one(tmp_path, monkeypatch):
 def test_render_writes_an_executed_copy(tmp_path):
     import render  # tutorials/render.py
 
-    render.render(["08"], out=tmp_path, tiny=True)
+    render.render(["08", "10"], out=tmp_path, tiny=True)
     nb = nbformat.read(tmp_path / "08_scaling.ipynb", as_version=4)
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "TINY mode" in printed and "only prove that the code runs" in printed
+    assert nb.metadata["l2v"]["commit"] and nb.metadata["l2v"]["mode"] == "tiny"
+    trained = nbformat.read(tmp_path / "10_closing_the_loop.ipynb", as_version=4)  # training and scoring: bars on stderr
+    streams = [o for c in trained.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream"]
+    assert streams and all(o.name == "stdout" for o in streams)
+    text = "".join(o.text for o in streams)
+    assert "IProgress" not in text and "Writing model shards" not in text and "within the noise" in text
     source = nbformat.read(Path(render.HERE) / "08_scaling.ipynb", as_version=4)
     assert all(not c.get("outputs") for c in source.cells if c.cell_type == "code")  # the original stays stripped
 
@@ -50,3 +57,68 @@ def test_rendered_copies_are_small_and_executed():
     for path in RENDERED:
         nb = nbformat.read(path, as_version=4)
         assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{path.name} has no outputs"
+
+
+def library_modules(notebook: Path) -> set[Path]:
+    """The l2v/ files a notebook's code reaches: its imports of l2v, then theirs, transitively (imports
+    inside functions included: a module a function imports is one the notebook can run)."""
+    import ast
+
+    package = ROOT / "l2v"
+
+    def file_of(module: str) -> Path | None:
+        parts = module.split(".")[1:]
+        for candidate in (package.joinpath(*parts).with_suffix(".py"), package.joinpath(*parts, "__init__.py")):
+            if candidate.is_file():
+                return candidate
+        return None
+
+    def imports(tree, here: str) -> set[str]:
+        out = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                out |= {a.name for a in node.names if a.name.split(".")[0] == "l2v"}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(here.split(".")[: len(here.split(".")) - node.level] + ([base] if base else []))
+                if base.split(".")[0] == "l2v":
+                    out.add(base)
+                    out |= {f"{base}.{a.name}" for a in node.names}
+        return out
+
+    nb = nbformat.read(notebook, as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code" and not c.source.lstrip().startswith(("!", "%")))
+    todo, seen = imports(ast.parse(code), "__main__"), set()
+    while todo:
+        module = todo.pop()
+        file = file_of(module)
+        if file is None or file in seen:
+            continue
+        seen.add(file)
+        name = "l2v" if file.name == "__init__.py" and file.parent == package else ".".join(
+            ("l2v", *file.relative_to(package).with_suffix("").parts)).removesuffix(".__init__")
+        todo |= imports(ast.parse(file.read_text()), name if file.name != "__init__.py" else name + ".__init__")
+    return seen
+
+
+@pytest.mark.parametrize("path", RENDERED, ids=lambda p: p.name[:2])
+def test_rendered_copy_is_not_older_than_the_library_it_shows(path):
+    """A rendered copy carries the commit it was made at; a later change to any l2v module its notebook
+    reaches makes it stale (re-render: python tutorials/render.py NN)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("needs the git history")
+    stamp = nbformat.read(path, as_version=4).metadata.get("l2v")
+    assert stamp, f"{path.name} carries no l2v commit: re-render it (python tutorials/render.py {path.name[:2]})"
+    assert not stamp["library_changes_uncommitted"], f"{path.name} was rendered with uncommitted library changes"
+    files = [str(f.relative_to(ROOT)) for f in library_modules(ROOT / "tutorials" / path.name)] + ["tutorials/common.py"]
+    last = subprocess.run(["git", "log", "-1", "--format=%H", "--", *files], cwd=ROOT, capture_output=True,
+                          text=True).stdout.strip()
+    if not last:
+        pytest.skip("no history for these files (a shallow clone?)")
+    newer = subprocess.run(["git", "merge-base", "--is-ancestor", last, stamp["commit"]], cwd=ROOT).returncode
+    assert newer == 0, (f"{path.name} was rendered at {stamp['commit'][:10]}, before {last[:10]} changed the "
+                        f"library it shows: re-render it (python tutorials/render.py {path.name[:2]})")

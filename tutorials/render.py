@@ -19,6 +19,18 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+def stamp(tiny: bool) -> dict:
+    """The commit a copy was rendered at, and whether l2v/ or common.py had changes not committed."""
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=HERE, capture_output=True, text=True).stdout.strip()
+
+    dirty = bool(git("status", "--porcelain", "--", "../l2v", "common.py"))
+    return {"commit": git("rev-parse", "HEAD"), "library_changes_uncommitted": dirty,
+            "mode": "tiny" if tiny else "SmolLM2-135M-Instruct", "rendered": time.strftime("%Y-%m-%d")}
+
+
 def render(names=(), out: Path = HERE / "rendered", tiny: bool = False, timeout: int = 1800) -> list[tuple[str, float]]:
     import nbclient
     import nbformat
@@ -41,6 +53,10 @@ def render(names=(), out: Path = HERE / "rendered", tiny: bool = False, timeout:
             nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
                                     resources={"metadata": {"path": str(HERE)}}).execute()
             times.append((path.name, (time.perf_counter() - start) / 60))
+            nb.metadata["l2v"] = stamp(tiny)  # which library this copy shows (tests/test_tutorials.py checks it)
+            for cell in nb.cells:  # progress bars, "IProgress not found", shard-writing logs: stderr, not content
+                if cell.cell_type == "code":
+                    cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]
             nbformat.write(nb, out / path.name)
     finally:
         for k, v in saved.items():
