@@ -68,7 +68,7 @@ def submission(folder: Path, names=STUBS, plant=()) -> Path:
 
 def test_every_stub_has_a_worked_solution():
     assert STUBS == sorted(p.stem for p in SOLUTIONS.glob("a[0-9][0-9]_*.py"))
-    assert [s[:3] for s in STUBS] == ["a01", "a02", "a03", "a04", "a05", "a06", "a07"]
+    assert [s[:3] for s in STUBS] == ["a01", "a02", "a03", "a04", "a05", "a06", "a07", "a09", "a10"]  # a08 is written
 
 
 def test_hand_out_under_pytest(tmp_path):
@@ -78,14 +78,15 @@ def test_hand_out_under_pytest(tmp_path):
     submission(folder, ["a01_llama_block", "a02_bidirectional", "a04_lora"])
     submission(folder, ["a05_mntp"], [("hidden, labels = hidden[:, :-1], labels[:, 1:]", "pass")])
     submission(folder, ["a03_pooling"], [("import torch\n", "import torch\nfrom l2v.pooling import mean_pool as _m\n")])
-    code, out, results = pytest_run(folder)  # a06 and a07 stay untouched stubs
+    code, out, results = pytest_run(folder)  # a06, a07, a09 and a10 stay untouched stubs
     assert code == 1, out[-3000:]
     for name in ("a01_llama_block", "a02_bidirectional", "a04_lora"):
         assert results[f"test_{name}"] and not any(results[f"test_{name}"].values()), results[f"test_{name}"]
     a05 = results["test_a05_mntp"]
     assert sorted(c for c, m in a05.items() if m) == ["test_loss_gradient", "test_loss_matches_transformers"], a05
     assert all("integrity: a03_pooling.py uses l2v.pooling" in m for m in results["test_a03_pooling"].values())
-    stubs = {**results["test_a06_simcse"], **results["test_a07_evaluation"]}
+    stubs = {f"{f}::{c}": m for f in ("test_a06_simcse", "test_a07_evaluation", "test_a09_gradcache", "test_a10_supervised")
+             for c, m in results[f].items()}
     assert all(m and "is not written yet — " in m for m in stubs.values()), stubs
     # one clean line per failure: the message once, no traceback, no chained exception, no summary repeat
     failed = sum(m is not None for r in results.values() for m in r.values())
@@ -237,6 +238,18 @@ MUTANTS = [  # (assignment, mistake, [(the correct text, the planted mistake)], 
     ("a06_simcse", "b → a", [("F.cross_entropy(scores, torch.arange", "F.cross_entropy(scores.T, torch.arange")],
      "the transposed score matrix"),
     ("a06_simcse", "constant scale", [(".T * scale", ".T * 20.0")], "use the argument"),
+    ("a09_gradcache", "no RNG replay", [("        torch.set_rng_state(state)\n", "")], "restore it"),
+    ("a09_gradcache", "step 1 with autograd", [("    with torch.no_grad():\n        for chunk in chunks:",
+                                               "    if True:\n        for chunk in chunks:")],
+     "under torch.no_grad()"),
+    ("a09_gradcache", "first rows of g", [("out.backward(g[start : start + len(chunk)])", "out.backward(g[: len(chunk)])")],
+     "the gradient with chunks of"),
+    ("a10_supervised", "no hard negatives", [("torch.cat([p, n])", "p")], "the hard negatives are missing"),
+    ("a10_supervised", "divided by scale", [(".T * scale", ".T / scale")], "do not divide"),
+    ("a10_supervised", "constant scale", [(".T * scale", ".T * 20.0")], "use the scale argument"),
+    ("a10_supervised", "instructed documents", [('[t["positive"] for t in triples]',
+                                                 '[[instruction, t["positive"]] for t in triples]')],
+     "documents carry no instruction"),
     ("a06_simcse", "one view detached", [("F.normalize(b, dim=-1).T", "F.normalize(b.detach(), dim=-1).T")],
      "no gradient reaches b"),
     ("a06_simcse", "pooled over attention_mask", [("(batch.input_ids, batch.attention_mask, batch.pool_mask)",

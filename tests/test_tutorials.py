@@ -122,3 +122,27 @@ def test_rendered_copy_is_not_older_than_the_library_it_shows(path):
     newer = subprocess.run(["git", "merge-base", "--is-ancestor", last, stamp["commit"]], cwd=ROOT).returncode
     assert newer == 0, (f"{path.name} was rendered at {stamp['commit'][:10]}, before {last[:10]} changed the "
                         f"library it shows: re-render it (python tutorials/render.py {path.name[:2]})")
+
+
+@pytest.mark.skipif(not (ROOT / "weights" / "smollm2-135m-instruct").is_dir(), reason="run `l2v fetch smollm2` first")
+def test_recorded_values_are_what_the_code_prints_today(tmp_path, monkeypatch):
+    """smollm2_values.json (what TINY mode prints beside its own numbers) against what notebook 03
+    prints on SmolLM2 now, with today's defaults: numbers equal up to the CPU's rounding (bf16 weights
+    are computed in bf16 on some CPUs and in fp32 on others). 03 takes seconds; the notebooks that
+    train (05, 06, 10) or score a suite (07) are checked by re-rendering them (the commit stamp)."""
+    import json
+    import re
+
+    monkeypatch.setenv("L2V_TINY", "0")
+    monkeypatch.setenv("L2V_RECORD", "0")
+    monkeypatch.setenv("L2V_CHECK_VALUES", str(tmp_path / "values.json"))
+    nb = nbformat.read(ROOT / "tutorials" / "03_pooling.ipynb", as_version=4)
+    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(ROOT / "tutorials")}}).execute()
+    today = json.loads((tmp_path / "values.json").read_text())
+    recorded = json.loads((ROOT / "tutorials" / "smollm2_values.json").read_text())
+    assert today and set(today) <= set(recorded), f"not recorded: {sorted(set(today) - set(recorded))}"
+    for key, text in today.items():
+        now, then = (list(map(float, re.findall(r"-?\d+\.\d+", t))) for t in (text, recorded[key]))
+        assert len(now) == len(then) and all(abs(a - b) <= 0.01 + 0.02 * abs(b) for a, b in zip(now, then)), \
+            f"{key}: the code prints {text!r} today, smollm2_values.json says {recorded[key]!r} (re-render 03)"

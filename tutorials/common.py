@@ -16,6 +16,7 @@ from pathlib import Path
 
 TINY = os.environ.get("L2V_TINY") == "1"
 RECORD = os.environ.get("L2V_RECORD") == "1" and not TINY  # set by render.py: keep the real run's values
+CHECK = os.environ.get("L2V_CHECK_VALUES")  # a file: a real run's values go there, to compare with the recorded ones
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "weights" / "smollm2-135m-instruct"
 VALUES = Path(__file__).resolve().parent / "smollm2_values.json"
 TINY_NOTE = ("TINY mode: a random 2-layer model. The numbers below only prove that the code runs; each "
@@ -127,6 +128,10 @@ def show(key: str, value, fmt: str = "{:.3f}") -> str:
         values = reference_values()
         values[key] = text
         VALUES.write_text(json.dumps(values, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
+    if CHECK and not TINY:  # tests/test_tutorials.py: does today's code still print what was recorded?
+        path = Path(CHECK)
+        values = json.loads(path.read_text()) if path.is_file() else {}
+        path.write_text(json.dumps({**values, key: text}, indent=1, ensure_ascii=False))
     if TINY:
         reference = reference_values().get(key, "not recorded yet: run python tutorials/render.py")
         text = f"{text}   [SmolLM2: {reference}]" if "\n" not in reference else f"{text}\n[SmolLM2:]\n{reference}"

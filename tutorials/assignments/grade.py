@@ -52,7 +52,7 @@ import grading  # noqa: E402 (needs HERE on the path)
 ASSIGNMENTS = sorted(p.stem for p in HERE.glob("a[0-9][0-9]_*.py"))
 MINUTES = {  # expected time for a student who has done the tutorial (README's table)
     "a01_llama_block": 90, "a02_bidirectional": 40, "a03_pooling": 45, "a04_lora": 60,
-    "a05_mntp": 60, "a06_simcse": 50, "a07_evaluation": 50,
+    "a05_mntp": 60, "a06_simcse": 50, "a07_evaluation": 50, "a09_gradcache": 50, "a10_supervised": 35,
 }
 
 

@@ -29,6 +29,8 @@ FORBIDDEN = {
     "a05_mntp": ("l2v.mntp", "transformers"),
     "a06_simcse": ("l2v.simcse", "l2v.supervised"),
     "a07_evaluation": ("l2v.evaluate", "scipy", "sklearn", "pytrec_eval", "mteb"),
+    "a09_gradcache": ("l2v.gradcache", "l2v.simcse", "l2v.supervised"),
+    "a10_supervised": ("l2v.contrastive", "l2v.supervised", "l2v.simcse"),
 }
 
 

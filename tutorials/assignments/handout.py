@@ -52,7 +52,7 @@ def build(out: Path, with_solutions: bool = False) -> Path:
     (out / "README.md").write_text(COURSE_README)  # pyproject.toml's readme
     shutil.copytree(ROOT / "l2v", out / "l2v", ignore=shutil.ignore_patterns("__pycache__"))
     for path in sorted(HERE.iterdir()):
-        if path.suffix == ".py" and path.name not in KEPT_BACK:
+        if (path.suffix == ".py" or path.name.startswith("a0")) and path.name not in KEPT_BACK:  # a08 is written
             shutil.copy2(path, assignments / path.name)
     (assignments / "README.md").write_text(student_readme((HERE / "README.md").read_text()))
     extras = ["common.py", "render.py", "smollm2_values.json", "README.md"]

@@ -7,7 +7,7 @@ from torch.func import functional_call
 
 import torch
 
-from l2v import analyze, config, lora, mntp, model, pooling, simcse
+from l2v import analyze, config, contrastive, gradcache, lora, mntp, model, pooling, simcse
 from l2v.evaluate import metrics
 
 
@@ -90,3 +90,21 @@ a03_pooling = SimpleNamespace(
 
 a07_evaluation = SimpleNamespace(spearman=metrics.spearman,
                                  ndcg_at_10=lambda scores, qrels: metrics.ndcg_at_k(metrics.trec_ranking(scores), qrels, 10))
+
+
+
+def _gradcache_backward(encode, inputs, loss_fn, chunk_size):
+    """l2v's GradCache Function on plain tensors: each chunk stands in for a Batch (it needs input_ids)."""
+    chunks = [SimpleNamespace(input_ids=inputs[s : s + chunk_size]) for s in range(0, len(inputs), chunk_size)]
+    anchor = torch.empty(0, requires_grad=True)
+    loss = loss_fn(gradcache._CachedEmbeddings.apply(anchor, lambda c: encode(c.input_ids), chunks))
+    loss.backward()
+    return loss.detach()
+
+
+a09_gradcache = SimpleNamespace(gradcache_backward=_gradcache_backward)
+
+a10_supervised = SimpleNamespace(
+    supervised_loss=lambda q, p, n, scale=20.0: contrastive.contrastive_loss(q, p, n, scale=scale),
+    training_texts=lambda triples, instruction: ([[instruction, t["query"]] for t in triples],
+                                                 [t["positive"] for t in triples], [t["negative"] for t in triples]))
