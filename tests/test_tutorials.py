@@ -142,6 +142,7 @@ def test_recorded_values_are_what_the_code_prints_today(tmp_path, monkeypatch):
     today = json.loads((tmp_path / "values.json").read_text())
     recorded = json.loads((ROOT / "tutorials" / "smollm2_values.json").read_text())
     assert today and set(today) <= set(recorded), f"not recorded: {sorted(set(today) - set(recorded))}"
+    assert recorded.get("_commits", {}).get("03"), "smollm2_values.json does not say which commit made 03's values"
     for key, text in today.items():
         now, then = (list(map(float, re.findall(r"-?\d+\.\d+", t))) for t in (text, recorded[key]))
         assert len(now) == len(then) and all(abs(a - b) <= 0.01 + 0.02 * abs(b) for a, b in zip(now, then)), \

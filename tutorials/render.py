@@ -31,6 +31,17 @@ def stamp(tiny: bool) -> dict:
             "mode": "tiny" if tiny else "SmolLM2-135M-Instruct", "rendered": time.strftime("%Y-%m-%d")}
 
 
+def stamp_values(notebook: str, commit: str):
+    """smollm2_values.json's "_commits": the commit each notebook's recorded values were made at."""
+    import json
+
+    values_file = HERE / "smollm2_values.json"
+    values = json.loads(values_file.read_text()) if values_file.is_file() else {}
+    if any(key.startswith(f"{notebook} ") for key in values):
+        values["_commits"] = {**values.get("_commits", {}), notebook: commit}
+        values_file.write_text(json.dumps(values, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
+
+
 def render(names=(), out: Path = HERE / "rendered", tiny: bool = False, timeout: int = 1800) -> list[tuple[str, float]]:
     import nbclient
     import nbformat
@@ -54,6 +65,8 @@ def render(names=(), out: Path = HERE / "rendered", tiny: bool = False, timeout:
                                     resources={"metadata": {"path": str(HERE)}}).execute()
             times.append((path.name, (time.perf_counter() - start) / 60))
             nb.metadata["l2v"] = stamp(tiny)  # which library this copy shows (tests/test_tutorials.py checks it)
+            if not tiny:
+                stamp_values(path.name[:2], nb.metadata["l2v"]["commit"])
             for cell in nb.cells:  # progress bars, "IProgress not found", shard-writing logs: stderr, not content
                 if cell.cell_type == "code":
                     cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]
