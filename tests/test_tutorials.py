@@ -102,27 +102,46 @@ def library_modules(notebook: Path) -> set[Path]:
     return seen
 
 
-@pytest.mark.parametrize("path", RENDERED, ids=lambda p: p.name[:2])
-def test_rendered_copy_is_not_older_than_the_library_it_shows(path):
-    """A rendered copy carries the commit it was made at; a later change to any l2v module its notebook
-    reaches makes it stale (re-render: python tutorials/render.py NN)."""
+def assert_not_older(notebook: Path, commit: str, what: str):
+    """Fail when an l2v module the notebook reaches (or common.py) changed after `commit`."""
     import shutil
     import subprocess
 
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("needs the git history")
+    files = [str(f.relative_to(ROOT)) for f in library_modules(notebook)] + ["tutorials/common.py"]
+    last = subprocess.run(["git", "log", "-1", "--format=%H", "--", *files], cwd=ROOT, capture_output=True,
+                          text=True).stdout.strip()
+    known = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=ROOT, capture_output=True)
+    if not last or known.returncode:
+        pytest.skip("the history does not reach the rendering commit (a shallow clone?)")
+    newer = subprocess.run(["git", "merge-base", "--is-ancestor", last, commit], cwd=ROOT).returncode
+    assert newer == 0, (f"{what} was made at {commit[:10]}, before {last[:10]} changed the library it shows: "
+                        f"re-render it (python tutorials/render.py {notebook.name[:2]})")
+
+
+@pytest.mark.parametrize("path", RENDERED, ids=lambda p: p.name[:2])
+def test_rendered_copy_is_not_older_than_the_library_it_shows(path):
+    """A rendered copy carries the commit it was made at; a later change to any l2v module its notebook
+    reaches makes it stale (re-render: python tutorials/render.py NN)."""
     stamp = nbformat.read(path, as_version=4).metadata.get("l2v")
     assert stamp, f"{path.name} carries no l2v commit: re-render it (python tutorials/render.py {path.name[:2]})"
     assert not stamp["library_changes_uncommitted"], f"{path.name} was rendered with uncommitted library changes"
-    files = [str(f.relative_to(ROOT)) for f in library_modules(ROOT / "tutorials" / path.name)] + ["tutorials/common.py"]
-    last = subprocess.run(["git", "log", "-1", "--format=%H", "--", *files], cwd=ROOT, capture_output=True,
-                          text=True).stdout.strip()
-    known = subprocess.run(["git", "cat-file", "-e", f"{stamp['commit']}^{{commit}}"], cwd=ROOT, capture_output=True)
-    if not last or known.returncode:
-        pytest.skip("the history does not reach the rendering commit (a shallow clone?)")
-    newer = subprocess.run(["git", "merge-base", "--is-ancestor", last, stamp["commit"]], cwd=ROOT).returncode
-    assert newer == 0, (f"{path.name} was rendered at {stamp['commit'][:10]}, before {last[:10]} changed the "
-                        f"library it shows: re-render it (python tutorials/render.py {path.name[:2]})")
+    assert_not_older(ROOT / "tutorials" / path.name, stamp["commit"], f"the rendered copy {path.name}")
+
+
+def test_recorded_values_are_not_older_than_the_library():
+    """Every notebook's recorded SmolLM2 values (what TINY mode prints beside its own) carry the commit they
+    were made at; a later library change its notebook reaches means they may no longer be what the code prints."""
+    import json
+
+    values = json.loads((ROOT / "tutorials" / "smollm2_values.json").read_text())
+    commits = values.get("_commits", {})
+    recorded = {key.split(" ")[0] for key in values if key != "_commits"}
+    assert recorded <= set(commits), f"values without a commit: notebooks {sorted(recorded - set(commits))}"
+    for nn, commit in sorted(commits.items()):
+        (notebook,) = (ROOT / "tutorials").glob(f"{nn}_*.ipynb")
+        assert_not_older(notebook, commit, f"smollm2_values.json's values of notebook {nn}")
 
 
 @pytest.mark.skipif(not (ROOT / "weights" / "smollm2-135m-instruct").is_dir(), reason="run `l2v fetch smollm2` first")
