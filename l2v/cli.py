@@ -143,17 +143,10 @@ def _encoder_args(p):
 
 
 def _encoder_settings(args):
-    """Fill --causal, --pooling, --max-length left out from the model folder's own settings (an
-    `l2v export` folder's l2v_encoder.json), else LLM2Vec's defaults."""
-    from .export import encoder_settings
+    """Fill --causal, --pooling, --max-length left out (export.resolve_encoder: the folder's own, else LLM2Vec's)."""
+    from .export import resolve_encoder
 
-    saved = encoder_settings(args.model) if Path(args.model).is_dir() else {}
-    if args.causal is None:
-        args.causal = saved.get("causal", False)
-    if args.pooling is None:
-        args.pooling = saved.get("pooling", "mean")
-    if getattr(args, "max_length", 0) is None:
-        args.max_length = saved.get("max_length", DEFAULT_MAX_LENGTH)
+    args.causal, args.pooling, args.max_length = resolve_encoder(args.model, args.causal, args.pooling, args.max_length)
 
 
 def _training_args(p, stage: str, *, data_help: str, adapter: bool = False, data_default="wiki"):

@@ -54,19 +54,16 @@ class Encoder:
         as LLM2Vec stacks MNTP and then SimCSE. causal, pooling, max_length left as None take the
         folder's own settings (an `l2v export` folder's l2v_encoder.json), else LLM2Vec's: False
         (bidirectional), "mean", 512."""
-        from .export import encoder_settings
+        from .export import encoder_settings, resolve_encoder
 
-        saved = encoder_settings(path)
-        causal = saved.get("causal", False) if causal is None else causal
-        pooling = saved.get("pooling", "mean") if pooling is None else pooling
-        max_length = saved.get("max_length", DEFAULT_MAX_LENGTH) if max_length is None else max_length
+        causal, pooling, max_length = resolve_encoder(path, causal, pooling, max_length)
         model = load_model(path, dtype=dtype, device=device, causal=causal)
         if adapters:
             from .lora import merge_adapters
 
             merge_adapters(model, adapters, base_model=path)
         return cls(model, Tokenizer(path), pooling=pooling, max_length=max_length, autocast=autocast,
-                   prompts=saved.get("prompts"))
+                   prompts=encoder_settings(path).get("prompts"))
 
     @property
     def device(self) -> torch.device:
@@ -215,15 +212,16 @@ class Encoder:
 
     def encode_query(self, texts, **kwargs):
         """As sentence-transformers: the "query" prompt unless an instruction or prompt is given."""
-        if not any(kwargs.get(k) is not None for k in ("instruction", "prompt", "prompt_name")) and self.prompts.get("query"):
-            kwargs["prompt_name"] = "query"
-        return self.encode(texts, **kwargs)
+        return self.encode(texts, **self._named_prompt("query", kwargs))
 
     def encode_document(self, texts, **kwargs):
-        """Documents carry no instruction (as in LLM2Vec's retrieval setup) unless one is given."""
-        if not any(kwargs.get(k) is not None for k in ("instruction", "prompt", "prompt_name")) and self.prompts.get("document"):
-            kwargs["prompt_name"] = "document"
-        return self.encode(texts, **kwargs)
+        """Documents carry no instruction (as in LLM2Vec's retrieval setup) unless one is given
+        (or the encoder names a "document" prompt)."""
+        return self.encode(texts, **self._named_prompt("document", kwargs))
+
+    def _named_prompt(self, name: str, kwargs: dict) -> dict:
+        given = any(kwargs.get(k) is not None for k in ("instruction", "prompt", "prompt_name"))
+        return kwargs if given or not self.prompts.get(name) else {**kwargs, "prompt_name": name}
 
     @staticmethod
     def similarity(a, b):

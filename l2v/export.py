@@ -51,6 +51,16 @@ def encoder_settings(folder) -> dict:
     return settings
 
 
+def resolve_encoder(folder, causal: bool | None = None, pooling: str | None = None,
+                    max_length: int | None = None) -> tuple[bool, str, int]:
+    """(causal, pooling, max_length): each as given, else the folder's own (an export), else
+    LLM2Vec's (bidirectional, mean, 512). The one place these defaults live."""
+    saved = encoder_settings(folder) if Path(folder).is_dir() else {}
+    return (saved.get("causal", False) if causal is None else causal,
+            saved.get("pooling", "mean") if pooling is None else pooling,
+            saved.get("max_length", DEFAULT_MAX_LENGTH) if max_length is None else max_length)
+
+
 def export_model(model_dir, out, *, adapters=(), causal: bool = False, pooling: str = "mean",
                  max_length: int = DEFAULT_MAX_LENGTH, dtype: str | None = None, prompts: dict | None = None,
                  overwrite: bool = False) -> Path:

@@ -108,7 +108,7 @@ def _tampered(before: dict) -> str | None:
                 delattr(target, name)
         except (AttributeError, TypeError):
             pass
-    names = [f"{o}.{n}" for o, n in changed + added if not n.startswith("__pycache")]
+    names = [f"{o}.{n}" for o, n in changed + added]
     return ", ".join(sorted(names)[:3]) + (" …" if len(names) > 3 else "") if names else None
 
 
