@@ -42,7 +42,7 @@ from torch import nn
 from .checks import first_non_finite
 from .files import atomic_folder, read_json
 from .loading import CheckpointError
-from .precision import UpcastLinear, linear_sharing, upcast_linear
+from .precision import UPCAST_CHUNK, UpcastLinear, linear_sharing, upcast_linear
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
@@ -105,55 +105,72 @@ class LoRALinear(nn.Module):
 # With dropout on, autograd keeps what `lora_A` receives — an fp32 copy of the dropped-out input
 # of every projection — for its backward pass: more than half of all activation memory in LoRA
 # training. FastLoRALinear keeps only the dropout mask (1 byte an element) and masks x again in
-# backward (x itself the base layer keeps anyway); drawing the mask as random bits rather than
-# with torch.rand also makes a CPU training step faster. `apply_lora(..., fast=True)` selects it;
-# the training prologue does (stage.py), loading an adapter for inference does not. Tested equal
-# to LoRALinear in tests/test_lora.py, given the same mask. The two draw *different* masks from
-# the same RNG state (random bits here, nn.Dropout's Bernoulli there): either is a valid dropout,
-# and each draws the same masks from the same RNG state with and without autograd, which is what
-# GradCache's two passes need (gradcache.py).
+# backward; drawing the mask as random bits rather than with torch.rand also makes a CPU training
+# step faster. `apply_lora(..., fast=True)` selects it; the training prologue does (stage.py),
+# loading an adapter for inference does not. Tested equal to LoRALinear in tests/test_lora.py,
+# given the same mask. The two draw *different* masks from the same RNG state (random bits here,
+# nn.Dropout's Bernoulli there): either is a valid dropout, and each draws the same masks from the
+# same RNG state with and without autograd, which is what GradCache's two passes need.
+#
+# The frozen W·x is inside the same autograd Function, so x's gradient is one buffer: LoRA's part
+# is written first and W's part is added into it (addmm_). Split in two, autograd would hold W's
+# part, LoRA's part and their sum at once — three x-sized tensors at the MLP's down_proj, the
+# moment a checkpointed step peaks (measured in tests/test_plan.py).
 
 
 class FastLoRALinear(LoRALinear):
-    """LoRALinear whose training-mode forward with dropout runs `_LoRABranch`: same maths, less memory."""
+    """LoRALinear whose training-mode forward with dropout runs `_LoRALinearFunction`: same maths,
+    less memory."""
 
     def forward(self, x):
         p = self.dropout.p
         if self.merged or not self.training or p == 0:
             return super().forward(x)  # no dropout, so autograd keeps no dropped-out copy of x
-        out = self.base(x)
         device = x.device.type
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else self.lora_A.weight.dtype
-        update = _LoRABranch.apply(x, self.lora_A.weight, self.lora_B.weight, p, self.scaling, dtype)
-        return out + update.to(out.dtype)
+        return _LoRALinearFunction.apply(x, self.lora_A.weight, self.lora_B.weight, self, p, dtype)
+
+    def add_base_grad(self, grad_x: torch.Tensor, grad: torch.Tensor):
+        """grad_x += grad·W in place (the frozen layer's share of x's gradient); bf16 W upcast a
+        block of rows at a time where the base computes in fp32 (precision.UpcastLinear)."""
+        g, out = grad.reshape(-1, self.out_features), grad_x.view(-1, self.in_features)
+        rows = max(1, UPCAST_CHUNK // self.in_features) if self.upcast else self.out_features
+        for i in range(0, self.out_features, rows):
+            out.addmm_(g[:, i : i + rows].to(out.dtype), self.weight[i : i + rows].to(out.dtype))
 
 
-class _LoRABranch(torch.autograd.Function):
-    """(α/r)·B·A·dropout(x), in fp32 (or autocast's dtype), written out to save memory and time:
-    only the dropout mask is kept for backward (1 byte an element; autograd would keep an fp32
-    copy of the dropped-out x, ~6 bytes with its mask), and x — which the base layer keeps anyway
-    — is masked again in the backward pass. Both constant factors, dropout's 1/(1 − p) and LoRA's
-    α/r, are applied to the r-wide u rather than to the in-wide x."""
+class _LoRALinearFunction(torch.autograd.Function):
+    """W·x (+ bias) + (α/r)·B·A·dropout(x) for a frozen W, the LoRA branch in fp32 (or autocast's
+    dtype), written out to save memory and time: only the dropout mask is kept for backward
+    (1 byte an element; autograd would keep an fp32 copy of the dropped-out x, ~6 bytes with its
+    mask), and x is masked again in the backward pass. Both constant factors, dropout's 1/(1 − p)
+    and LoRA's α/r, are applied to the r-wide u rather than to the in-wide x."""
 
     @staticmethod
-    def forward(ctx, x, A, B, p: float, scaling: float, dtype: torch.dtype):
+    def forward(ctx, x, A, B, layer: FastLoRALinear, p: float, dtype: torch.dtype):
         keep, p = dropout_keep_mask(x, p)  # the dropout mask, as a boolean
-        ctx.scale, ctx.dtype = scaling / (1 - p), dtype
+        ctx.scale, ctx.dtype, ctx.layer = layer.scaling / (1 - p), dtype, layer
+        out = layer.base(x)  # W·x as the plain layer computes it (autocast's dtype, or upcast to fp32)
         with torch.autocast(x.device.type, enabled=False):  # dtype is already autocast's choice, if any
             # torch.where, not x * keep: a float × bool product first copies the mask into floats
             u = (torch.where(keep, x.to(dtype), 0.0) @ A.to(dtype).T) * ctx.scale  # (…, r)
             ctx.save_for_backward(x, keep, A, B, u)
-            return u @ B.to(dtype).T  # (…, out)
+            return out.add_(u @ B.to(dtype).T)  # in place: no second out-sized tensor
 
     @staticmethod
     def backward(ctx, grad):
         x, keep, A, B, u = ctx.saved_tensors
-        a, b, grad = A.to(ctx.dtype), B.to(ctx.dtype), grad.to(ctx.dtype)
-        grad_B = grad.reshape(-1, grad.shape[-1]).T @ u.reshape(-1, u.shape[-1])  # (out, r)
-        grad_u = (grad @ b) * ctx.scale  # (…, r)
+        a, b, g = A.to(ctx.dtype), B.to(ctx.dtype), grad.to(ctx.dtype)
+        grad_B = g.reshape(-1, g.shape[-1]).T @ u.reshape(-1, u.shape[-1])  # (out, r)
+        grad_u = (g @ b) * ctx.scale  # (…, r)
         dropped = torch.where(keep, x.to(ctx.dtype), 0.0)  # recomputed instead of kept
         grad_A = grad_u.reshape(-1, grad_u.shape[-1]).T @ dropped.reshape(-1, dropped.shape[-1])  # (r, in)
-        grad_x = torch.where(keep, grad_u @ a, 0.0).to(x.dtype) if ctx.needs_input_grad[0] else None
+        del dropped  # x-sized: gone before grad_x, the next x-sized tensor, is made
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = (grad_u @ a).masked_fill_(keep.logical_not(), 0.0).to(grad.dtype)  # LoRA's share
+            ctx.layer.add_base_grad(grad_x, grad)  # + grad·W, into the same buffer
+            grad_x = grad_x.to(x.dtype)
         return grad_x, grad_A.to(A.dtype), grad_B.to(B.dtype), None, None, None
 
 

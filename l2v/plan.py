@@ -1,19 +1,31 @@
 """`l2v plan`: will this training run fit on that GPU? Memory arithmetic before spending any.
 
-LoRA training memory has four parts:
+LoRA training memory has these parts:
 
     weights         every base parameter, in the training dtype (bf16: 2 bytes)
     LoRA + AdamW    each LoRA parameter: fp32 weight + fp32 grad + two fp32 Adam moments = 16 bytes
     activations     what autograd keeps for the backward pass, per token and per layer (below);
                     with gradient checkpointing only each block's input is kept, plus one block's
                     worth while that block is recomputed
-    LM head         MNTP only: fp32 logits and their log-softmax at the masked positions
+    backward        the gradients alive beside those activations while a block is back-propagated:
+                    the step peaks in the MLP's backward, holding the gradient from down_proj and
+                    those for gate and up (3 f-wide tensors) after the product's saved copy is
+                    freed: 2·f elements per token of the batch (of one GradCache chunk)
+    LM head         MNTP only, at the masked positions: the fp32 log-softmax, and in backward its
+                    gradient and the loss's, 3 × 4 bytes per masked token per vocabulary entry
+
+The LM head's peak comes first in backward, before any block's, when (with checkpointing) no
+block is recomputed yet; the total takes the larger of the two moments. Every row is measured on
+a CPU in tests/test_plan.py with `measure_peak` (below): the bytes of tensors alive, op by op,
+which is what torch.cuda.max_memory_allocated counts on a GPU.
 
 Activations, per token and layer, in elements (h hidden, f MLP width, q = heads·head_dim,
 kv = kv_heads·head_dim, r LoRA rank, H heads, T sequence length) — read off this code with
 `torch.autograd.graph.saved_tensors_hooks`, and checked that way in tests/test_plan.py:
 
-    RMSNorm ×2                     4h            (inputs and normed outputs)
+    RMSNorm ×2                     4h            (inputs and normed outputs; the input is kept
+                                                  as the fp32 copy the statistics use, so a bf16
+                                                  model keeps 2 · (4 + 2) bytes per h, not 2 · 4)
     attention                      3q + 2kv + H  (q, k, v, the output and its reshaped copy for
                                                   o_proj, one log-sum-exp per head: SDPA's fused
                                                   kernels never keep the T×T probabilities)
@@ -32,8 +44,8 @@ kv = kv_heads·head_dim, r LoRA rank, H heads, T sequence length) — read off t
     soft-capped attention          Gemma-2 always takes the math path (no fused kernel caps
                                    scores): tanh output, fp32 softmax and probabilities, 2·b + 4
                                    per element of H·T (plus the dropout term above, in SimCSE)
-  Gemma-2's two extra norms per layer add 2h elements; Qwen2's q/k/v biases and Qwen3's q/k norms
-  change nothing that is kept.
+  Gemma-2's two extra norms per layer keep their fp32 inputs (2 · 4 bytes per h); Qwen2's q/k/v
+  biases and Qwen3's q/k norms change nothing that is kept.
 
 On a CPU (`--device cpu`, compared with peak resident memory) two more rows: the process itself
 (Python, torch, tokenizers: ~0.3 GiB), and, where bf16 is not native, the fp32 block of weight
@@ -46,7 +58,13 @@ chunk at a time, plus the whole batch's embeddings and their gradient (fp32, a f
 from __future__ import annotations
 
 import os
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from .config import ModelConfig
 from .lora import DEFAULT_TARGETS
@@ -94,15 +112,19 @@ class Plan:
     weights: int
     lora_and_optimizer: int
     activations: int
-    activations_checkpointed: int
+    activations_checkpointed: int  # every block's input, plus one block's activations
     lm_head: int
+    backward: int = 0  # the gradients alive in one block's backward, beside its activations
+    block: int = 0  # one block's activations (the part of activations_checkpointed recomputed in backward)
     process: int = 0  # CPU only: the Python process itself
     upcast: int = 0  # CPU without native bf16: the fp32 copy of the weight in use
     compute_dtype: str = ""  # the dtype activations are in (fp32 for bf16 weights without native bf16)
 
     def total(self, checkpointing: bool) -> int:
         acts = self.activations_checkpointed if checkpointing else self.activations
-        return self.weights + self.lora_and_optimizer + acts + self.lm_head + self.process + self.upcast
+        head_first = acts - (self.block if checkpointing else 0) + self.lm_head  # no block recomputed yet
+        blocks = acts + self.backward
+        return self.weights + self.lora_and_optimizer + max(head_first, blocks) + self.process + self.upcast
 
 
 def count_parameters(c: ModelConfig) -> int:
@@ -126,9 +148,9 @@ def activation_bytes_per_token_layer(c: ModelConfig, T: int, *, dtype: str, r: i
     h, f, q, kv = c.hidden_size, c.intermediate_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim
     b = BYTES[dtype]
     kv_in = q if padded else kv  # with a mask, K/V reach the kernel expanded to all heads
-    total = (4 * h + 3 * q + 2 * kv_in + c.num_attention_heads + 4 * f + 7 * r) * b
-    if c.sandwich_norms:
-        total += 2 * h * b
+    total = (3 * q + 2 * kv_in + c.num_attention_heads + 4 * f + 7 * r) * b + 2 * h * (4 + b)
+    if c.sandwich_norms:  # Gemma-2's norms after attention and MLP: their outputs go to the residual sum, unkept
+        total += 2 * h * 4
     if lora_dropout > 0:
         total += (5 * h + q + f) * 1
     if c.attn_logit_softcapping is not None:  # Gemma-2: the math path, never a fused kernel
@@ -170,14 +192,16 @@ def plan(c: ModelConfig, *, stage: str, batch_size: int, max_length: int, dtype:
     per = activation_bytes_per_token_layer(c, max_length, dtype=compute, r=r, lora_dropout=lora_dropout,
                                            attention_dropout=attention_dropout, fused_attention=device == "cuda",
                                            padded=padded)
+    final_norm = tokens * h * 4  # the model's last RMSNorm keeps its fp32 input, outside every block
     # Checkpointing keeps each block's input, then holds one block's activations while recomputing it.
-    checkpointed = tokens * L * h * BYTES[compute] + tokens * per
+    checkpointed = tokens * L * h * BYTES[compute] + tokens * per + final_norm
     head = 0
-    if stage == "mntp":  # fp32 logits + log-softmax at the masked positions (l2v never builds (B, T, V))
-        head = int(mask_prob * tokens) * V * 4 * 2
+    if stage == "mntp":  # at the masked positions only (l2v never builds (B, T, V)): fp32 log-softmax + 2 grads
+        head = int(mask_prob * tokens) * V * 4 * 3
     return Plan(weights=count_parameters(c) * BYTES[dtype], lora_and_optimizer=count_lora_parameters(c, r) * 16,
-                activations=int(tokens * L * per) + cache, activations_checkpointed=int(checkpointed) + cache,
-                lm_head=head, process=PROCESS_BYTES_CPU if device == "cpu" else 0,
+                activations=int(tokens * L * per) + final_norm + cache, activations_checkpointed=int(checkpointed) + cache,
+                lm_head=head, backward=tokens * 2 * c.intermediate_size * BYTES[compute], block=int(tokens * per),
+                process=PROCESS_BYTES_CPU if device == "cpu" else 0,
                 upcast=4 * UPCAST_CHUNK if upcast else 0, compute_dtype=compute)
 
 
@@ -186,7 +210,7 @@ def format_plan(name: str, p: Plan, *, stage: str, batch_size: int, max_length: 
     gib = 2**30
     rows = [("weights", p.weights), ("LoRA + AdamW (fp32)", p.lora_and_optimizer),
             ("activations", p.activations), ("activations, checkpointed", p.activations_checkpointed),
-            ("LM head (MNTP)", p.lm_head)]
+            ("backward, one block", p.backward), ("LM head (MNTP)", p.lm_head)]
     if p.process:  # CPU: compared with peak resident memory
         rows += [("process (Python, torch)", p.process)] + ([("fp32 block of weight rows", p.upcast)] if p.upcast else [])
     computed = f" computed in {p.compute_dtype} (no native bf16 here)" if p.compute_dtype not in ("", dtype) else ""
@@ -196,12 +220,69 @@ def format_plan(name: str, p: Plan, *, stage: str, batch_size: int, max_length: 
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if p.process else 0  # CPU: this machine's RAM
     for ckpt in (False, True):
         total = p.total(ckpt) / gib
-        fits = ", ".join(f"{g} GB: {'fits' if total * gib <= g * 1e9 * 0.92 else 'no'}" for g in gpus_gb)
+        fits = ", ".join(f"{g} GB: {'fits' if total <= 0.92 * g else 'no'}" for g in gpus_gb)  # "80 GB" cards hold 80 GiB
         if ram:
             fits = f"this machine's {ram / gib:.1f} GiB of RAM: {'fits' if total * gib <= 0.9 * ram else 'no'}"
         lines.append(f"  {'total, ' + ('with' if ckpt else 'without') + ' checkpointing':28} {total:8.2f} GiB   ({fits})")
+    if p.lm_head:
+        lines.append("  (the LM head's backward and the blocks' come one after the other: the total holds the larger)")
     if p.process:
         lines.append("  (estimate of peak resident memory on this CPU)")
     else:
         lines.append("  (estimate; leave ~8% of a GPU's memory for the CUDA context and fragmentation)")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the plan, measured
+
+
+def measure_peak(step: Callable[[], object], model: torch.nn.Module) -> int:
+    """Peak bytes of tensors alive while `step()` runs, the model's own parameters and buffers
+    included: what a plan's total predicts (less a CPU's process row). On CUDA this is
+    torch.cuda.max_memory_allocated; on a CPU, which keeps no such count, every storage an op
+    creates is followed until it is freed (`_LiveBytes`), so the plan is checked without a GPU."""
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        step()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device)
+    counter = _LiveBytes()
+    for t in list(model.parameters()) + list(model.buffers()):
+        counter.count(t)
+    with counter:
+        step()
+    return counter.peak
+
+
+class _LiveBytes(TorchDispatchMode):
+    """Sees the output of every ATen op (backward and recomputation included) and counts each new
+    storage's bytes until Python's weakref says it is freed. Kernels' private scratch space is not
+    seen, nor the allocator's rounding: the count is of tensors, like max_memory_allocated's."""
+
+    def __init__(self):
+        super().__init__()
+        self.live = self.peak = 0
+        self.storages = set()
+
+    def count(self, t: torch.Tensor):
+        storage = t.untyped_storage()
+        key = storage.data_ptr(), storage.nbytes()
+        if key in self.storages or storage.nbytes() == 0:
+            return  # a view, or an in-place op's output: no new memory
+        self.storages.add(key)
+        self.live += key[1]
+        self.peak = max(self.peak, self.live)
+        weakref.finalize(storage, self._free, key)
+
+    def _free(self, key):
+        self.storages.discard(key)
+        self.live -= key[1]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                self.count(t)
+        return out

@@ -125,7 +125,7 @@ PRESETS = {
         "cpu": SupervisedSettings(steps=20, batch_size=8, max_length=64, lr=2e-4, warmup_steps=2, save_every=10),
         # The paper: the E5 mixture, batch 512, lr 2e-4, 1000 steps, max length 512, warmup 300 (on 8 GPUs).
         # GradCache in chunks of 64 triples fits it on one 80 GB GPU with gradient checkpointing
-        # (`l2v plan`: 55-59 GiB for 7-8B models); with torchrun on 8 GPUs each process's 64 are one chunk.
+        # (`l2v plan`: 62-69 GiB for 7-8B models); with torchrun on 8 GPUs each process's 64 are one chunk.
         "paper": SupervisedSettings(steps=1000, batch_size=512, max_length=512, lr=2e-4, warmup_steps=300,
                                     save_every=200, chunk_size=64),
     },

@@ -4,9 +4,14 @@ import pytest
 import torch
 
 from l2v.config import ModelConfig
+from l2v.contrastive import contrastive_loss
+from l2v.gradcache import embed_in_chunks
 from l2v.lora import apply_lora, lora_parameters
+from l2v.mntp import FAMILY_MASKING, IGNORE, mntp_loss
 from l2v.model import Transformer
-from l2v.plan import MODEL_SHAPES, count_lora_parameters, count_parameters, format_plan, plan
+from l2v.plan import MODEL_SHAPES, count_lora_parameters, count_parameters, format_plan, measure_peak, plan
+from l2v.pooling import mean_pool
+from l2v.tokenizer import Batch
 
 
 def saved_activation_bytes(model, ids, *inputs) -> int:
@@ -55,6 +60,92 @@ def test_checkpointing_keeps_block_inputs():
     assert block_inputs <= measured <= 1.4 * block_inputs
     est = plan(cfg, stage="mntp", batch_size=B, max_length=T, dtype="float32", device="cpu")
     assert est.activations_checkpointed < est.activations / 2
+
+
+# ---------------------------------------------------------------- a whole step's peak, measured
+
+
+def test_measure_peak_counts_the_tensors_alive_at_once():
+    """The CPU stand-in for torch.cuda.max_memory_allocated: parameters, then the step's high mark."""
+    layer = torch.nn.Linear(256, 256, bias=False)  # 256 kB of parameters
+
+    def step():
+        a = torch.ones(1024, 1024)  # 4 MiB
+        b = a * 2  # 8 MiB alive
+        del a
+        c = b + 1  # 8 MiB alive again, never 12
+        del b
+        return c.view(-1)[:10].clone()  # a view adds nothing; the clone 40 bytes beside c's 4 MiB
+
+    assert measure_peak(step, layer) == 256 * 256 * 4 + 8 * 2**20
+
+
+def training_step(stage: str, cfg: ModelConfig, B: int, T: int, *, checkpointing: bool, bf16: bool,
+                  chunk_size: int | None = None):
+    """A LoRA model and one training step of `stage` as the stage runs it: MNTP's packed rows,
+    SimCSE's two views (attention dropout 0.3), supervised triples; left-padded contrastive rows;
+    AdamW; bf16 weights under bf16 autocast, as on a GPU, or fp32."""
+    torch.manual_seed(0)
+    model = Transformer(cfg, causal=False)
+    model = apply_lora(model.to(torch.bfloat16) if bf16 else model, r=16, alpha=32, dropout=0.05, fast=True).train()
+    model.gradient_checkpointing = checkpointing
+    model.set_attention_dropout(0.3 if stage == "simcse" else 0.0)
+    opt = torch.optim.AdamW(lora_parameters(model), lr=1e-5)
+    g = torch.Generator().manual_seed(0)
+    rows = {"mntp": 1, "simcse": 2, "supervised": 3}[stage] * B
+    lengths = torch.randint(T // 2, T + 1, (rows,), generator=g)
+    lengths[0] = T
+    mask = (torch.arange(T)[None, :] >= T - lengths[:, None]).long()
+    ids = torch.randint(3, cfg.vocab_size, (rows, T), generator=g) * mask
+    labels = torch.where(torch.rand(ids.shape, generator=g) < FAMILY_MASKING["llama"].prob, ids, IGNORE)
+
+    def embed(batch):
+        return mean_pool(model(batch.input_ids, batch.attention_mask), batch.pool_mask)
+
+    def step():
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            if stage == "mntp":
+                loss = mntp_loss(model, ids, labels)[0]
+            else:
+                batch = Batch(ids, mask, mask)
+                per = rows // B
+                e = embed(batch) if chunk_size is None else embed_in_chunks(embed, batch, per * chunk_size)
+                loss = contrastive_loss(*e.chunk(per))
+        loss.backward()
+        opt.step()  # the first step creates AdamW's state, which the second one holds throughout
+        opt.zero_grad(set_to_none=True)
+
+    return model, step
+
+
+STEP_CASES = [  # stage, batch, length, GradCache chunk
+    ("mntp", 16, 128, None),
+    ("simcse", 16, 64, None),
+    ("supervised", 16, 64, None),
+    ("supervised", 32, 64, 8),
+]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16-autocast"])
+@pytest.mark.parametrize("checkpointing", [True, False], ids=["checkpointed", "whole"])
+@pytest.mark.parametrize("stage,B,T,chunk", STEP_CASES, ids=["mntp", "simcse", "supervised", "supervised-gradcache"])
+def test_a_training_steps_peak_is_within_the_plan(stage, B, T, chunk, checkpointing, precision):
+    """Issue 26: the whole step — forward, backward (with recomputation), AdamW — never peaks above
+    the plan, and the plan is not loose: measured / planned in [0.88, 1]. (Before the backward row
+    and the LM head's gradients were counted, a checkpointed SimCSE step peaked at 1.10–1.24× its
+    plan on a CPU, as on an H200: 1.11×.)"""
+    bf16 = precision == "bf16-autocast"
+    if bf16 and stage == "simcse":
+        pytest.skip("attention dropout takes SDPA's math path on a CPU (plan device='cpu' counts it, in fp32)")
+    cfg = ModelConfig(vocab_size=8000, hidden_size=256, intermediate_size=896, num_hidden_layers=4,
+                      num_attention_heads=8, num_key_value_heads=2)
+    model, step = training_step(stage, cfg, B, T, checkpointing=checkpointing, bf16=bf16, chunk_size=chunk)
+    measured = measure_peak(lambda: (step(), step()), model)
+    # bf16 under autocast is what a GPU runs: plan it for the GPU (fused attention; no process row)
+    est = plan(cfg, stage=stage, batch_size=B, max_length=T, dtype="bfloat16" if bf16 else "float32",
+               device="cuda" if bf16 else "cpu", chunk_size=chunk)
+    planned = est.total(checkpointing) - est.process - est.upcast
+    assert 0.88 <= measured / planned <= 1.0, f"measured {measured / 2**20:.2f} MiB, planned {planned / 2**20:.2f} MiB"
 
 
 def test_parameter_counts_match_the_model():
