@@ -101,6 +101,8 @@ def main(argv=None):
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: SDPA's math path with dropout")
     p.add_argument("--chunk-size", type=arg_type("chunk_size"), default=None, help="simcse / supervised: GradCache's examples per pass")
+    p.add_argument("--memory-gb", type=float, default=None,
+                   help="a GPU's memory: how many blocks to checkpoint for the step to fit it (--checkpoint-layers)")
     p.set_defaults(run=_plan)
 
     p = sub.add_parser("mntp", help="LLM2Vec step 2: masked next-token prediction with LoRA")
@@ -265,8 +267,10 @@ def _plan(args):
         config, name = ModelConfig.from_json(path), str(args.config)
     p = plan(config, stage=args.stage, batch_size=args.batch_size, max_length=args.max_length, dtype=args.dtype,
              device=args.device, chunk_size=args.chunk_size)
+    if args.memory_gb is not None and args.memory_gb <= 0:
+        raise ValueError(f"--memory-gb must be positive, not {args.memory_gb:g}")
     print(format_plan(name, p, stage=args.stage, batch_size=args.batch_size, max_length=args.max_length,
-                      dtype=args.dtype, chunk_size=args.chunk_size))
+                      dtype=args.dtype, chunk_size=args.chunk_size, memory_gb=args.memory_gb))
 
 
 def _demo(args):

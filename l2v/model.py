@@ -48,7 +48,10 @@ class Transformer(nn.Module):
         super().__init__()
         self.config = config
         self.causal = causal  # the default for calls that do not say; LLM2Vec sets it to False
-        self.gradient_checkpointing = False  # recompute each block in backward: 7B training needs it
+        # Recompute blocks in backward instead of keeping their activations: 7B training needs it.
+        # True: every block; an int k: the first k only (each block left out saves its recomputation,
+        # a third of its share of a LoRA step, where memory allows: `l2v plan --memory-gb`).
+        self.gradient_checkpointing: bool | int = False
         # nn.ModuleDict gives exactly HF's names: model.embed_tokens, model.layers.{i}, model.norm
         self.model = nn.ModuleDict(
             dict(
@@ -125,9 +128,11 @@ class Transformer(nn.Module):
         cos, sin = rotary_cos_sin(self.config, T, device=x.device, dtype=x.dtype)  # (T, head_dim) each
 
         states = [x] if output_hidden_states else None  # L + 1 states kept only when asked for
-        for layer, kind in zip(self.model.layers, self.config.layer_types):
+        ckpt = self.gradient_checkpointing
+        checkpointed = self.config.num_hidden_layers if ckpt is True else int(ckpt)  # the first blocks
+        for i, (layer, kind) in enumerate(zip(self.model.layers, self.config.layer_types)):
             layer_mask = masks[kind]
-            if self.gradient_checkpointing and self.training:
+            if i < checkpointed and self.training:
                 x = checkpoint(layer, x, layer_mask, cos, sin, use_reentrant=False)
             else:
                 x = layer(x, layer_mask, cos, sin)

@@ -10,7 +10,9 @@ LoRA training memory has these parts:
     backward        the gradients alive beside those activations while a block is back-propagated:
                     the step peaks in the MLP's backward, holding the gradient from down_proj and
                     those for gate and up (3 f-wide tensors) after the product's saved copy is
-                    freed: 2·f elements per token of the batch (of one GradCache chunk)
+                    freed: 2·f elements per token of the batch (of one GradCache chunk) — or in an
+                    RMSNorm's backward, which works in fp32 (five h-wide fp32 tensors a token),
+                    whichever is larger: the norm's, for a 7B model under bf16
     LM head         MNTP only, at the masked positions: the fp32 log-softmax, and in backward its
                     gradient and the loss's, 3 × 4 bytes per masked token per vocabulary entry
 
@@ -116,15 +118,27 @@ class Plan:
     lm_head: int
     backward: int = 0  # the gradients alive in one block's backward, beside its activations
     block: int = 0  # one block's activations (the part of activations_checkpointed recomputed in backward)
+    block_input: int = 0  # what a checkpointed block keeps: its input
+    layers: int = 0
     process: int = 0  # CPU only: the Python process itself
     upcast: int = 0  # CPU without native bf16: the fp32 copy of the weight in use
     compute_dtype: str = ""  # the dtype activations are in (fp32 for bf16 weights without native bf16)
 
-    def total(self, checkpointing: bool) -> int:
-        acts = self.activations_checkpointed if checkpointing else self.activations
-        head_first = acts - (self.block if checkpointing else 0) + self.lm_head  # no block recomputed yet
-        blocks = acts + self.backward
-        return self.weights + self.lora_and_optimizer + max(head_first, blocks) + self.process + self.upcast
+    def total(self, checkpointing: bool | int) -> int:
+        """checkpointing: True (every block), False, or how many blocks (model.gradient_checkpointing)."""
+        k = self.layers if checkpointing is True else int(checkpointing)
+        # Backward meets the LM head, then the L - k kept blocks (last first), then the k checkpointed
+        # ones, each recomputed when reached, by which time the kept blocks' activations are freed.
+        kept = self.activations - k * (self.block - self.block_input)  # k inputs + L - k whole blocks
+        peak = max(kept + self.lm_head, kept + self.backward if k < self.layers else 0)
+        if k:
+            peak = max(peak, kept - (self.layers - k) * self.block + self.block + self.backward)
+        return self.weights + self.lora_and_optimizer + peak + self.process + self.upcast
+
+    def fewest_checkpointed(self, memory: float) -> int | None:
+        """The fewest blocks to checkpoint for the step to fit `memory` bytes (None: not even all):
+        each block left out skips its recomputation in backward."""
+        return next((k for k in range(self.layers + 1) if self.total(k) <= memory), None)
 
 
 def count_parameters(c: ModelConfig) -> int:
@@ -200,13 +214,15 @@ def plan(c: ModelConfig, *, stage: str, batch_size: int, max_length: int, dtype:
         head = int(mask_prob * tokens) * V * 4 * 3
     return Plan(weights=count_parameters(c) * BYTES[dtype], lora_and_optimizer=count_lora_parameters(c, r) * 16,
                 activations=int(tokens * L * per) + final_norm + cache, activations_checkpointed=int(checkpointed) + cache,
-                lm_head=head, backward=tokens * 2 * c.intermediate_size * BYTES[compute], block=int(tokens * per),
-                process=PROCESS_BYTES_CPU if device == "cpu" else 0,
+                lm_head=head, backward=tokens * max(2 * c.intermediate_size * BYTES[compute], 5 * h * 4),
+                block=int(tokens * per),
+                block_input=tokens * h * BYTES[compute], layers=L, process=PROCESS_BYTES_CPU if device == "cpu" else 0,
                 upcast=4 * UPCAST_CHUNK if upcast else 0, compute_dtype=compute)
 
 
 def format_plan(name: str, p: Plan, *, stage: str, batch_size: int, max_length: int, dtype: str,
-                gpus_gb=(40, 80), chunk_size: int | None = None, r: int = LoRASettings.r) -> str:
+                gpus_gb=(40, 80), chunk_size: int | None = None, r: int = LoRASettings.r,
+                memory_gb: float | None = None) -> str:
     gib = 2**30
     rows = [("weights", p.weights), ("LoRA + AdamW (fp32)", p.lora_and_optimizer),
             ("activations", p.activations), ("activations, checkpointed", p.activations_checkpointed),
@@ -224,6 +240,11 @@ def format_plan(name: str, p: Plan, *, stage: str, batch_size: int, max_length: 
         if ram:
             fits = f"this machine's {ram / gib:.1f} GiB of RAM: {'fits' if total * gib <= 0.9 * ram else 'no'}"
         lines.append(f"  {'total, ' + ('with' if ckpt else 'without') + ' checkpointing':28} {total:8.2f} GiB   ({fits})")
+    if memory_gb is not None:  # the same 8% margin: checkpoint only as many blocks as this memory needs
+        k = p.fewest_checkpointed(0.92 * memory_gb * gib)
+        lines.append(f"  {memory_gb:g} GB: " + ("does not fit, even with every block checkpointed" if k is None else
+                     f"checkpoint {k} of {p.layers} blocks (--checkpoint-layers {k}): {p.total(k) / gib:.2f} GiB; "
+                     f"backward recomputes {k / p.layers:.0%} of what full checkpointing does"))
     if p.lm_head:
         lines.append("  (the LM head's backward and the blocks' come one after the other: the total holds the larger)")
     if p.process:

@@ -71,6 +71,9 @@ class TrainSettings:
                                     "stay in their dtype")
     gradient_checkpointing: bool = setting(False, "keep only each block's input, recompute the rest in the backward "
                                            "pass: less memory, one more forward pass", resume_may_change=True)
+    checkpoint_layers: int | None = setting(None, "checkpoint only the first N blocks (implies checkpointing): each "
+                                            "block left out skips its recomputation; `l2v plan --memory-gb` says "
+                                            "how many a GPU needs", Range(int, 0), resume_may_change=True)
     lora: LoRASettings = field(default_factory=LoRASettings)
 
     def __post_init__(self):
@@ -125,7 +128,7 @@ PRESETS = {
         "cpu": SupervisedSettings(steps=20, batch_size=8, max_length=64, lr=2e-4, warmup_steps=2, save_every=10),
         # The paper: the E5 mixture, batch 512, lr 2e-4, 1000 steps, max length 512, warmup 300 (on 8 GPUs).
         # GradCache in chunks of 64 triples fits it on one 80 GB GPU with gradient checkpointing
-        # (`l2v plan`: 62-69 GiB for 7-8B models); with torchrun on 8 GPUs each process's 64 are one chunk.
+        # (`l2v plan`: 66-71 GiB for 7-8B models); with torchrun on 8 GPUs each process's 64 are one chunk.
         "paper": SupervisedSettings(steps=1000, batch_size=512, max_length=512, lr=2e-4, warmup_steps=300,
                                     save_every=200, chunk_size=64),
     },

@@ -129,7 +129,11 @@ def train(model, stage: Stage, settings: TrainSettings, out_dir, *, name: str = 
     autocast = device.type == "cuda" if settings.autocast is None else settings.autocast
     if autocast:
         warn_fp16_under_bf16_autocast(model, name)
-    model.gradient_checkpointing = settings.gradient_checkpointing
+    layers = model.config.num_hidden_layers
+    if settings.checkpoint_layers is not None and settings.checkpoint_layers > layers:
+        raise ValueError(f"--checkpoint-layers {settings.checkpoint_layers}: the model has {layers} blocks")
+    ckpt = settings.checkpoint_layers
+    model.gradient_checkpointing = settings.gradient_checkpointing if ckpt is None else ckpt
 
     start = 0
     recover_folder(out / CHECKPOINT_DIR)  # a swap cut short by a hard kill

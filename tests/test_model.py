@@ -157,12 +157,13 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_folder):
     folder, _ = tiny_folder("llama-gqa")
     ids, mask = padded_batch([9, 5], T=9)
     grads = []
-    for flag in (False, True):
+    for flag in (False, True, 1):  # 1: the first block only (Plan.fewest_checkpointed)
         model = l2v.load_model(folder).train()
         model.gradient_checkpointing = flag
         model(ids, mask).pow(2).mean().backward()
         grads.append(model.model.layers[0].self_attn.q_proj.weight.grad)
     assert_close(grads[0], grads[1], atol=1e-7, rtol=0)
+    assert_close(grads[0], grads[2], atol=1e-7, rtol=0)
 
 
 def test_dtype_and_meta_free_loading(tiny_folder):

@@ -53,12 +53,18 @@ def test_checkpointing_keeps_block_inputs():
     cfg = ModelConfig(vocab_size=300, hidden_size=128, intermediate_size=384, num_hidden_layers=4,
                       num_attention_heads=4, num_key_value_heads=2)
     model = apply_lora(Transformer(cfg, causal=False), r=16, fast=True).train()
-    model.gradient_checkpointing = True
     B, T = 4, 64
-    measured = saved_activation_bytes(model, torch.randint(0, 300, (B, T)))
-    block_inputs = B * T * cfg.num_hidden_layers * cfg.hidden_size * 4
-    assert block_inputs <= measured <= 1.4 * block_inputs
+    ids = torch.randint(0, 300, (B, T))
+    model.gradient_checkpointing = 2  # the first two blocks keep only their inputs, the last two everything
+    measured = saved_activation_bytes(model, ids)
+    model.gradient_checkpointing = False
+    whole = saved_activation_bytes(model, ids)
+    block_input = final_norm = B * T * cfg.hidden_size * 4  # fp32: a block's input, the final norm's input
+    block = (whole - final_norm) / 4
+    assert measured == pytest.approx(2 * block_input + 2 * block + final_norm, rel=0.02)  # + rotary tables
+    model.gradient_checkpointing = True
     est = plan(cfg, stage="mntp", batch_size=B, max_length=T, dtype="float32", device="cpu")
+    assert saved_activation_bytes(model, ids) == pytest.approx(4 * block_input + final_norm, rel=0.03)  # + rotary
     assert est.activations_checkpointed < est.activations / 2
 
 
@@ -146,6 +152,33 @@ def test_a_training_steps_peak_is_within_the_plan(stage, B, T, chunk, checkpoint
                device="cuda" if bf16 else "cpu", chunk_size=chunk)
     planned = est.total(checkpointing) - est.process - est.upcast
     assert 0.88 <= measured / planned <= 1.0, f"measured {measured / 2**20:.2f} MiB, planned {planned / 2**20:.2f} MiB"
+
+
+def test_checkpointing_some_blocks_is_planned_and_measured(capsys):
+    """Issue 26: checkpoint only as many blocks as the memory needs. total(k) runs from no
+    checkpointing (k = 0) to all of it (k = L); the fewest k that fit is what `l2v plan
+    --memory-gb` prints, and a step with k blocks checkpointed peaks within that plan."""
+    cfg = ModelConfig(vocab_size=8000, hidden_size=256, intermediate_size=896, num_hidden_layers=4,
+                      num_attention_heads=8, num_key_value_heads=2)
+    est = plan(cfg, stage="supervised", batch_size=16, max_length=64, dtype="float32", device="cpu")
+    totals = [est.total(k) for k in range(5)]
+    assert totals[0] == est.total(False) and totals[4] == est.total(True)
+    # the last block, checkpointed, is recomputed as soon as backward reaches it: no memory saved
+    assert all(a > b for a, b in zip(totals, totals[1:4])) and totals[4] > totals[3]
+    budget = (totals[1] + totals[2]) / 2
+    assert est.fewest_checkpointed(budget) == 2 and est.fewest_checkpointed(totals[3] - 1) is None
+    model, step = training_step("supervised", cfg, 16, 64, checkpointing=2, bf16=False)
+    measured = measure_peak(lambda: (step(), step()), model)
+    planned = totals[2] - est.process
+    assert 0.88 <= measured / planned <= 1.0, (measured, planned)
+
+    from l2v.cli import main as cli
+
+    cli(["plan", "--config", "mistral-7b", "--batch-size", "32", "--max-length", "512", "--memory-gb", "80"])
+    out = capsys.readouterr().out
+    k = plan(ModelConfig(**MODEL_SHAPES["mistral-7b"]), stage="mntp", batch_size=32,
+             max_length=512).fewest_checkpointed(0.92 * 80 * 2**30)
+    assert 0 < k < 32 and f"80 GB: checkpoint {k} of 32 blocks (--checkpoint-layers {k})" in out
 
 
 def test_parameter_counts_match_the_model():

@@ -91,7 +91,7 @@ def test_ranges_are_checked_when_made():
 
 def test_resume_may_change_only_what_changes_nothing():
     may = {f.name for f in fields(S.TrainSettings) if f.metadata.get("resume_may_change")}
-    assert may == {"eval_every", "save_every", "gradient_checkpointing"}
+    assert may == {"eval_every", "save_every", "gradient_checkpointing", "checkpoint_layers"}
 
 
 def test_a_nested_settings_object_and_the_wrong_stage():
