@@ -294,3 +294,17 @@ def test_broken_log_and_trainer_state(tiny_encoder_folder, tokenizer, blocks, tm
     state.write_bytes(state.read_bytes()[:100])
     with pytest.raises(L2VError, match="trainer_state.pt: cannot be read"):
         mntp_run(tiny_encoder_folder, tokenizer, blocks, tmp_path, save_every=2, resume=True)
+
+
+def test_checkpoint_layers(tiny_encoder_folder, text_file, tmp_path, capsys):
+    """--checkpoint-layers N trains with the first N blocks checkpointed; more blocks than the model
+    has is a one-line error."""
+    args = ["mntp", "--model", str(tiny_encoder_folder), "--data", str(text_file), "--steps", "1",
+            "--max-length", "32", "--batch-size", "2"]
+    layers = l2v.load_model(tiny_encoder_folder).config.num_hidden_layers
+    assert cli(args + ["--out", str(tmp_path / "a"), "--checkpoint-layers", "1"]) in (0, None)
+    assert (tmp_path / "a" / "adapter_model.safetensors").is_file()
+    capsys.readouterr()
+    assert cli(args + ["--out", str(tmp_path / "b"), "--checkpoint-layers", str(layers + 1)]) == 2
+    err = capsys.readouterr().err
+    assert f"--checkpoint-layers {layers + 1}: the model has {layers} blocks" in err and "Traceback" not in err
