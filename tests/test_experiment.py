@@ -208,7 +208,7 @@ def test_scripts_start(tmp_path):
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    for script in ("bench.py", "recipe.py"):
+    for script in ("bench.py", "bench_gpu.py", "recipe.py"):
         out = subprocess.run([sys.executable, root / "scripts" / script, "--help"], capture_output=True, text=True,
                              cwd=tmp_path)
         assert out.returncode == 0, out.stderr
