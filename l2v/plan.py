@@ -127,13 +127,15 @@ class Plan:
     def total(self, checkpointing: bool | int) -> int:
         """checkpointing: True (every block), False, or how many blocks (model.gradient_checkpointing)."""
         k = self.layers if checkpointing is True else int(checkpointing)
+        if not 0 <= k <= self.layers:
+            raise ValueError(f"checkpointing {k} blocks: the model has {self.layers}")
         # Backward meets the LM head, then the L - k kept blocks (last first), then the k checkpointed
         # ones, each recomputed when reached, by which time the kept blocks' activations are freed.
         kept = self.activations - k * (self.block - self.block_input)  # k inputs + L - k whole blocks
-        peak = max(kept + self.lm_head, kept + self.backward if k < self.layers else 0)
-        if k:
-            peak = max(peak, kept - (self.layers - k) * self.block + self.block + self.backward)
-        return self.weights + self.lora_and_optimizer + peak + self.process + self.upcast
+        head = kept + self.lm_head
+        kept_blocks = (kept + self.backward) if k < self.layers else 0
+        recomputed = (kept - (self.layers - k) * self.block + self.block + self.backward) if k else 0
+        return self.weights + self.lora_and_optimizer + max(head, kept_blocks, recomputed) + self.process + self.upcast
 
     def fewest_checkpointed(self, memory: float) -> int | None:
         """The fewest blocks to checkpoint for the step to fit `memory` bytes (None: not even all):
@@ -260,8 +262,10 @@ def format_plan(name: str, p: Plan, *, stage: str, batch_size: int, max_length: 
 def measure_peak(step: Callable[[], object], model: torch.nn.Module) -> int:
     """Peak bytes of tensors alive while `step()` runs, the model's own parameters and buffers
     included: what a plan's total predicts (less a CPU's process row). On CUDA this is
-    torch.cuda.max_memory_allocated; on a CPU, which keeps no such count, every storage an op
-    creates is followed until it is freed (`_LiveBytes`), so the plan is checked without a GPU."""
+    torch.cuda.max_memory_allocated, which counts everything on the device; on a CPU, which keeps
+    no such count, every storage an op creates is followed until it is freed (`_LiveBytes`), so
+    the plan is checked without a GPU — there, tensors made before `step` other than the model's
+    (an optimizer's state from an earlier step) are not seen: make them inside it."""
     device = next(model.parameters()).device
     if device.type == "cuda":
         torch.cuda.synchronize(device)

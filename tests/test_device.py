@@ -112,6 +112,6 @@ def test_gpu_benchmark_runs_anywhere_in_smoke_mode(tiny_encoder_folder, capsys):
                 "goal MNTP ≥ 1.4× at no more memory", "goal encode ≥ 1.3×"):
         assert row in out, row
     for line in out.splitlines():
-        if "blocks checkpointed" in line and not line.startswith("goal"):
+        if "blocks checkpointed" in line and line.startswith(("mntp", "simcse")):
             of_plan = float(line.split()[-3])  # measured ÷ planned: never above the plan (test_plan.py: how close)
             assert 0.5 <= of_plan <= 1.0, line

@@ -167,6 +167,8 @@ def test_checkpointing_some_blocks_is_planned_and_measured(capsys):
     assert all(a > b for a, b in zip(totals, totals[1:4])) and totals[4] > totals[3]
     budget = (totals[1] + totals[2]) / 2
     assert est.fewest_checkpointed(budget) == 2 and est.fewest_checkpointed(totals[3] - 1) is None
+    with pytest.raises(ValueError, match="checkpointing 5 blocks: the model has 4"):
+        est.total(5)
     model, step = training_step("supervised", cfg, 16, 64, checkpointing=2, bf16=False)
     measured = measure_peak(lambda: (step(), step()), model)
     planned = totals[2] - est.process
