@@ -113,16 +113,20 @@ PROCESS_BYTES_CPU = int(0.3 * 2**30)  # resident size of a Python process with t
 class Plan:
     weights: int
     lora_and_optimizer: int
-    activations: int
-    activations_checkpointed: int  # every block's input, plus one block's activations
+    activations: int  # every block's, and the final norm's (and GradCache's embeddings)
     lm_head: int
-    backward: int = 0  # the gradients alive in one block's backward, beside its activations
-    block: int = 0  # one block's activations (the part of activations_checkpointed recomputed in backward)
-    block_input: int = 0  # what a checkpointed block keeps: its input
-    layers: int = 0
+    backward: int  # the gradients alive in one block's backward, beside its activations
+    block: int  # one block's activations
+    block_input: int  # what a checkpointed block keeps: its input
+    layers: int
     process: int = 0  # CPU only: the Python process itself
     upcast: int = 0  # CPU without native bf16: the fp32 copy of the weight in use
     compute_dtype: str = ""  # the dtype activations are in (fp32 for bf16 weights without native bf16)
+
+    @property
+    def activations_checkpointed(self) -> int:
+        """Every block's input, plus one block's activations while it is recomputed."""
+        return self.activations - self.layers * (self.block - self.block_input) + self.block
 
     def total(self, checkpointing: bool | int) -> int:
         """checkpointing: True (every block), False, or how many blocks (model.gradient_checkpointing)."""
@@ -209,15 +213,12 @@ def plan(c: ModelConfig, *, stage: str, batch_size: int, max_length: int, dtype:
                                            attention_dropout=attention_dropout, fused_attention=device == "cuda",
                                            padded=padded)
     final_norm = tokens * h * 4  # the model's last RMSNorm keeps its fp32 input, outside every block
-    # Checkpointing keeps each block's input, then holds one block's activations while recomputing it.
-    checkpointed = tokens * L * h * BYTES[compute] + tokens * per + final_norm
     head = 0
     if stage == "mntp":  # at the masked positions only (l2v never builds (B, T, V)): fp32 log-softmax + 2 grads
         head = int(mask_prob * tokens) * V * 4 * 3
     return Plan(weights=count_parameters(c) * BYTES[dtype], lora_and_optimizer=count_lora_parameters(c, r) * 16,
-                activations=int(tokens * L * per) + final_norm + cache, activations_checkpointed=int(checkpointed) + cache,
-                lm_head=head, backward=tokens * max(2 * c.intermediate_size * BYTES[compute], 5 * h * 4),
-                block=int(tokens * per),
+                activations=int(tokens * L * per) + final_norm + cache, lm_head=head,
+                backward=tokens * max(2 * c.intermediate_size * BYTES[compute], 5 * h * 4), block=int(tokens * per),
                 block_input=tokens * h * BYTES[compute], layers=L, process=PROCESS_BYTES_CPU if device == "cpu" else 0,
                 upcast=4 * UPCAST_CHUNK if upcast else 0, compute_dtype=compute)
 

@@ -46,7 +46,7 @@ from l2v.pooling import mean_pool
 from l2v.precision import native_bf16
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench import sentences  # noqa: E402  (the synthetic sentences scripts/bench.py uses)
+from bench import sentences, timed  # noqa: E402  (scripts/bench.py's sentences and best-of-N timer)
 
 GIB = 2**30
 PAPER_MINUTES = 100  # 1000 MNTP steps of a 7B model, 32 × 512, on one A100 (LLM2Vec, appendix)
@@ -61,13 +61,7 @@ def sync(device):
 
 def gemm_tflops(n: int, device, dtype) -> float:
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    a @ b
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(10):
-        a @ b
-    sync(device)
-    return 10 * 2 * n**3 / (time.perf_counter() - t) / 1e12
+    return 10 * 2 * n**3 / timed(lambda: ([a @ b for _ in range(10)], sync(device))) / 1e12
 
 
 # ---------------------------------------------------------------- one set of weights, two models
@@ -136,24 +130,12 @@ def bench_encode(model, hf, tokenizer, n: int, device, autocast: bool) -> list[t
                 ((h * m).sum(1) / m.sum(1)).float().cpu()
 
     by_length = sorted(range(n), key=lambda i: -len(seqs[i][0]))
-    times = {name: best_time(fn, device) for name, fn in
+    times = {name: timed(lambda fn=fn: (fn(), sync(device))) for name, fn in
              (("l2v", ours), ("hf", lambda: theirs(range(n))), ("hf sorted", lambda: theirs(by_length)))}
     model.causal = False
     label = f"encode {n} texts ({tokens} tokens)"
     return [(label + ", peer in input order", times["l2v"], times["hf"], tokens),
             (label + ", peer length-sorted", times["l2v"], times["hf sorted"], tokens)]
-
-
-def best_time(fn, device, repeats: int = 2) -> float:
-    fn()  # warm-up: kernel selection, the allocator
-    sync(device)
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        sync(device)
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 # ---------------------------------------------------------------- training steps
