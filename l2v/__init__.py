@@ -16,7 +16,7 @@ Evaluation: l2v.evaluate (build_suite, evaluate, evaluate_model).
 
 from .config import ModelConfig
 from .encoder import Encoder
-from .loading import CheckpointError, load_model
+from .formats.loading import CheckpointError, load_model
 from .model import Transformer, build_attention_mask
 from .pooling import pool
 from .tokenizer import Batch, Tokenizer

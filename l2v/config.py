@@ -22,8 +22,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .checks import L2VError
-from .files import read_json
+from .runtime.checks import L2VError
+from .runtime.files import read_json
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2")
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3")

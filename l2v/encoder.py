@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checks import L2VError, check_args, warn_max_length
-from .loading import load_model
+from .formats.loading import load_model
 from .pooling import POOLINGS, pool
-from .precision import warn_fp16_under_bf16_autocast
+from .runtime.checks import L2VError, check_args, warn_max_length
+from .runtime.precision import warn_fp16_under_bf16_autocast
 from .tokenizer import DEFAULT_MAX_LENGTH, Tokenizer
 
 ACCEPTED = "a string, a list of strings, or a list of [instruction, text] pairs"
@@ -25,7 +25,9 @@ ACCEPTED = "a string, a list of strings, or a list of [instruction, text] pairs"
 
 class Encoder:
     def __init__(self, model, tokenizer: Tokenizer, *, pooling: str = "mean", max_length: int = DEFAULT_MAX_LENGTH,
-                 autocast: bool = False, prompts: dict[str, str] | None = None):
+                 autocast: bool = False, prompts: dict[str, str] | None = None, pool_fn=None):
+        """pool_fn(hidden (B, T, D), mask (B, T)) -> (B, D): your own pooling in place of `pooling`'s
+        (train.Pieces hands a course's to a training run); `pooling` still lays the texts out."""
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}: choose one of {', '.join(POOLINGS)}")
         check_args(max_length=max_length)
@@ -39,7 +41,7 @@ class Encoder:
         self.model, self.tokenizer = model.eval(), tokenizer
         # LLM2Vec's eos_token mode: EOS after every text, unless the tokenizer already ends texts with it.
         self.appends_eos = pooling == "eos" and not tokenizer.add_eos
-        self.pooling, self.max_length = pooling, max_length
+        self.pooling, self.max_length, self.pool_fn = pooling, max_length, pool_fn
         self.prompts = dict(prompts or {})  # named instructions, for encode(prompt_name=...)
         # bf16 autocast: matmuls in bf16, weights (and merged adapters) kept in their own dtype.
         # Faster where bf16 is native; embeddings then agree with fp32 to a cosine of about 0.999.
@@ -54,12 +56,12 @@ class Encoder:
         as LLM2Vec stacks MNTP and then SimCSE. causal, pooling, max_length left as None take the
         folder's own settings (an `l2v export` folder's l2v_encoder.json), else LLM2Vec's: False
         (bidirectional), "mean", 512."""
-        from .export import encoder_settings, resolve_encoder
+        from .formats.export import encoder_settings, resolve_encoder
 
         causal, pooling, max_length = resolve_encoder(path, causal, pooling, max_length)
         model = load_model(path, dtype=dtype, device=device, causal=causal)
         if adapters:
-            from .lora import merge_adapters
+            from .formats.peft import merge_adapters
 
             merge_adapters(model, adapters, base_model=path)
         return cls(model, Tokenizer(path), pooling=pooling, max_length=max_length, autocast=autocast,
@@ -96,17 +98,12 @@ class Encoder:
         prefixes = self.tokenizer.encode_batch(instructions)
         sequences = [self.layout(p, b) for p, b in zip(prefixes, self.tokenizer.encode_batch(bodies))]
 
-        # Longest first: batches of similar lengths waste little on padding, and an out-of-memory
-        # error shows at once rather than at the end. Results go back in input order.
-        order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i][0]))
         out = torch.empty(len(sequences), self.dim, dtype=torch.float32)
-        starts = range(0, len(order), batch_size)
-        show = len(starts) > 1 if show_progress_bar is None else show_progress_bar
-        with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.autocast):
-            for s in tqdm(starts, desc="encode", unit="batch", disable=not show):
-                idx = order[s : s + batch_size]
-                batch = self.tokenizer.pad([sequences[i] for i in idx]).to(self.device)
-                out[idx] = self.embed(batch).float().cpu()
+
+        def embed(idx: list[int], batch):
+            out[idx] = self.embed(batch.to(self.device)).float().cpu()
+
+        self._each_batch(sequences, batch_size, show_progress_bar, embed)
         if normalize:
             out = torch.nn.functional.normalize(out, dim=-1)
         if precision != "float32":
@@ -167,27 +164,36 @@ class Encoder:
                 jobs.append((eos_ids, eos_prefix, len(eos_ids) - 1, i, ["eos"]))
 
         out = {q: torch.empty(len(bodies), self.dim, dtype=torch.float32) for q in poolings}
-        order = sorted(range(len(jobs)), key=lambda j: -len(jobs[j][0]))  # longest first, as encode
+
+        def embed(idx: list[int], batch):
+            chunk, T = [jobs[j] for j in idx], batch.input_ids.shape[1]
+            text_mask = torch.zeros_like(batch.pool_mask)  # (B, T): each row's text positions
+            eos_mask = torch.zeros_like(batch.pool_mask)  # (B, T): each row's EOS position
+            for row, (ids, n_prefix, n_text_end, _, _) in enumerate(chunk):
+                start = T - len(ids) if self.tokenizer.padding_side == "left" else 0
+                text_mask[row, start + n_prefix : start + n_text_end] = 1
+                eos_mask[row, start + len(ids) - 1] = 1  # the EOS (appended, or the tokenizer's own)
+            hidden = self.model(batch.input_ids.to(self.device), batch.attention_mask.to(self.device))  # (B, T, D)
+            for q in poolings:
+                vectors = pool(hidden, (eos_mask if q == "eos" else text_mask).to(self.device), q).float().cpu()
+                for row, (*_, i, serves) in enumerate(chunk):
+                    if q in serves:
+                        out[q][i] = vectors[row]
+
+        self._each_batch([(ids, n) for ids, n, *_ in jobs], batch_size, show_progress_bar, embed)
+        return {q: v.numpy() for q, v in out.items()}
+
+    def _each_batch(self, sequences: list[tuple[list[int], int]], batch_size: int, show: bool | None, fn):
+        """fn(indices, padded Batch) for `sequences` ((ids, n_prefix) each) in batches, longest first,
+        without autograd and under the encoder's autocast. Longest first: batches of similar lengths
+        waste little on padding, and an out-of-memory error shows at once rather than at the end."""
+        order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i][0]))
         starts = range(0, len(order), batch_size)
-        show = len(starts) > 1 if show_progress_bar is None else show_progress_bar
+        show = len(starts) > 1 if show is None else show
         with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.autocast):
             for s in tqdm(starts, desc="encode", unit="batch", disable=not show):
-                chunk = [jobs[j] for j in order[s : s + batch_size]]
-                batch = self.tokenizer.pad([(ids, n) for ids, n, *_ in chunk])
-                T = batch.input_ids.shape[1]
-                text_mask = torch.zeros_like(batch.pool_mask)  # (B, T): each row's text positions
-                eos_mask = torch.zeros_like(batch.pool_mask)  # (B, T): each row's EOS position
-                for row, (ids, n_prefix, n_text_end, _, _) in enumerate(chunk):
-                    start = T - len(ids) if self.tokenizer.padding_side == "left" else 0
-                    text_mask[row, start + n_prefix : start + n_text_end] = 1
-                    eos_mask[row, start + len(ids) - 1] = 1  # the EOS (appended, or the tokenizer's own)
-                hidden = self.model(batch.input_ids.to(self.device), batch.attention_mask.to(self.device))  # (B, T, D)
-                for q in poolings:
-                    vectors = pool(hidden, (eos_mask if q == "eos" else text_mask).to(self.device), q).float().cpu()
-                    for row, (*_, i, serves) in enumerate(chunk):
-                        if q in serves:
-                            out[q][i] = vectors[row]
-        return {q: v.numpy() for q, v in out.items()}
+                idx = order[s : s + batch_size]
+                fn(idx, self.tokenizer.pad([sequences[i] for i in idx]))
 
     def layout(self, instruction_ids: list[int], text_ids: list[int], append_eos: bool | None = None):
         """The tokenizer's layout, plus (pooling 'eos') the EOS id after the text: attended to, and
@@ -208,7 +214,7 @@ class Encoder:
         """One padded Batch → (B, D) pooled embeddings, with gradients if enabled (training uses this)."""
         hidden = self.model(batch.input_ids, batch.attention_mask)  # (B, T, D)
         mask = batch.attention_mask if self.pooling == "bos" else batch.pool_mask
-        return pool(hidden, mask, self.pooling)
+        return pool(hidden, mask, self.pooling) if self.pool_fn is None else self.pool_fn(hidden, mask)
 
     def encode_query(self, texts, **kwargs):
         """As sentence-transformers: the "query" prompt unless an instruction or prompt is given."""

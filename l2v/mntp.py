@@ -10,25 +10,23 @@ them — BERT's objective, with one decoder-shaped twist:
 A decoder's LM head was trained to read "the next token" off each state, so asking position i−1
 for token i keeps that habit and the adaptation is small. Everything below is the recipe in order:
 packed blocks of text (read by data.py) → masking → loss (the shift is one line) → the stage, run by
-the prologue and loop every stage shares (stage.py, train.py).
+train.py's loop.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from . import distributed
-from .checks import warn_max_length
-from .config import ModelConfig
-from .data import read_texts
+from .data import EpochSampler, read_texts
+from .runtime import distributed
+from .runtime.checkpoints import RunFolder
+from .runtime.checks import warn_max_length
 from .settings import MNTPSettings, resolve
-from .stage import run_stage
 from .tokenizer import Tokenizer
-from .train import EpochSampler, Stage
+from .train import Pieces, Stage, mode, prepare_model, train
 
 IGNORE = -100  # label of positions that carry no loss (cross_entropy's ignore_index)
 
@@ -108,15 +106,17 @@ def mntp_loss(model, input_ids: torch.Tensor, labels: torch.Tensor, attention_ma
 
 
 class MNTPData:
-    """Packed blocks, a held-out eval slice, and deterministic batches: the micro-batch at
-    (step, micro) depends on nothing else, so resuming needs only the step number."""
+    """Packed blocks, a held-out eval slice, and the stage's own part of training (train.Stage):
+    deterministic batches — the micro-batch at (step, micro) depends on nothing else, so resuming
+    needs only the step number — the loss on one, and the held-out evaluation."""
 
     def __init__(self, blocks: torch.Tensor, tokenizer: Tokenizer, masking: Masking, batch_size: int,
-                 grad_accum: int, seed: int, eval_blocks: int = 32):
+                 grad_accum: int, seed: int, eval_blocks: int = 32, loss=None):
         n_eval = min(eval_blocks, len(blocks) // 10)
         self.train, self.eval = blocks[n_eval:], blocks[:n_eval]
         self.tokenizer, self.masking = tokenizer, masking
         self.sampler = EpochSampler(len(self.train), batch_size, grad_accum, seed)
+        self.loss_fn = loss or mntp_loss  # train.Pieces.mntp_loss, if one is handed in
 
     def batch(self, step: int, micro: int):
         rows = self.sampler.indices(step, micro)
@@ -125,51 +125,49 @@ class MNTPData:
         mine = distributed.shard(list(range(len(rows))))  # with torchrun: this process's rows of the batch
         return inputs[mine], labels[mine]
 
+    def loss(self, model, batch):
+        device = next(model.parameters()).device
+        inputs, labels = (t.to(device) for t in batch)
+        value, accuracy = self.loss_fn(model, inputs, labels)
+        return value, {"accuracy": accuracy.item(), "tokens": inputs.numel()}
+
     @torch.no_grad()
     def evaluate(self, model, batch_size: int = 8) -> dict:
         """Masked-token loss and accuracy on the held-out blocks (fixed masks), in eval mode."""
         if len(self.eval) == 0:
             return {}
-        was_training = model.training
-        model.eval()
         g = torch.Generator().manual_seed(12345)
         device = next(model.parameters()).device
         loss_sum, correct, count = 0.0, 0.0, 0
-        for s in range(0, len(self.eval), batch_size):
-            inputs, labels = mask_tokens(self.eval[s : s + batch_size], self.tokenizer, self.masking, g)
-            m = int((labels[:, 1:] != IGNORE).sum())
-            loss, acc = mntp_loss(model, inputs.to(device), labels.to(device))
-            loss_sum, correct, count = loss_sum + loss.item() * m, correct + acc.item() * m, count + m
-        model.train(was_training)
+        with mode(model, training=False):
+            for s in range(0, len(self.eval), batch_size):
+                inputs, labels = mask_tokens(self.eval[s : s + batch_size], self.tokenizer, self.masking, g)
+                m = int((labels[:, 1:] != IGNORE).sum())
+                loss, acc = self.loss_fn(model, inputs.to(device), labels.to(device))
+                loss_sum, correct, count = loss_sum + loss.item() * m, correct + acc.item() * m, count + m
         return {"loss": loss_sum / count, "accuracy": correct / count}
 
 
 def run_mntp(model_dir, data, out_dir, settings: MNTPSettings | None = None, *, preset: str = "cpu",
-             device=None, dtype=None, resume: bool = False, overwrite: bool = False, **overrides) -> list[dict]:
-    """The whole MNTP stage: `settings` (default: PRESETS["mntp"][preset]) with keyword overrides
-    (steps=30, lora_r=8, ...), the data read, then run_stage: load (bidirectional), LoRA, train, and
-    the adapter saved in PEFT format in out_dir."""
-    s = resolve("mntp", settings, preset, **overrides)
-    config = Path(model_dir) / "config.json"
-    if s.mask_prob is None and config.is_file():  # the family's rate, written down: the checkpoint records it
-        s = replace(s, mask_prob=FAMILY_MASKING[ModelConfig.from_json(config).model_type].prob)
-
-    def setup(model, tokenizer: Tokenizer, texts: list[str]) -> Stage:
-        warn_max_length(s.max_length, model.config)
-        masking = replace(FAMILY_MASKING[model.config.model_type], prob=s.mask_prob)
-        blocks = MNTPData(pack_blocks(tokenizer, texts, s.max_length), tokenizer, masking, s.batch_size,
-                          s.grad_accum, s.seed)
-        print(f"MNTP data: {len(blocks.train)} training blocks of {s.max_length} tokens ({len(blocks.eval)} held "
-              f"out); masking p={masking.prob}, {masking.mask_fraction:.0%} '{tokenizer.mask_token}' / "
-              f"{masking.random_fraction:.0%} random")
-        device = next(model.parameters()).device
-
-        def loss(model, batch):
-            inputs, labels = (t.to(device) for t in batch)
-            value, accuracy = mntp_loss(model, inputs, labels)
-            return value, {"accuracy": accuracy.item(), "tokens": inputs.numel()}
-
-        return Stage(batch=blocks.batch, loss=loss, evaluate=blocks.evaluate)
-
-    return run_stage("MNTP", lambda: read_texts(data), setup, model_dir, out_dir, s, inputs=dict(data=str(data)),
-                     device=device, dtype=dtype, resume=resume, overwrite=overwrite)
+             device=None, dtype=None, resume: bool = False, overwrite: bool = False, pieces: Pieces | None = None,
+             **overrides) -> list[dict]:
+    """The whole MNTP stage → the log records; the adapter lands in out_dir, in PEFT's format.
+    settings: default PRESETS["mntp"][preset], then keyword overrides (steps=30, lora_r=8, ...);
+    pieces: your own mask, LoRA layer or loss (train.Pieces)."""
+    s, pieces = resolve("mntp", settings, preset, **overrides), pieces or Pieces()
+    run = RunFolder(out_dir, resume, overwrite)  # before minutes of loading, not after
+    texts = read_texts(data)
+    distributed.init()  # with torchrun, one process per GPU
+    model = prepare_model(model_dir, s.lora, s.seed, device=device, dtype=dtype, pieces=pieces)
+    tokenizer = Tokenizer(model_dir)
+    warn_max_length(s.max_length, model.config)
+    family = FAMILY_MASKING[model.config.model_type]
+    s = replace(s, mask_prob=s.mask_prob or family.prob)  # the family's rate, written down: the checkpoint records it
+    masking = replace(family, prob=s.mask_prob)
+    blocks = MNTPData(pack_blocks(tokenizer, texts, s.max_length), tokenizer, masking, s.batch_size, s.grad_accum,
+                      s.seed, loss=pieces.mntp_loss)
+    print(f"MNTP data: {len(blocks.train)} training blocks of {s.max_length} tokens ({len(blocks.eval)} held out); "
+          f"masking p={masking.prob}, {masking.mask_fraction:.0%} '{tokenizer.mask_token}' / "
+          f"{masking.random_fraction:.0%} random")
+    inputs = dict(data=str(data), base_model=str(model_dir), adapter=None)
+    return train(model, Stage(blocks.batch, blocks.loss, blocks.evaluate), s, run, name="MNTP", inputs=inputs)

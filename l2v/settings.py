@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 
-from .checks import L2VError, Range, check_range
+from .runtime.checks import RANGES, L2VError, Range, check_range
 
 
 def setting(default, help: str, allowed: Range | None = None, *, resume_may_change: bool = False,
@@ -54,9 +54,9 @@ class LoRASettings:
 @dataclass(frozen=True)
 class TrainSettings:
     steps: int = setting(1000, "optimizer steps", Range(int, 1))
-    batch_size: int = setting(32, "examples per micro-batch (blocks, sentences or triples)", Range(int, 1))
+    batch_size: int = setting(32, "examples per micro-batch (blocks, sentences or triples)", RANGES["batch_size"])
     grad_accum: int = setting(1, "micro-batches per optimizer step", Range(int, 1))
-    max_length: int = setting(512, "tokens per example", Range(int, 2))
+    max_length: int = setting(512, "tokens per example", RANGES["max_length"])
     lr: float = setting(5e-5, "peak learning rate", Range(float, 0.0, low_ok=False))
     warmup_steps: int = setting(0, "linear warmup from 0, then linear decay to 0 at the last step", Range(int, 0))
     weight_decay: float = setting(0.0, "AdamW weight decay", Range(float, 0.0))
@@ -66,9 +66,8 @@ class TrainSettings:
     save_every: int = setting(100, "steps between checkpoints (0: at the end only)", Range(int, 0),
                               resume_may_change=True)
     seed: int = setting(42, "seed of LoRA's initial A, the data order, the masks and dropout")
-    autocast: bool | None = setting(None, "bf16 autocast (not given: on for CUDA, off for CPU); on a CPU with native "
-                                    "bf16 ~1.45x faster and ~0.75x the memory (scripts/bench.py); weights and LoRA "
-                                    "stay in their dtype")
+    autocast: bool | None = setting(None, "bf16 autocast (not given: on for CUDA, off for CPU; on a CPU, faster only "
+                                    "with native bf16); weights and LoRA stay in their dtype")
     gradient_checkpointing: bool = setting(False, "keep only each block's input, recompute the rest in the backward "
                                            "pass: less memory, one more forward pass", resume_may_change=True)
     checkpoint_layers: int | None = setting(None, "checkpoint only the first N blocks (implies checkpointing): each "
@@ -92,7 +91,7 @@ class SimCSESettings(TrainSettings):
     attention_dropout: float = setting(0.3, "attention dropout, the source of the two views",
                                        Range(float, 0.0, 1.0, high_ok=False), aliases=("--dropout",))
     chunk_size: int | None = setting(None, "GradCache: sentences embedded per pass (None: the whole batch at once)",
-                                     Range(int, 1))
+                                     RANGES["chunk_size"])
 
     def __post_init__(self):
         super().__post_init__()
@@ -103,7 +102,7 @@ class SimCSESettings(TrainSettings):
 @dataclass(frozen=True)
 class SupervisedSettings(TrainSettings):
     chunk_size: int | None = setting(None, "GradCache: triples embedded per pass (None: the whole batch at once)",
-                                     Range(int, 1))
+                                     RANGES["chunk_size"])
 
     def __post_init__(self):
         super().__post_init__()

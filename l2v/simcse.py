@@ -15,16 +15,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import distributed
-from .checks import L2VError
 from .contrastive import contrastive_loss
-from .data import read_sentences
+from .data import EpochSampler, read_sentences
 from .encoder import Encoder
 from .gradcache import embed_in_chunks
+from .runtime import distributed
+from .runtime.checkpoints import RunFolder
+from .runtime.checks import L2VError
 from .settings import SimCSESettings, resolve
-from .stage import run_stage
 from .tokenizer import Batch, Tokenizer
-from .train import EpochSampler, Stage
+from .train import Pieces, Stage, mode, prepare_model, train
 
 
 def two_views(encoder: Encoder, batch: Batch, chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,55 +55,67 @@ def uniformity(x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def alignment_uniformity(encoder: Encoder, batch: Batch) -> dict:
     """Alignment and uniformity of two dropout views of held-out sentences, plus in-batch accuracy."""
-    model = encoder.model
-    was_training = model.training
-    model.train()  # dropout on: that is what makes the views
-    with torch.random.fork_rng(devices=[batch.input_ids.device] if batch.input_ids.is_cuda else []):
-        torch.manual_seed(0)  # the same dropout masks at every eval, and training's RNG untouched
-        a, b = (F.normalize(v.float(), dim=-1) for v in two_views(encoder, batch))
-    model.train(was_training)
+    with mode(encoder.model, training=True):  # dropout on: that is what makes the views
+        with torch.random.fork_rng(devices=[batch.input_ids.device] if batch.input_ids.is_cuda else []):
+            torch.manual_seed(0)  # the same dropout masks at every eval, and training's RNG untouched
+            a, b = (F.normalize(v.float(), dim=-1) for v in two_views(encoder, batch))
     accuracy = ((a @ b.T).argmax(-1) == torch.arange(len(a), device=a.device)).float().mean().item()
     return {"alignment": alignment(a, b).item(), "uniformity": uniformity(a).item(), "accuracy": accuracy}
 
 
+def read_simcse_sentences(data, batch_size: int) -> tuple[list[str], list[str]]:
+    """(training sentences, 64 held out for alignment/uniformity): kept out of training when there is plenty."""
+    sentences = read_sentences(data)
+    held_out = sentences[:64]
+    if len(sentences) > 128:
+        sentences = sentences[64:]
+    if len(set(sentences)) < batch_size:  # a batch would hold a sentence twice: its own negative
+        raise L2VError(f"{data} has {len(set(sentences))} distinct sentences, fewer than the batch size "
+                       f"{batch_size}; lower --batch-size or add text")
+    return sentences, held_out
+
+
+class SimCSEData:
+    """The stage's own part of training (train.Stage): batches of sentences, the loss of their two
+    views, and alignment/uniformity on the held-out ones."""
+
+    def __init__(self, encoder: Encoder, sentences: list[str], held_out: list[str], s: SimCSESettings, loss=None):
+        self.encoder, self.sentences, self.s = encoder, sentences, s
+        self.sampler = EpochSampler(len(sentences), s.batch_size, s.grad_accum, s.seed)
+        self.eval_batch = encoder.tokenizer(held_out, max_length=s.max_length).to(encoder.device)
+        self.loss_fn = loss or contrastive_loss  # train.Pieces.contrastive_loss, if one is handed in
+
+    def batch(self, step: int, micro: int) -> Batch:  # with torchrun, each process embeds its slice of the batch
+        rows = distributed.shard(self.sampler.indices(step, micro))
+        return self.encoder.tokenizer([self.sentences[i] for i in rows], max_length=self.s.max_length)
+
+    def loss(self, model, batch: Batch):
+        batch = batch.to(self.encoder.device)
+        views = two_views(self.encoder, batch, self.s.chunk_size)
+        a, b = (distributed.gather_with_grad(v) for v in views)  # negatives from every process
+        return self.loss_fn(a, b, scale=20.0), {"tokens": 2 * int(batch.attention_mask.sum())}
+
+    def evaluate(self, model) -> dict:
+        return alignment_uniformity(self.encoder, self.eval_batch)
+
+
 def run_simcse(model_dir, adapter, data, out_dir, settings: SimCSESettings | None = None, *, preset: str = "cpu",
-               device=None, dtype=None, resume: bool = False, overwrite: bool = False, **overrides) -> list[dict]:
+               device=None, dtype=None, resume: bool = False, overwrite: bool = False, pieces: Pieces | None = None,
+               **overrides) -> list[dict]:
     """The whole SimCSE stage on top of the MNTP `adapter` (None: straight after step 1, the paper's
-    ablation). settings.chunk_size: GradCache (gradcache.py), the batch's exact loss and gradient with
-    the memory of chunk_size sentences — a batch beyond what fits, with all its in-batch negatives."""
-    s = resolve("simcse", settings, preset, **overrides)
-
-    def read():
-        sentences = read_sentences(data)
-        held_out = sentences[:64]  # for alignment/uniformity; kept out of training when there is plenty
-        if len(sentences) > 128:
-            sentences = sentences[64:]
-        if len(set(sentences)) < s.batch_size:  # a batch would hold a sentence twice: its own negative
-            raise L2VError(f"{data} has {len(set(sentences))} distinct sentences, fewer than the batch size "
-                           f"{s.batch_size}; lower --batch-size or add text")
-        return sentences, held_out
-
-    def setup(model, tokenizer: Tokenizer, data) -> Stage:
-        sentences, held_out = data
-        encoder = Encoder(model, tokenizer, pooling="mean", max_length=s.max_length)
-        print(f"SimCSE data: {len(sentences)} sentences; attention dropout {s.attention_dropout}, batch "
-              f"{s.batch_size} (each sentence twice), max length {s.max_length}"
-              + (f"; GradCache, {s.chunk_size} sentences per pass" if s.chunk_size else ""))
-        sampler = EpochSampler(len(sentences), s.batch_size, s.grad_accum, s.seed)
-        eval_batch = tokenizer(held_out, max_length=s.max_length).to(encoder.device)
-
-        def batch(step, micro):  # with torchrun, each process embeds its slice of the global batch
-            rows = distributed.shard(sampler.indices(step, micro))
-            return tokenizer([sentences[i] for i in rows], max_length=s.max_length)
-
-        def loss(model, batch):
-            batch = batch.to(encoder.device)
-            views = two_views(encoder, batch, s.chunk_size)
-            a, b = (distributed.gather_with_grad(v) for v in views)  # negatives from every process
-            return contrastive_loss(a, b, scale=20.0), {"tokens": 2 * int(batch.attention_mask.sum())}
-
-        return Stage(batch=batch, loss=loss, evaluate=lambda model: alignment_uniformity(encoder, eval_batch))
-
-    return run_stage("SimCSE", read, setup, model_dir, out_dir, s, adapter=adapter,
-                     attention_dropout=s.attention_dropout, inputs=dict(data=str(data)), device=device, dtype=dtype,
-                     resume=resume, overwrite=overwrite)
+    ablation) → the log records; the adapter lands in out_dir. settings.chunk_size: GradCache
+    (gradcache.py), the batch's exact loss and gradient with the memory of chunk_size sentences — a
+    batch beyond what fits, with all its in-batch negatives. pieces: your own (train.Pieces)."""
+    s, pieces = resolve("simcse", settings, preset, **overrides), pieces or Pieces()
+    run = RunFolder(out_dir, resume, overwrite)  # before minutes of loading, not after
+    sentences, held_out = read_simcse_sentences(data, s.batch_size)
+    distributed.init()  # with torchrun, one process per GPU
+    model = prepare_model(model_dir, s.lora, s.seed, adapter=adapter, attention_dropout=s.attention_dropout,
+                          device=device, dtype=dtype, pieces=pieces)
+    encoder = Encoder(model, Tokenizer(model_dir), pooling="mean", max_length=s.max_length, pool_fn=pieces.pool)
+    print(f"SimCSE data: {len(sentences)} sentences; attention dropout {s.attention_dropout}, batch "
+          f"{s.batch_size} (each sentence twice), max length {s.max_length}"
+          + (f"; GradCache, {s.chunk_size} sentences per pass" if s.chunk_size else ""))
+    stage = SimCSEData(encoder, sentences, held_out, s, loss=pieces.contrastive_loss)
+    inputs = dict(data=str(data), base_model=str(model_dir), adapter=adapter and str(adapter))
+    return train(model, Stage(stage.batch, stage.loss, stage.evaluate), s, run, name="SimCSE", inputs=inputs)

@@ -17,15 +17,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from . import distributed
 from .contrastive import contrastive_loss
+from .data import EpochSampler
 from .encoder import Encoder
-from .files import read_jsonl
 from .gradcache import embed_in_chunks
+from .runtime import distributed
+from .runtime.checkpoints import RunFolder
+from .runtime.files import read_jsonl
 from .settings import SupervisedSettings, resolve
-from .stage import run_stage
 from .tokenizer import Tokenizer
-from .train import Stage
+from .train import Pieces, Stage, mode, prepare_model, train
 
 FIELDS = ("query", "positive", "negative")
 
@@ -47,7 +48,7 @@ def read_triples(path) -> list[Triple]:
                    r.get("instruction") or "") for r in rows]
 
 
-class DatasetBatches:
+class DatasetBatches(EpochSampler):
     """Deterministic batches that each hold rows of one dataset. Per epoch: shuffle each dataset,
     cut it into full batches, shuffle the batches — all seeded by (seed, epoch)."""
 
@@ -55,7 +56,6 @@ class DatasetBatches:
         self.groups: dict[str, list[int]] = {}
         for i, name in enumerate(datasets):
             self.groups.setdefault(name, []).append(i)
-        self.batch_size, self.grad_accum, self.seed = batch_size, grad_accum, seed
         self.per_epoch = sum(len(g) // batch_size for g in self.groups.values())
         if self.per_epoch == 0:
             sizes = ", ".join(f"{k}: {len(v)}" for k, v in self.groups.items())
@@ -64,20 +64,20 @@ class DatasetBatches:
         if small:  # every batch comes from one dataset, so these rows can never be used
             warnings.warn(f"dataset(s) smaller than one batch of {batch_size} are left out of training: "
                           + ", ".join(f"{k} ({n} rows)" for k, n in small.items()), stacklevel=2)
-        self._epoch, self._batches = None, None
+        super().__init__(len(datasets), batch_size, grad_accum, seed)
 
     def indices(self, step: int, micro: int) -> list[int]:
-        k = step * self.grad_accum + micro
-        epoch, position = divmod(k, self.per_epoch)
-        if self._epoch != epoch:
-            g = torch.Generator().manual_seed(self.seed + epoch)
-            batches = []
-            for rows in self.groups.values():
-                order = [rows[i] for i in torch.randperm(len(rows), generator=g).tolist()]
-                batches += [order[s : s + self.batch_size] for s in range(0, len(order) - self.batch_size + 1,
-                                                                           self.batch_size)]
-            self._epoch, self._batches = epoch, [batches[i] for i in torch.randperm(len(batches), generator=g)]
-        return self._batches[position]
+        epoch, position = divmod(self.micro_batch(step, micro), self.per_epoch)
+        return self.epoch(epoch)[position]
+
+    def shuffle(self, g: torch.Generator) -> list[list[int]]:
+        """This epoch's batches: each dataset shuffled and cut into full batches, then the batches shuffled."""
+        batches = []
+        for rows in self.groups.values():
+            order = [rows[i] for i in torch.randperm(len(rows), generator=g).tolist()]
+            batches += [order[s : s + self.batch_size] for s in range(0, len(order) - self.batch_size + 1,
+                                                                       self.batch_size)]
+        return [batches[i] for i in torch.randperm(len(batches), generator=g)]
 
 
 def embed_triples(encoder, triples: list[Triple], chunk_size: int | None = None):
@@ -92,43 +92,50 @@ def embed_triples(encoder, triples: list[Triple], chunk_size: int | None = None)
     return embed_in_chunks(encoder.embed, batch, 3 * chunk_size).chunk(3)
 
 
+class SupervisedData:
+    """The stage's own part of training (train.Stage): one-dataset batches of triples, their loss,
+    and how often a held-out query ranks its positive first."""
+
+    def __init__(self, encoder: Encoder, triples: list[Triple], batches: DatasetBatches, s: SupervisedSettings,
+                 loss=None):
+        self.encoder, self.triples, self.batches, self.s = encoder, triples, batches, s
+        self.held_out = triples[: min(64, len(triples))]
+        self.loss_fn = loss or contrastive_loss  # train.Pieces.contrastive_loss, if one is handed in
+
+    def batch(self, step: int, micro: int) -> list[int]:
+        return self.batches.indices(step, micro)
+
+    def loss(self, model, rows: list[int]):
+        q, p, n = embed_triples(self.encoder, [self.triples[i] for i in distributed.shard(rows)], self.s.chunk_size)
+        q, p, n = (distributed.gather_with_grad(v) for v in (q, p, n))  # candidates from every process
+        return self.loss_fn(q, p, n, scale=50.0), {}
+
+    @torch.no_grad()
+    def evaluate(self, model) -> dict:
+        with mode(model, training=False):
+            q, p, n = embed_triples(self.encoder, self.held_out)
+        scores = F.normalize(q, dim=-1) @ F.normalize(torch.cat([p, n]), dim=-1).T
+        hits = scores.argmax(-1) == torch.arange(len(q), device=q.device)
+        return {"accuracy": hits.float().mean().item(), "loss": self.loss_fn(q, p, n, scale=50.0).item()}
+
+
 def run_supervised(model_dir, adapter, data, out_dir, settings: SupervisedSettings | None = None, *,
                    preset: str = "cpu", device=None, dtype=None, resume: bool = False, overwrite: bool = False,
-                   **overrides) -> list[dict]:
-    """The supervised stage on top of the MNTP `adapter`. settings.chunk_size: GradCache (gradcache.py),
-    the batch's exact loss and gradient with the memory of chunk_size triples — the paper's batch of
-    512 on one GPU."""
-    s = resolve("supervised", settings, preset, **overrides)
-
-    def read():
-        triples = read_triples(data)
-        return triples, DatasetBatches([t.dataset for t in triples], s.batch_size, s.grad_accum, s.seed)
-
-    def setup(model, tokenizer: Tokenizer, data) -> Stage:
-        triples, batches = data
-        encoder = Encoder(model, tokenizer, pooling="mean", max_length=s.max_length)
-        print(f"supervised data: {len(triples)} triples in {len(batches.groups)} dataset(s), "
-              f"{batches.per_epoch} batches of {s.batch_size} per epoch"
-              + (f"; GradCache, {s.chunk_size} triples per pass" if s.chunk_size else ""))
-        held_out = triples[: min(64, len(triples))]
-
-        def loss(model, rows):
-            q, p, n = embed_triples(encoder, [triples[i] for i in distributed.shard(rows)], s.chunk_size)
-            q, p, n = (distributed.gather_with_grad(v) for v in (q, p, n))  # candidates from every process
-            return contrastive_loss(q, p, n, scale=50.0), {}
-
-        @torch.no_grad()
-        def evaluate(model):
-            """How often a held-out query ranks its positive first among all positives and negatives."""
-            was_training = model.training
-            model.eval()
-            q, p, n = embed_triples(encoder, held_out)
-            model.train(was_training)
-            scores = F.normalize(q, dim=-1) @ F.normalize(torch.cat([p, n]), dim=-1).T
-            hits = scores.argmax(-1) == torch.arange(len(q), device=q.device)
-            return {"accuracy": hits.float().mean().item(), "loss": contrastive_loss(q, p, n, scale=50.0).item()}
-
-        return Stage(batch=batches.indices, loss=loss, evaluate=evaluate)
-
-    return run_stage("supervised", read, setup, model_dir, out_dir, s, adapter=adapter, attention_dropout=0.0,
-                     inputs=dict(data=str(data)), device=device, dtype=dtype, resume=resume, overwrite=overwrite)
+                   pieces: Pieces | None = None, **overrides) -> list[dict]:
+    """The supervised stage on top of the MNTP `adapter` → the log records; the adapter lands in
+    out_dir. settings.chunk_size: GradCache (gradcache.py), the batch's exact loss and gradient with
+    the memory of chunk_size triples — the paper's batch of 512 on one GPU. pieces: your own (train.Pieces)."""
+    s, pieces = resolve("supervised", settings, preset, **overrides), pieces or Pieces()
+    run = RunFolder(out_dir, resume, overwrite)  # before minutes of loading, not after
+    triples = read_triples(data)
+    batches = DatasetBatches([t.dataset for t in triples], s.batch_size, s.grad_accum, s.seed)
+    distributed.init()  # with torchrun, one process per GPU
+    model = prepare_model(model_dir, s.lora, s.seed, adapter=adapter, attention_dropout=0.0, device=device,
+                          dtype=dtype, pieces=pieces)
+    encoder = Encoder(model, Tokenizer(model_dir), pooling="mean", max_length=s.max_length, pool_fn=pieces.pool)
+    print(f"supervised data: {len(triples)} triples in {len(batches.groups)} dataset(s), "
+          f"{batches.per_epoch} batches of {s.batch_size} per epoch"
+          + (f"; GradCache, {s.chunk_size} triples per pass" if s.chunk_size else ""))
+    stage = SupervisedData(encoder, triples, batches, s, loss=pieces.contrastive_loss)
+    inputs = dict(data=str(data), base_model=str(model_dir), adapter=adapter and str(adapter))
+    return train(model, Stage(stage.batch, stage.loss, stage.evaluate), s, run, name="supervised", inputs=inputs)

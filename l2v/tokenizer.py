@@ -25,8 +25,8 @@ from pathlib import Path
 
 import torch
 
-from .checks import L2VError
-from .files import read_json
+from .runtime.checks import L2VError
+from .runtime.files import read_json
 
 # Tokens per text when embedding, everywhere (Encoder, `l2v encode`, `l2v eval`, the demo): 512, as MTEB
 # runs LLM2Vec models. Every evaluation record stores the max_length its scores were made with.

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 import l2v
-from l2v.precision import native_bf16
+from l2v.runtime.precision import native_bf16
 
 WORDS = ("the a of river market science history music city team report energy garden policy ancient "
          "modern quickly slowly because although under between people government water light").split()
@@ -110,9 +110,9 @@ def simcse_batch(tokenizer, batch_size: int, max_length: int):
 
 def step_worker(args):
     """One implementation's training steps, in this (fresh) process; prints a JSON line."""
+    from l2v.contrastive import contrastive_loss
     from l2v.lora import DEFAULT_TARGETS, apply_lora
     from l2v.mntp import mntp_loss
-    from l2v.contrastive import contrastive_loss
     from l2v.simcse import two_views
 
     tk = l2v.Tokenizer(args.model)
@@ -232,9 +232,9 @@ def write_scale_folder(args) -> Path:
     Reused when complete (it is ~15 GB at full size)."""
     from safetensors.torch import save_file
 
-    from l2v.files import atomic_folder
-    from l2v.loading import INDEX_FILE
+    from l2v.formats.loading import INDEX_FILE
     from l2v.model import Transformer
+    from l2v.runtime.files import atomic_folder
 
     config = scale_config(args)
     name = (f"mistral-shaped-L{config.num_hidden_layers}-h{config.hidden_size}-f{config.intermediate_size}"
@@ -443,7 +443,7 @@ def bench_gemm(args):
 
 def suite_lengths(tokenizer, folders) -> list[int]:
     """Token counts of every distinct text a suite embeds (each task's texts once, cut at 512)."""
-    from l2v.files import read_jsonl
+    from l2v.runtime.files import read_jsonl
 
     lengths = []
     for folder in folders:
@@ -461,10 +461,10 @@ def bench_floor(args):
     and its evaluations, run at this CPU's fp32 GEMM rate (or --rate). Nothing else is counted —
     no padding, norms, attention softmax, optimizer, data or Python — so it is a floor, not a
     forecast: where the floor is above a time goal, no implementation on this CPU meets that goal."""
-    from l2v.demo import BUDGETS
-    from l2v.evaluate import build_suite
-    from l2v.settings import PRESETS, resolve
     from l2v.data import read_sentences
+    from l2v.settings import PRESETS, resolve
+    from l2v.sources.suites import build_suite
+    from l2v.tools.demo import BUDGETS
 
     cfg = l2v.ModelConfig.from_json(Path(args.model) / "config.json")
     tokenizer = l2v.Tokenizer(args.model)

@@ -34,6 +34,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from peak_memory import measure_peak
 
 import l2v
 from l2v.config import ModelConfig
@@ -41,9 +42,9 @@ from l2v.contrastive import contrastive_loss
 from l2v.lora import DEFAULT_TARGETS, apply_lora
 from l2v.mntp import FAMILY_MASKING, IGNORE, mntp_loss
 from l2v.model import Transformer
-from l2v.plan import MODEL_SHAPES, measure_peak, plan
 from l2v.pooling import mean_pool
-from l2v.precision import native_bf16
+from l2v.runtime.precision import native_bf16
+from l2v.tools.plan import MODEL_SHAPES, plan
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench import sentences, timed  # noqa: E402  (scripts/bench.py's sentences and best-of-N timer)
@@ -256,7 +257,7 @@ def main(argv=None):
     import peft
     import transformers
 
-    device = l2v.loading.resolve_device(args.device)
+    device = l2v.formats.loading.resolve_device(args.device)
     size = SMOKE if args.smoke else FULL
     autocast = native_bf16(device.type)  # bf16 weights computed in bf16: the GPU path (and AVX-512 BF16 CPUs)
     dtype = torch.bfloat16 if autocast else torch.float32

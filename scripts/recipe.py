@@ -14,7 +14,7 @@ Stages: `--mntp none` or `--simcse none` skips one; otherwise k=v pairs override
 `data=paragraphs` trains on whole Wikipedia paragraphs instead of sentences, `data=mixed` on both
 shuffled together). Runs go to runs/recipe/NAME-sS/ (adapters and eval.json; `--each-stage`: eval-mntp.json too, logged as NAME/mntp); the baselines'
 records to runs/recipe/baselines/; runs/recipe/log.jsonl gets one line per run and record.
-Training and scoring are l2v.experiment's, as in `l2v demo`: a finished stage or a still-valid
+Training and scoring are l2v.tools.experiment's, as in `l2v demo`: a finished stage or a still-valid
 evaluation is read back, not redone; bf16 autocast where it is native.
 Not a test: it trains, for minutes to an hour.
 """
@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 
 from l2v.evaluate import SHORT_NAMES, compare
-from l2v.evaluate.dev import HALVES as DEV_HALVES
-from l2v.experiment import Row, Timer, evaluate_rows, finished, train_once, verdict, write_json
+from l2v.sources.dev import HALVES as DEV_HALVES
+from l2v.tools.experiment import Row, Timer, evaluate_rows, finished, train_once, verdict, write_json
 
 ROOT = Path("runs/recipe")
 MODEL = Path("weights/smollm2-135m-instruct")
@@ -40,7 +40,7 @@ HALVES = tuple(DEV_HALVES)  # l2v-dev's halves by source: "A", "B"
 
 def tasks_of(record: dict, half: str | None = None, reuse: bool = False) -> list[dict]:
     """A record's task results: all, or one half's; reuse=True: only its long-against-short tasks."""
-    from l2v.evaluate.dev import half as half_of
+    from l2v.sources.dev import half as half_of
 
     return [t for t in record["tasks"] if (half is None or half_of(t["task"]) == half) and
             (not reuse or t["task"].endswith("-reuse-sts"))]
@@ -71,7 +71,7 @@ NAMES = {**SHORT_NAMES, "L/S": "L/S"}
 
 
 def autocast() -> bool:
-    from l2v.precision import native_bf16
+    from l2v.runtime.precision import native_bf16
 
     return native_bf16("cpu")
 

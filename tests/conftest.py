@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from l2v.fetch import SMOLLM2_DIRNAME
+from l2v.sources.fetch import SMOLLM2_DIRNAME
 
 transformers = pytest.importorskip("transformers")
 
@@ -285,7 +285,7 @@ def write_synthetic_gguf(path, tied: bool, arch: str = "llama"):
     import gguf
     import numpy as np
 
-    from l2v.gguf_import import permute_for_llama_cpp, unpermute_from_llama_cpp
+    from l2v.formats.gguf import permute_for_llama_cpp, unpermute_from_llama_cpp
 
     Q8 = gguf.GGMLQuantizationType.Q8_0
     rng = np.random.default_rng(0)

@@ -13,8 +13,8 @@ well under a minute; only the pytest-as-a-student checks start a new Python.
 """
 
 import csv
-import json
 import importlib.util
+import json
 import math
 import os
 import re
@@ -296,6 +296,14 @@ MUTANTS = [  # (assignment, mistake, [(the correct text, the planted mistake)], 
                                         "    return importlib.import_module('assignment_solutions.a06_simcse')\n")],
      "integrity: a06_simcse.py uses assignment_solutions"),
     ("a04_lora", "peft", [("import torch\n", "import torch\nimport peft as _p\n")], "integrity: a04_lora.py uses peft"),
+    # ... also from the homes l2v's modules moved to (tools/, formats/)
+    ("a02_bidirectional", "l2v's analysis, moved", [("import torch\n", "import torch\n"
+                                                     "from l2v.tools.analyze import layer_similarity as _theirs\n")],
+     "integrity: a02_bidirectional.py uses l2v.tools.analyze"),
+    ("a01_llama_block", "l2v's loader, moved", [("import torch\n", "import torch\nfrom l2v.formats import loading\n")],
+     "integrity: a01_llama_block.py uses l2v.formats.loading"),
+    ("a04_lora", "l2v's adapter files", [("import torch\n", "import torch\nfrom l2v.formats.peft import load_adapter\n")],
+     "integrity: a04_lora.py uses l2v.formats.peft"),
 ]
 
 

@@ -21,17 +21,18 @@ import time
 
 import pytest
 import torch
+from peak_memory import measure_peak
 
 from l2v.config import ModelConfig
 from l2v.contrastive import contrastive_loss
+from l2v.formats.loading import resolve_device
 from l2v.gradcache import embed_in_chunks
-from l2v.loading import resolve_device
 from l2v.lora import apply_lora
 from l2v.mntp import FAMILY_MASKING, IGNORE, mntp_loss
 from l2v.model import Transformer
-from l2v.plan import MODEL_SHAPES, measure_peak, plan
 from l2v.pooling import mean_pool
 from l2v.tokenizer import Batch
+from l2v.tools.plan import MODEL_SHAPES, plan
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 import l2v
-from l2v.analyze import analyze_layers, layer_similarity
-from l2v.evaluate import suite_folder
-from l2v.evaluate.mini import SIZES
-from l2v.fetch import wiki_path
+from l2v.sources.fetch import wiki_path
+from l2v.sources.mini import SIZES
+from l2v.sources.suites import suite_folder
+from l2v.tools.analyze import analyze_layers, layer_similarity
 
 
 def test_layer_similarity(tiny_folder, tmp_path, capsys):
@@ -33,7 +33,7 @@ def test_analyze_layers_plot(tiny_encoder_folder, tmp_path, capsys):
 @pytest.mark.skipif(not (suite_folder("l2v-mini-quick") / "DONE").is_file() or not wiki_path().is_file(),
                     reason="run `l2v fetch l2v-mini` and `l2v fetch wiki` first")
 def test_demo_smoke_run_and_reuse(tiny_encoder_folder, tmp_path, capsys):
-    from l2v.demo import ROWS, run_demo
+    from l2v.tools.demo import ROWS, run_demo
 
     summary = run_demo(tmp_path / "demo", model_dir=tiny_encoder_folder, budget="smoke")
     assert [r["row"] for r in summary["rows"]] == [name for name, *_ in ROWS]
@@ -78,8 +78,8 @@ def test_demo_smoke_run_and_reuse(tiny_encoder_folder, tmp_path, capsys):
 def test_demo_folder_keeps_to_its_budget(tiny_encoder_folder, tmp_path):
     """A run folder's adapters are reused by the next run: another budget (or model) in the same folder
     would silently stand in for its own training, so it is refused before anything is trained."""
-    from l2v.checks import L2VError
-    from l2v.demo import claim_folder
+    from l2v.runtime.checks import L2VError
+    from l2v.tools.demo import claim_folder
 
     plan = {"budget": "quick", "model": str(tiny_encoder_folder), "mntp": {"steps": 10}, "simcse": {"steps": 8}}
     claim_folder(tmp_path / "demo", plan)
@@ -97,9 +97,9 @@ def test_demo_folder_keeps_to_its_budget(tiny_encoder_folder, tmp_path):
 
 def test_demo_budgets():
     """`long` is the cpu budget with four times its steps, scored on l2v-dev (docs/results.md, "Budgets")."""
-    from l2v.demo import BUDGETS
-    from l2v.evaluate import SUITES
     from l2v.settings import PRESETS
+    from l2v.sources.suites import SUITES
+    from l2v.tools.demo import BUDGETS
 
     assert {b["suite"] for b in BUDGETS.values()} <= set(SUITES) and BUDGETS["long"]["suite"] == "l2v-dev"
     for stage in ("mntp", "simcse"):
@@ -109,7 +109,7 @@ def test_demo_budgets():
 
 
 def test_demo_cli_refuses_another_budget_in_a_folder(tmp_path, capsys):
-    from l2v.cli import main
+    from l2v.tools.cli import main
 
     (tmp_path / "demo").mkdir()
     (tmp_path / "demo" / "plan.json").write_text(json.dumps({"budget": "cpu", "model": str(tmp_path), "mntp": {},

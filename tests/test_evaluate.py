@@ -4,13 +4,13 @@ import json
 
 import numpy as np
 import pytest
+from conftest import write_folder
 
 from l2v.evaluate import Task, TaskError, evaluate, format_table
 from l2v.evaluate import metrics as M
 from l2v.evaluate.estimators import fit_logistic_regression, kmeans
 from l2v.evaluate.tasks import undersample
-from l2v.mteb_adapter import L2VForMTEB, llm2vec_instruction, task_instruction
-from conftest import write_folder
+from l2v.formats.mteb import L2VForMTEB, llm2vec_instruction, task_instruction
 
 scipy_stats = pytest.importorskip("scipy.stats")
 sk_metrics = pytest.importorskip("sklearn.metrics")
@@ -375,14 +375,14 @@ def test_runner_uses_instructions_and_formats_a_table(tmp_path):
 
 # ---------------------------------------------------------------- the built-in suite (when fetched)
 
-from l2v.evaluate import suite_folder  # noqa: E402
+from l2v.sources.suites import suite_folder  # noqa: E402
 
 
 @pytest.mark.skipif(not (suite_folder("l2v-mini-quick") / "DONE").is_file(), reason="run `l2v fetch l2v-mini` first")
 @pytest.mark.parametrize("suite", ["l2v-mini-quick", "l2v-mini"], ids=["quick", "full"])
 def test_suite_tasks_load_with_provenance(suite):
-    from l2v.evaluate import build_suite
     from l2v.evaluate.tasks import MAIN_SCORES
+    from l2v.sources.suites import build_suite
 
     tasks = [Task.load(f) for f in build_suite(suite)]
     assert len(tasks) == 11 and {t.type for t in tasks} == set(MAIN_SCORES)
@@ -394,8 +394,8 @@ def test_suite_tasks_load_with_provenance(suite):
 
 def test_suites_by_name_keep_their_cache_folders(tmp_path, monkeypatch):
     """A renamed folder would rebuild every cached suite: the names are pinned (update them with a VERSION)."""
-    from l2v.checks import L2VError
-    from l2v.evaluate import SUITES
+    from l2v.runtime.checks import L2VError
+    from l2v.sources.suites import SUITES
 
     monkeypatch.setenv("L2V_CACHE", str(tmp_path))
     assert {name: suite_folder(name).relative_to(tmp_path).as_posix() for name in SUITES} == {
@@ -411,7 +411,7 @@ def test_cli_eval_on_the_real_model(tmp_path, capsys):
 
     if not FOLDER.is_dir():
         pytest.skip("run `l2v fetch smollm2` first")
-    from l2v.cli import main as cli
+    from l2v.tools.cli import main as cli
 
     task = suite_folder("l2v-mini-quick") / "wordsim353-sts"
     cli(["eval", "--model", str(FOLDER), "--causal", "--task", str(task), "--json", str(tmp_path / "r.json")])

@@ -1,4 +1,4 @@
-"""Issue 24: the experiment engine `l2v demo` and scripts/recipe.py share (l2v/experiment.py), on stub
+"""Issue 24: the experiment engine `l2v demo` and scripts/recipe.py share (l2v/tools/experiment.py), on stub
 stages and stub evaluations: what is trained or scored again, and what is read back."""
 
 import json
@@ -6,7 +6,7 @@ import json
 import pytest
 
 import l2v.evaluate
-from l2v.experiment import Row, Timer, compare_rows, evaluate_rows, train_once, verdict
+from l2v.tools.experiment import Row, Timer, compare_rows, evaluate_rows, train_once, verdict
 
 
 def test_train_once_trains_resumes_and_reuses(tmp_path, capsys):
@@ -123,7 +123,7 @@ def test_compare_rows_and_verdicts(scored, tmp_path):
     assert set(claims[0]["types"]) == {"sts", "pair_classification", "classification", "retrieval"}
     assert [verdict(c) for c in claims] == ["holds", "holds", "reversed"]
     assert verdict({"diff": 0.5, "low": -0.2, "high": 1.2}) == "within the noise"
-    from l2v.evaluate.dev import half
+    from l2v.sources.dev import half
 
     (on_a,) = compare_rows(done, [("Uni + mean", "Bi + mean")], select=lambda t: half(t) == "A")
     assert on_a["diff"] == 10.0 and set(on_a["types"]) == set(claims[0]["types"])
@@ -132,7 +132,7 @@ def test_compare_rows_and_verdicts(scored, tmp_path):
 
 
 def test_findings_in_words():
-    from l2v.experiment import headline, in_words
+    from l2v.tools.experiment import headline, in_words
 
     d = lambda diff, low, high: {"diff": diff, "low": low, "high": high}  # noqa: E731
     c = {"claim": "Bi + MNTP + SimCSE > Uni + mean", **d(2.0, 1.0, 3.0),

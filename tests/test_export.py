@@ -7,12 +7,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import SMOLLM2_FOLDER, TINY_CORPUS, write_folder
 
 import l2v
-from conftest import SMOLLM2_FOLDER, TINY_CORPUS, write_folder
-from l2v.cli import main as cli
-from l2v.export import export_model
-from l2v.lora import apply_lora, merge_lora, save_adapter
+from l2v.formats.export import export_model
+from l2v.formats.peft import save_adapter
+from l2v.lora import apply_lora, merge_lora
+from l2v.tools.cli import main as cli
 
 TEXTS = list(dict.fromkeys(TINY_CORPUS))[:7] + ["Paris", ""]  # lengths 1–10 tokens, and an empty text
 INSTRUCTION = "Retrieve a sentence about the same thing:"
@@ -200,7 +201,7 @@ def test_precision_equals_sentence_transformers_quantization(reference, precisio
 
 def test_mteb_model_meta_is_filled_from_the_model(exported):
     pytest.importorskip("mteb")
-    from l2v.mteb_adapter import L2VForMTEB
+    from l2v.formats.mteb import L2VForMTEB
 
     wrapper = L2VForMTEB.from_pretrained(exported, license="apache-2.0")
     meta = wrapper.mteb_model_meta
@@ -217,7 +218,7 @@ def test_mteb_instructions_follow_the_official_table():
     pytest.importorskip("mteb")
     from mteb.types import PromptType
 
-    from l2v.mteb_adapter import task_instruction
+    from l2v.formats.mteb import task_instruction
 
     class Task:
         def __init__(self, name, type, prompt=None):
@@ -258,7 +259,7 @@ def mteb_sts_score(model, rows) -> float:
 def test_mteb_evaluate_equals_l2vs_evaluator(exported, tmp_path):
     pytest.importorskip("mteb")
     from l2v.evaluate import evaluate
-    from l2v.mteb_adapter import TYPE_INSTRUCTIONS, L2VForMTEB
+    from l2v.formats.mteb import TYPE_INSTRUCTIONS, L2VForMTEB
 
     rng = np.random.default_rng(0)
     words = " ".join(TINY_CORPUS[:7]).replace(".", "").split()
@@ -280,8 +281,9 @@ def test_smollm2_export_everywhere(tmp_path):
     Encoder on real text, and mteb.evaluate matches l2v's evaluator on WordSim-353 (l2v-mini-quick)."""
     st = pytest.importorskip("sentence_transformers")
     pytest.importorskip("mteb")
-    from l2v.evaluate import evaluate, suite_folder
-    from l2v.mteb_adapter import TYPE_INSTRUCTIONS, L2VForMTEB
+    from l2v.evaluate import evaluate
+    from l2v.formats.mteb import TYPE_INSTRUCTIONS, L2VForMTEB
+    from l2v.sources.suites import suite_folder
 
     task = suite_folder("l2v-mini-quick") / "wordsim353-sts"
     if not (task / "data.jsonl").is_file():

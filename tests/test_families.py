@@ -7,11 +7,11 @@ import json
 
 import numpy as np
 import pytest
+from conftest import FAMILIES, FAMILY_TOKENIZER, TINY_CORPUS
 
 import l2v
-from l2v.cli import main as cli
 from l2v.config import ModelConfig
-from conftest import FAMILIES, FAMILY_TOKENIZER, TINY_CORPUS
+from l2v.tools.cli import main as cli
 
 transformers = pytest.importorskip("transformers")
 TEXT = "The cat sat on the mat."

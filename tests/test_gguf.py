@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import KV, D, H, L, V, write_synthetic_gguf
 
 import l2v
-from l2v.gguf_import import convert_gguf, permute_for_llama_cpp, unpermute_from_llama_cpp
-from conftest import D, H, KV, L, V, write_synthetic_gguf
+from l2v.formats.gguf import convert_gguf, permute_for_llama_cpp, unpermute_from_llama_cpp
 
 gguf = pytest.importorskip("gguf")
 

@@ -11,16 +11,16 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import TINY_CORPUS, free_port, simcse_run
 from torch.testing import assert_close
 
 import l2v
-from l2v import distributed
+from l2v.contrastive import contrastive_loss
 from l2v.gradcache import embed_in_chunks
 from l2v.lora import apply_lora, lora_parameters
-from l2v.contrastive import contrastive_loss
+from l2v.runtime import distributed
 from l2v.simcse import two_views
 from l2v.supervised import Triple, embed_triples
-from conftest import TINY_CORPUS, free_port, simcse_run
 
 SENTENCES = list(dict.fromkeys(TINY_CORPUS))  # 7 distinct sentences of different lengths
 TRIPLES = [Triple(f"where did cat {i} sit?", f"The cat {i} sat on the mat.", f"A dog {i} ran in the park.",
@@ -140,10 +140,10 @@ def test_bf16_autocast(tiny_encoder_folder):
 def test_chunked_simcse_resumes_exactly(tiny_encoder_folder, sentence_file, tmp_path, monkeypatch):
     kw = dict(steps=6, chunk_size=1)
     straight = [r["loss"] for r in simcse_run(tiny_encoder_folder, sentence_file, tmp_path / "a", **kw) if "loss" in r]
-    import l2v.train as tr
+    import l2v.runtime.checkpoints as tr
 
-    real_save = tr._save_checkpoint
-    monkeypatch.setattr(tr, "_save_checkpoint", lambda *a, **k: real_save(*a, **k) if a[4] <= 3 else None)
+    real_save = tr.save_checkpoint
+    monkeypatch.setattr(tr, "save_checkpoint", lambda *a, **k: real_save(*a, **k) if a[4] <= 3 else None)
     simcse_run(tiny_encoder_folder, sentence_file, tmp_path / "c", save_every=3, **kw)
     monkeypatch.undo()
     resumed = [r["loss"] for r in simcse_run(tiny_encoder_folder, sentence_file, tmp_path / "c", save_every=3,
@@ -228,9 +228,9 @@ def test_peak_memory_grows_with_the_chunk_not_the_batch():
 
 
 def test_plan_counts_one_chunk_of_activations(capsys):
-    from l2v.cli import main as cli
     from l2v.config import ModelConfig
-    from l2v.plan import MODEL_SHAPES, plan
+    from l2v.tools.cli import main as cli
+    from l2v.tools.plan import MODEL_SHAPES, plan
 
     c = ModelConfig(**MODEL_SHAPES["mistral-7b"])
     whole = plan(c, stage="supervised", batch_size=64, max_length=512)
@@ -250,7 +250,7 @@ def test_plan_counts_one_chunk_of_activations(capsys):
 
 
 def test_cli_chunk_size(tiny_encoder_folder, tmp_path, capsys):
-    from l2v.cli import main as cli
+    from l2v.tools.cli import main as cli
 
     data = tmp_path / "t.jsonl"
     data.write_text("".join(json.dumps({"query": t.query, "positive": t.positive, "negative": t.negative}) + "\n"

@@ -1,30 +1,43 @@
-"""The package's shape: every module has a layer, and imports only go down (or sideways) — no module
-imports one above it, so there is no import circle. The table below is the architecture; a new
-module gets a row, and an import that goes up fails here with its file and line."""
+"""The package's shape. The folders show the architecture: l2v/ itself holds the paper's path (the
+model, its pieces, the encoder, the loop and the steps), and each subpackage one kind of thing the
+path stands on or serves. Every module has a layer, and imports only go down (or sideways), so there
+is no import circle. The table below mirrors the folders: a new module gets a row in its folder, and
+an import that goes up fails here with its file and line."""
 
 import ast
+import importlib
+import importlib.util
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "l2v"
 
-LAYERS = {
-    # 0. foundations: no model, no torch model code
-    "checks": 0, "files": 0, "settings": 0, "precision": 0, "distributed": 0, "pooling": 0, "contrastive": 0,
-    "wiki": 0,
-    # 1. the model and what it is read from
-    "config": 1, "model": 1, "loading": 1, "tokenizer": 1, "lora": 1, "gguf_import": 1, "fetch": 1, "gradcache": 1,
-    # 2. texts in, embeddings out (and the folder that carries how); training text
-    "encoder": 2, "export": 2, "data": 2,
-    # 3. training: the loop, the prologue, the paper's steps, the memory plan
-    "train": 3, "stage": 3, "mntp": 3, "simcse": 3, "supervised": 3, "plan": 3,
-    # 4. evaluation
-    "evaluate": 4, "evaluate.tasks": 4, "evaluate.metrics": 4, "evaluate.estimators": 4, "evaluate.sources": 4,
-    "evaluate.mini": 4, "evaluate.dev": 4, "evaluate.suites": 4,
-    # ... and other tools' readers
-    "mteb_adapter": 4, "st_module": 4,
-    # 5. what a user runs
-    "experiment": 5, "demo": 5, "analyze": 5, "cli": 5, "__main__": 5,
+# Layers: 0 plumbing · 1 the model and its pieces · 2 files in and out · 3 texts in, embeddings out;
+# the loop · 4 the paper's training steps · 5 evaluation and its suites · 6 other tools' readers ·
+# 7 what a user runs. Within a folder, "" is its __init__.py.
+LAYOUT = {
+    "": {  # the paper's path
+        "config": 1, "model": 1, "tokenizer": 1, "pooling": 1, "lora": 1, "contrastive": 1, "gradcache": 1,
+        "settings": 1, "encoder": 3, "data": 3, "train": 3, "mntp": 4, "simcse": 4, "supervised": 4,
+        "st_module": 6,  # where export folders from before this layout find sentence-transformers' module
+        "__main__": 7,
+    },
+    "runtime": {"": 0, "checks": 0, "files": 0, "precision": 0, "distributed": 0, "checkpoints": 2},
+    "formats": {"": 2, "loading": 2, "gguf": 2, "peft": 2, "export": 2, "st_module": 6, "mteb": 6},
+    "sources": {"": 2, "wiki": 0, "fetch": 2, "corpora": 5, "mini": 5, "dev": 5, "suites": 5},
+    "evaluate": {"": 5, "tasks": 5, "metrics": 5, "estimators": 5},
+    "tools": {"": 7, "cli": 7, "demo": 7, "experiment": 7, "analyze": 7, "plan": 7},
 }
+LAYERS = {".".join(filter(None, (folder, name))): layer for folder, names in LAYOUT.items()
+          for name, layer in names.items()}
+MOVED = {  # a module's home before this layout: it is importable from its new home only
+    "checks": "runtime.checks", "files": "runtime.files", "precision": "runtime.precision",
+    "distributed": "runtime.distributed", "loading": "formats.loading", "gguf_import": "formats.gguf",
+    "export": "formats.export", "mteb_adapter": "formats.mteb", "fetch": "sources.fetch", "wiki": "sources.wiki",
+    "evaluate.suites": "sources.suites", "evaluate.sources": "sources.corpora", "evaluate.mini": "sources.mini",
+    "evaluate.dev": "sources.dev", "cli": "tools.cli", "demo": "tools.demo", "experiment": "tools.experiment",
+    "analyze": "tools.analyze", "plan": "tools.plan", "stage": "train",
+}
+MAX_TOP_MODULES, MAX_FUNCTION_LINES = 20, 80
 
 
 def modules() -> dict[str, Path]:
@@ -60,8 +73,23 @@ def imports(name: str, path: Path, known) -> list[tuple[str, int]]:
     return [(t, line) for t, line in found if t != name]
 
 
-def test_every_module_has_a_layer():
-    assert set(modules()) - {""} == set(LAYERS), "give each new module a row in LAYERS (and each gone one none)"
+def test_the_folders_are_the_table():
+    on_disk = {}
+    for name in set(modules()) - {""}:
+        folder, _, module = (name, "", "") if name in LAYOUT else name.rpartition(".")  # in LAYOUT: an __init__.py
+        on_disk.setdefault(folder, set()).add(module)
+    assert on_disk == {folder: set(names) for folder, names in LAYOUT.items()}, \
+        "give each new module a row in its folder of LAYOUT (and each gone one none)"
+
+
+def test_the_papers_path_is_short():
+    top = [p for p in PACKAGE.glob("*.py") if p.name != "__init__.py"]
+    assert len(top) <= MAX_TOP_MODULES, f"{len(top)} modules at l2v/'s top: the rest belong in a subpackage"
+    long = [f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name}: {node.end_lineno - node.lineno + 1} lines"
+            for path in PACKAGE.rglob("*.py") for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+    assert not long, f"functions longer than {MAX_FUNCTION_LINES} lines (split them by responsibility):\n" + "\n".join(long)
 
 
 def test_no_module_imports_one_above_its_layer():
@@ -93,3 +121,14 @@ def test_no_import_circle():
     circles = [name for name in graph if name in reach(name)]
     assert not circles, f"import circle through {', '.join(circles)}"
 
+
+def test_moved_modules_live_in_their_new_homes_only():
+    old = [f"l2v.{name}" for name in MOVED if importlib.util.find_spec(f"l2v.{name}") is not None]
+    assert not old, f"still importable from an old home: {', '.join(old)}"
+    assert all(importlib.util.find_spec(f"l2v.{new}") is not None for new in MOVED.values())
+
+
+def test_export_folders_from_before_the_layout_still_load():
+    """An export folder's modules.json names its module by path: the old one still gives the same class."""
+    old = importlib.import_module("l2v.st_module").L2VModule
+    assert old is importlib.import_module("l2v.formats.st_module").L2VModule

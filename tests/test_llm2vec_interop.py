@@ -20,7 +20,8 @@ import torch
 from conftest import TINY_CORPUS, write_tiny_tokenizer
 
 import l2v
-from l2v.lora import apply_lora, convert_adapter, lora_modules, merge_lora, save_adapter
+from l2v.formats.peft import convert_adapter, save_adapter
+from l2v.lora import apply_lora, lora_modules, merge_lora
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDE = Path(__file__).with_name("llm2vec_side.py")
@@ -190,7 +191,7 @@ def test_causal_lm_layout_is_ignored_by_llm2vec(base, venv_python, l2v_adapters)
 def test_an_l2v_export_loads_in_llm2vec(base, venv_python, l2v_adapters, tmp_path):
     """`l2v export` merges adapters in any layout into one folder; llm2vec reads it as a plain model
     (with its llm2vec_config.json) and embeds as l2v does."""
-    from l2v.export import export_model
+    from l2v.formats.export import export_model
 
     folder, base_emb, _ = base
     mntp_causal_lm, simcse = l2v_adapters[2], l2v_adapters[1]

@@ -5,13 +5,22 @@ import shutil
 
 import pytest
 import torch
+from conftest import FAMILIES, padded_batch
 from safetensors.torch import load_file, save_file
 from torch.testing import assert_close
 
 import l2v
-from l2v.lora import (FastLoRALinear, LoRALinear, adapter_state, apply_lora, dropout_keep_mask, load_adapter,
-                      lora_modules, lora_parameters, merge_lora, save_adapter, trainable_summary)
-from conftest import FAMILIES, padded_batch
+from l2v.formats.peft import adapter_state, load_adapter, save_adapter
+from l2v.lora import (
+    FastLoRALinear,
+    LoRALinear,
+    apply_lora,
+    dropout_keep_mask,
+    lora_modules,
+    lora_parameters,
+    merge_lora,
+    trainable_summary,
+)
 
 peft = pytest.importorskip("peft")
 transformers = pytest.importorskip("transformers")

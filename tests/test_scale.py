@@ -8,18 +8,19 @@ import weakref
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import padded_batch
 from torch.testing import assert_close
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import l2v
-from l2v import loading, precision
 from l2v.config import ModelConfig
+from l2v.formats import loading
 from l2v.lora import apply_lora, dropout_keep_mask, lora_parameters
 from l2v.mntp import IGNORE, mntp_loss
 from l2v.model import Transformer
-from l2v.plan import MODEL_SHAPES, plan
-from l2v.precision import UpcastLinear, native_bf16
-from conftest import padded_batch
+from l2v.runtime import precision
+from l2v.runtime.precision import UpcastLinear, native_bf16
+from l2v.tools.plan import MODEL_SHAPES, plan
 
 # ---------------------------------------------------------------- 1. "cuda" is this process's GPU
 
@@ -64,8 +65,9 @@ def test_lora_parameters_follow_the_base_weights():
 
 
 def test_resume_maps_the_checkpoint_to_the_models_device(tiny_encoder_folder, tmp_path, monkeypatch):
-    from l2v.mntp import pack_blocks
     from conftest import TINY_CORPUS, mntp_run  # the MNTP resume harness
+
+    from l2v.mntp import pack_blocks
 
     tk = l2v.Tokenizer(tiny_encoder_folder)
     blocks = pack_blocks(tk, TINY_CORPUS, 16)
@@ -302,7 +304,7 @@ def test_bf16_without_native_bf16_trains_like_fp32(tiny_folder, monkeypatch):
 
 
 def test_merged_adapters_keep_the_fp32_compute(tiny_encoder_folder, tmp_path, monkeypatch):
-    from l2v.lora import save_adapter
+    from l2v.formats.peft import save_adapter
 
     model = apply_lora(l2v.load_model(tiny_encoder_folder), r=4)
     save_adapter(model, tmp_path / "adapter")

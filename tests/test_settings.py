@@ -5,9 +5,10 @@ from dataclasses import dataclass, fields, replace
 
 import pytest
 
-from l2v import cli, settings as S
-from l2v.checks import L2VError, Range
-from l2v.settings import LoRASettings, MNTPSettings, PRESETS, SimCSESettings, resolve, setting, with_overrides
+from l2v import settings as S
+from l2v.runtime.checks import L2VError, Range
+from l2v.settings import PRESETS, LoRASettings, MNTPSettings, SimCSESettings, resolve, setting, with_overrides
+from l2v.tools import cli
 
 
 def flags_of(stage: str, capsys) -> str:
@@ -112,7 +113,7 @@ def test_integers_are_integers():
 def test_checkpoints_from_before_settings_py_are_still_checked():
     """Checkpoints written before settings.py kept the stage's settings apart (`settings`), with other
     names; --resume compares them all the same."""
-    from l2v.train import _check_same_settings
+    from l2v.runtime.checkpoints import check_same_settings as _check_same_settings
 
     settings = replace(PRESETS["simcse"]["cpu"], lora=LoRASettings(r=4))
     old = {"config": {"steps": 40, "batch_size": 16, "lr": 3e-4, "autocast_bf16": None, "save_every": 20},

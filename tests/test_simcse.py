@@ -5,16 +5,17 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_CORPUS, simcse_run
 from torch.testing import assert_close
 
 import l2v
-from l2v.cli import main as cli
-from l2v.lora import apply_lora, save_adapter
 from l2v.contrastive import contrastive_loss
 from l2v.data import read_sentences, split_sentences
+from l2v.formats.peft import save_adapter
+from l2v.lora import apply_lora
 from l2v.simcse import alignment_uniformity, two_views
 from l2v.supervised import DatasetBatches, read_triples, run_supervised
-from conftest import TINY_CORPUS, simcse_run
+from l2v.tools.cli import main as cli
 
 
 def test_loss_equals_an_independent_computation():
@@ -91,10 +92,10 @@ def test_simcse_resume_is_exact(tiny_encoder_folder, sentence_file, tmp_path, mo
     straight = [r["loss"] for r in simcse_run(tiny_encoder_folder, sentence_file, tmp_path / "a", steps=6)
                 if "loss" in r]
     # Pretend the run died after step 3: keep the step-3 checkpoint, drop the rest of the log.
-    import l2v.train as tr
+    import l2v.runtime.checkpoints as tr
 
-    real_save = tr._save_checkpoint
-    monkeypatch.setattr(tr, "_save_checkpoint", lambda *a, **k: real_save(*a, **k) if a[4] <= 3 else None)
+    real_save = tr.save_checkpoint
+    monkeypatch.setattr(tr, "save_checkpoint", lambda *a, **k: real_save(*a, **k) if a[4] <= 3 else None)
     simcse_run(tiny_encoder_folder, sentence_file, tmp_path / "c", steps=6, save_every=3)
     monkeypatch.undo()
     resumed = [r["loss"] for r in simcse_run(tiny_encoder_folder, sentence_file, tmp_path / "c", steps=6,

@@ -7,10 +7,10 @@ Skipped when the converted folder is absent (CI fetches it first).
 import numpy as np
 import pytest
 import torch
+from conftest import SMOLLM2_FOLDER
 
 import l2v
-from l2v.fetch import SMOLLM2_GGUF
-from conftest import SMOLLM2_FOLDER
+from l2v.sources.fetch import SMOLLM2_GGUF
 
 transformers = pytest.importorskip("transformers")
 FOLDER = SMOLLM2_FOLDER

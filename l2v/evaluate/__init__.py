@@ -1,12 +1,13 @@
 """A tiny MTEB-like evaluator: task folders, MTEB's protocols and metrics, the built-in suites.
 
     from l2v import Encoder
-    from l2v.evaluate import build_suite, evaluate, format_table
+    from l2v.evaluate import evaluate, format_table
+    from l2v.sources.suites import build_suite
     results = evaluate(Encoder.from_pretrained("weights/smollm2-135m-instruct"), build_suite("l2v-mini"))
     print(format_table(results))
 
-tasks.py: task folders and how each type is scored; suites.py: the built-in suites by name (SUITES),
-built by mini.py and dev.py from the data in sources.py.
+tasks.py: task folders and how each type is scored (metrics.py, estimators.py: MTEB's metrics and
+models, re-implemented). The built-in suites and their data: sources/.
 """
 
 from __future__ import annotations
@@ -17,12 +18,11 @@ from collections.abc import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..checks import NonFiniteError
+from ..runtime.checks import NonFiniteError
 from ..tokenizer import DEFAULT_MAX_LENGTH
-from .suites import SUITES, build_suite, suite_folder
 from .tasks import MAIN_SCORES, Task, TaskError
 
-__all__ = ["SUITES", "build_suite", "suite_folder", "MAIN_SCORES", "Task", "TaskError", "evaluate", "evaluate_model",
+__all__ = ["MAIN_SCORES", "Task", "TaskError", "evaluate", "evaluate_model",
            "evaluate_model_poolings", "evaluate_poolings", "format_table", "type_averages", "comparison_table",
            "SHORT_NAMES", "compare"]
 
@@ -129,7 +129,7 @@ def evaluate_model(model_dir, *, adapters=(), causal: bool = False, pooling: str
                    suite: str = "l2v-mini", max_length: int = DEFAULT_MAX_LENGTH, batch_size: int = 32, dtype=None,
                    device=None, autocast: bool = False, show_progress: bool = True) -> dict:
     """Load an encoder, score it on task folders (`tasks`), else on a built-in suite (`suite`: a name
-    in SUITES) → a JSON-ready record with the settings, the versions, the time taken, per-task scores
+    in sources.suites.SUITES) → a JSON-ready record with the settings, the versions, the time taken, per-task scores
     and per-type averages."""
     return _evaluate_records(model_dir, [pooling], adapters=adapters, causal=causal, tasks=tasks, suite=suite,
                              max_length=max_length, batch_size=batch_size, dtype=dtype, device=device,
@@ -152,6 +152,7 @@ def _evaluate_records(model_dir, poolings, *, adapters=(), causal=False, tasks=N
 
     from .. import __version__
     from ..encoder import Encoder
+    from ..sources.suites import build_suite
 
     folders = list(tasks) if tasks else build_suite(suite)
     suite = None if tasks else suite  # the record names a suite only when it was scored on one

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checks import L2VError
-from ..files import read_json, read_jsonl, read_lines
+from ..runtime.checks import L2VError
+from ..runtime.files import read_json, read_jsonl, read_lines
 from . import metrics as M
 from .estimators import fit_logistic_regression, kmeans
 

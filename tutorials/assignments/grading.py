@@ -22,10 +22,10 @@ SUBMISSION: dict = {}  # assignment -> module, set by grade.py while it grades o
 # doing the assignment, so its checks score zero (grade.py, conftest.py).
 EVERYWHERE = ("assignment_solutions", "tests.assignment_solutions", "reference")
 FORBIDDEN = {
-    "a01_llama_block": ("l2v.model", "l2v.Transformer", "l2v.load_model", "transformers"),
-    "a02_bidirectional": ("l2v.model", "l2v.build_attention_mask", "l2v.analyze", "transformers"),
+    "a01_llama_block": ("l2v.model", "l2v.Transformer", "l2v.load_model", "l2v.formats.loading", "transformers"),
+    "a02_bidirectional": ("l2v.model", "l2v.build_attention_mask", "l2v.tools.analyze", "transformers"),
     "a03_pooling": ("l2v.pooling", "l2v.pool", "l2v.encoder", "l2v.Encoder"),
-    "a04_lora": ("l2v.lora", "peft"),
+    "a04_lora": ("l2v.lora", "l2v.formats.peft", "peft"),
     "a05_mntp": ("l2v.mntp", "transformers"),
     "a06_simcse": ("l2v.simcse", "l2v.supervised"),
     "a07_evaluation": ("l2v.evaluate", "scipy", "sklearn", "pytrec_eval", "mteb"),

@@ -3,12 +3,12 @@ each name here points the grader at the l2v code a stub asks for. `pytest --solu
 
 from types import SimpleNamespace
 
+import torch
 from torch.func import functional_call
 
-import torch
-
-from l2v import analyze, config, contrastive, gradcache, lora, mntp, model, pooling, simcse
+from l2v import config, contrastive, gradcache, lora, mntp, model, pooling, simcse
 from l2v.evaluate import metrics
+from l2v.tools import analyze
 
 
 def _block_config(D, F_, n_heads, n_kv_heads, eps):

@@ -6,11 +6,11 @@ import tempfile
 import pytest
 import torch
 import transformers
+from grading import expect_close, load, require
 
 import l2v
 from l2v import model as l2v_model
-from l2v.analyze import layer_similarity as reference_similarity
-from grading import expect_close, load, require
+from l2v.tools.analyze import layer_similarity as reference_similarity
 
 a02 = load("a02_bidirectional")
 PADDING = torch.tensor([[1, 1, 1, 1, 1], [0, 0, 1, 1, 1]])  # the second sequence left-padded

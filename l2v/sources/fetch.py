@@ -17,8 +17,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checks import L2VError
-from .files import atomic_folder, write_atomic
+from ..runtime.checks import L2VError
+from ..runtime.files import atomic_folder, write_atomic
 
 DEFAULT_WEIGHTS_DIR = Path("weights")
 
@@ -149,7 +149,7 @@ def is_model_folder(folder: Path) -> bool:
 
 def fetch_smollm2(weights_dir=DEFAULT_WEIGHTS_DIR, force: bool = False) -> Path:
     """The embedded default model → `weights_dir/smollm2-135m-instruct/` (idempotent, atomic)."""
-    from .gguf_import import convert_gguf
+    from ..formats.gguf import convert_gguf
 
     dest = Path(weights_dir) / SMOLLM2_DIRNAME
     if is_model_folder(dest) and not force:
@@ -169,7 +169,7 @@ def _upgrade_config(path: Path):
     read theta 10000 from them. Rewrite config.json (atomically) in the layout both read."""
     import json
 
-    from .config import ModelConfig
+    from ..config import ModelConfig
 
     raw = json.loads(path.read_text())
     if "rope_theta" in raw or "rope_parameters" not in raw:

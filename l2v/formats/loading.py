@@ -16,11 +16,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .checks import L2VError, first_non_finite
-from .files import read_json
-from .config import ModelConfig
-from .model import Transformer
-from .precision import NATIVE_BF16_ENV, native_bf16, upcast_compute
+from ..config import ModelConfig
+from ..model import Transformer
+from ..runtime.checks import L2VError, first_non_finite
+from ..runtime.files import read_json
+from ..runtime.precision import NATIVE_BF16_ENV, native_bf16, upcast_compute
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"

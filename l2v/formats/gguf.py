@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import ModelConfig
+from ..config import ModelConfig
 from .loading import save_model_folder
 
 GGUF_TO_HF = {

@@ -10,9 +10,26 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from .sources import (ASV, BBC_SOURCE, CITE, KJV, LEXNAMES, LICENSE, MINI_ROTTEN, ROTTEN, SIMLEX, WORDSIM,
-                      bbc_articles, lee_news_sts, rotten_snippets, source, verses, word_pairs, wordnet_synsets,
-                      write_task)
+from .corpora import (
+    ASV,
+    BBC_SOURCE,
+    CITE,
+    KJV,
+    LEXNAMES,
+    LICENSE,
+    MINI_ROTTEN,
+    ROTTEN,
+    SIMLEX,
+    WORDSIM,
+    bbc_articles,
+    lee_news_sts,
+    rotten_snippets,
+    source,
+    verses,
+    word_pairs,
+    wordnet_synsets,
+    write_task,
+)
 
 VERSION = 2  # bump when a builder changes, so cached folders are rebuilt
 

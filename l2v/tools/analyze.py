@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from .loading import load_model
-from .tokenizer import Tokenizer
+from ..formats.loading import load_model
+from ..tokenizer import Tokenizer
 
 DEFAULT_TEXT = ("The quick brown fox jumps over the lazy dog near the river bank, while the farmer watches from "
                 "the old wooden fence and wonders whether it will rain before the harvest is in.")
@@ -32,7 +32,7 @@ def layer_similarity(model, input_ids: torch.Tensor) -> torch.Tensor:
 
 def analyze_layers(model_dir, text: str = DEFAULT_TEXT, adapters=(), png=None, dtype=None) -> torch.Tensor:
     """Print the mean similarity per layer and, if matplotlib is installed, plot it (PNG)."""
-    from .lora import merge_adapters
+    from ..formats.peft import merge_adapters
 
     model = load_model(model_dir, dtype=dtype)
     curves = {"base": model}
@@ -76,7 +76,7 @@ def plot_layers(results: dict[str, torch.Tensor], png):
 
 
 def analyze_pooling(model_dir, *, adapters=(), suite: str = "l2v-mini", dtype=None, device=None) -> list[dict]:
-    from .evaluate import comparison_table, evaluate_model, evaluate_model_poolings
+    from ..evaluate import comparison_table, evaluate_model, evaluate_model_poolings
 
     poolings = ("eos", "last", "mean", "weighted_mean")
     print("evaluating Uni + " + ", ".join(poolings) + " (one causal pass serves them all)")

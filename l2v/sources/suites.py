@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from ..checks import L2VError
-from ..fetch import cache_dir
-from ..files import atomic_folder
+from ..runtime.checks import L2VError
+from ..runtime.files import atomic_folder
 from . import dev, mini
+from .fetch import cache_dir
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 NATIVE_BF16_ENV = "L2V_NATIVE_BF16"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}  # --dtype's names
 
 
 def native_bf16(device="cpu") -> bool:

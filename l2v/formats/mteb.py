@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .encoder import Encoder
+from ..encoder import Encoder
 
 # The official llm2vec's instructions for MTEB retrieval tasks (its test_configs/mteb/task_to_instructions.json).
 TASK_INSTRUCTIONS = {
