@@ -43,33 +43,33 @@ def test_demo_smoke_run_and_reuse(tiny_encoder_folder, tmp_path, capsys):
     saved = json.loads((tmp_path / "demo" / "results.json").read_text())
     assert saved["rows"][5]["adapters"][-1].endswith("simcse") and saved["rows"][0]["pooling"] == "eos"
     assert saved["rows"][0]["appends_eos"] and saved["rows"][1]["pooling"] == "last"
-    # Scored on the quick suite's own (small) task folders, not the full suite's.
-    quick_tasks = [t for t in suite_folder("l2v-mini-quick").iterdir() if t.is_dir()]
-    assert all(r["suite"] == "l2v-mini-quick" for r in saved["rows"]) and len(saved["rows"][3]["tasks"]) == len(quick_tasks)
+    # Scored on the smoke suite's own (small) task folders, not the full suite's.
+    smoke_tasks = [t for t in suite_folder("l2v-mini-smoke").iterdir() if t.is_dir()]
+    assert all(r["suite"] == "l2v-mini-smoke" for r in saved["rows"]) and len(saved["rows"][3]["tasks"]) == len(smoke_tasks)
     bible = next(t for t in saved["rows"][3]["tasks"] if t["task"] == "kjv-asv-pairs")
     assert bible["n_items"] < SIZES["bible_pairs"][0]  # the full suite has 300 verse pairs
     out = capsys.readouterr().out
     assert "Bi + MNTP + SimCSE" in out and "Avg" in out
     # The three untrained causal rows came from one pass; every ordering has its interval, per type too.
-    assert "Uni + EOS, Uni + last token, Uni + mean on l2v-mini-quick (one causal pass)" in out
+    assert "Uni + EOS, Uni + last token, Uni + mean on l2v-mini-smoke (one causal pass)" in out
     assert saved["rows"][0]["shared_pass"] == ["eos", "last", "mean"] and saved["rows"][3]["shared_pass"] is None
     assert len(saved["orderings"]) == 5 and all(c["low"] <= c["diff"] <= c["high"] for c in saved["orderings"])
     assert all(set(c["types"]) == set(saved["rows"][0]["averages"]) - {"all"} for c in saved["orderings"])
     assert "paired 95 % bootstrap interval" in out and "minutes per stage" in out and "Retr. " in out
     # The findings in words, named for this model, budget and suite (not a claim about LLM2Vec at large).
-    assert "What this run shows (" in out and "budget 'smoke', suite l2v-mini-quick" in out
+    assert "What this run shows (" in out and "budget 'smoke', suite l2v-mini-smoke" in out
     assert "causal mean pooling" in out and saved["halves"] == {}  # halves only on l2v-dev
     assert {"train MNTP", "evaluate Uni rows (one pass)", "evaluate Bi + mean"} <= set(saved["stages"])
     run_demo(tmp_path / "demo", model_dir=tiny_encoder_folder, budget="smoke")  # everything is reused
     assert capsys.readouterr().out.count("reusing") == 3 + len(ROWS)
     # An 'eos' row from before l2v appended EOS (no appends_eos in its record) is evaluated again.
-    old = tmp_path / "demo" / "eval" / "l2v-mini-quick" / "uni-eos.json"
+    old = tmp_path / "demo" / "eval" / "l2v-mini-smoke" / "uni-eos.json"
     old.write_text(json.dumps({k: v for k, v in json.loads(old.read_text()).items() if k != "appends_eos"}))
     run_demo(tmp_path / "demo", model_dir=tiny_encoder_folder, budget="smoke")
     out = capsys.readouterr().out
     assert "evaluating Uni + EOS" in out and out.count("reusing") == 3 + len(ROWS) - 1
     # A row scored with other adapters than this folder's is not reused either.
-    old = tmp_path / "demo" / "eval" / "l2v-mini-quick" / "bi-mntp.json"
+    old = tmp_path / "demo" / "eval" / "l2v-mini-smoke" / "bi-mntp.json"
     old.write_text(json.dumps({**json.loads(old.read_text()), "adapters": ["elsewhere/mntp"]}))
     run_demo(tmp_path / "demo", model_dir=tiny_encoder_folder, budget="smoke")
     assert "evaluating Bi + MNTP on" in capsys.readouterr().out
@@ -127,3 +127,14 @@ def test_comparison_table_shows_the_suites_types_only():
     head, _, first, second = comparison_table(records).splitlines()
     assert head.split() == ["STS", "Pair", "Avg"]
     assert first.split()[-3:] == ["67.00", "81.00", "74.00"] and second.split()[-1] == "71.00"
+
+
+@pytest.mark.skipif(not (suite_folder("l2v-mini-quick") / "DONE").is_file(), reason="run `l2v fetch l2v-mini` first")
+def test_the_smoke_suite_is_one_small_task_of_each_type():
+    """`l2v demo --budget smoke` exercises every metric in seconds a row: one task per type, a few dozen items."""
+    from l2v.evaluate import MAIN_SCORES, Task
+    from l2v.sources.suites import build_suite
+
+    tasks = [Task.load(folder) for folder in build_suite("l2v-mini-smoke")]
+    assert sorted(t.type for t in tasks) == sorted(MAIN_SCORES)
+    assert all(len(t.texts()) <= 100 for t in tasks), {t.name: len(t.texts()) for t in tasks}

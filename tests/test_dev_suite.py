@@ -170,7 +170,7 @@ def test_build_suite_by_name(suite, monkeypatch):
     assert build_suite(name="l2v-dev") == suite[0]  # reused, not rebuilt
     with pytest.raises(L2VError, match="unknown suite 'l2v-dev-quick'"):  # l2v-dev has one size only
         build_suite("l2v-dev-quick")
-    with pytest.raises(L2VError, match=r"^unknown suite 'l2v-big'; known: l2v-mini, l2v-mini-quick, l2v-dev$"):
+    with pytest.raises(L2VError, match=r"^unknown suite 'l2v-big'; known: l2v-mini, l2v-mini-quick, l2v-mini-smoke, l2v-dev$"):
         build_suite(name="l2v-big")
 
 

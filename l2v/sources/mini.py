@@ -1,8 +1,11 @@
-"""`l2v-mini`: a small MTEB-like suite, every task type of MTEB, from the data in sources.py.
+"""`l2v-mini`: a small MTEB-like suite, every task type of MTEB, from the data in corpora.py.
 
-Fixed-seed subsamples, written as ordinary task folders (suites.py says where). Sizes are chosen
-so the whole suite encodes in about 5 minutes on a 2-core CPU with SmolLM2-135M; its quick size
-(`l2v-mini-quick`: the same tasks, smaller samples) in about 1 minute.
+Fixed-seed subsamples, written as ordinary task folders (suites.py says where), at three sizes:
+
+    full     l2v-mini          11 tasks: what the demo's tables are scored on
+    quick    l2v-mini-quick    the same tasks, smaller samples
+    smoke    l2v-mini-smoke    one task of each type, a few dozen texts each: it checks that every
+                               metric runs (`l2v demo --budget smoke`); its numbers say nothing
 """
 
 from __future__ import annotations
@@ -33,20 +36,23 @@ from .corpora import (
 
 VERSION = 2  # bump when a builder changes, so cached folders are rebuilt
 
-SIZES = {  # (full, quick)
-    "simlex": (999, 200), "wordsim": (353, 100),
-    "rotten_train": (MINI_ROTTEN[0], 48), "rotten_test": (MINI_ROTTEN[1], 96),
-    "bbc_train": (200, 40), "bbc_test": (300, 80), "bbc_cluster": (300, 60),
-    "wn_cluster_per_label": (20, 5), "bible_pairs": (300, 80),
-    "bbc_queries": (100, 25), "bbc_corpus": (200, 50),
-    "wn_queries": (200, 50), "wn_corpus": (600, 150), "wn_rerank": (160, 40),
+SIZES = {  # (full, quick, smoke); 0: the task is left out at that size
+    "lee": (1, 1, 0),  # all 1,225 pairs, or none
+    "simlex": (999, 200, 0), "wordsim": (353, 100, 40),
+    "rotten_train": (MINI_ROTTEN[0], 48, 16), "rotten_test": (MINI_ROTTEN[1], 96, 24),
+    "bbc_train": (200, 40, 0), "bbc_test": (300, 80, 0), "bbc_cluster": (300, 60, 0),
+    "wn_cluster_per_label": (20, 5, 2), "bible_pairs": (300, 80, 16),
+    "bbc_queries": (100, 25, 0), "bbc_corpus": (200, 50, 0),
+    "wn_queries": (200, 50, 10), "wn_corpus": (600, 150, 30), "wn_rerank": (160, 40, 10),
 }
+SIZE_NAMES = ("full", "quick", "smoke")
 
 
-def build(root: Path, quick: bool = False):
-    """Write every task folder of l2v-mini (or of its quick size) into `root`."""
-    size = {k: v[1] if quick else v[0] for k, v in SIZES.items()}
-    lee_news_sts(root)  # all 1,225 pairs at either size
+def build(root: Path, size: str = "full"):
+    """Write every task folder of l2v-mini at `size` (SIZE_NAMES) into `root`."""
+    size = {k: v[SIZE_NAMES.index(size)] for k, v in SIZES.items()}
+    if size["lee"]:
+        lee_news_sts(root)
     for build_task in (_simlex, _wordsim, _rotten, _bbc, _bible, _wordnet):
         build_task(root, size)
 
@@ -55,6 +61,8 @@ def build(root: Path, quick: bool = False):
 
 
 def _simlex(root, size):
+    if not size["simlex"]:
+        return
     rows = random.Random(42).sample(word_pairs(SIMLEX), size["simlex"])
     write_task(root, "simlex999-sts", "sts", {"data.jsonl": rows}, source=source(SIMLEX),
                license=LICENSE["gensim"], citation=CITE["simlex"], description="word pairs, genuine similarity")
@@ -79,6 +87,8 @@ def _rotten(root, size):
 
 
 def _bbc(root, size):
+    if not size["bbc_train"]:
+        return
     articles = bbc_articles()
     rng = random.Random(42)
     rng.shuffle(articles)

@@ -24,8 +24,9 @@ class Suite:
 
 
 SUITES = {
-    "l2v-mini": Suite(partial(mini.build, quick=False), mini.VERSION),
-    "l2v-mini-quick": Suite(partial(mini.build, quick=True), mini.VERSION),  # the same tasks, smaller samples
+    "l2v-mini": Suite(partial(mini.build, size="full"), mini.VERSION),
+    "l2v-mini-quick": Suite(partial(mini.build, size="quick"), mini.VERSION),  # the same tasks, smaller samples
+    "l2v-mini-smoke": Suite(partial(mini.build, size="smoke"), mini.VERSION),  # one task of each type, tiny
     "l2v-dev": Suite(dev.build, dev.VERSION),
 }
 

@@ -336,7 +336,7 @@ def _fetch(args):
     elif args.what in ("l2v-mini", "l2v-dev"):
         from ..sources.suites import build_suite, suite_folder
 
-        for name in ("l2v-mini", "l2v-mini-quick") if args.what == "l2v-mini" else ("l2v-dev",):
+        for name in ("l2v-mini", "l2v-mini-quick", "l2v-mini-smoke") if args.what == "l2v-mini" else ("l2v-dev",):
             build_suite(name, force=args.force)
             print(suite_folder(name))
     else:

@@ -42,10 +42,11 @@ BUDGETS = {
                   simcse=dict(preset="cpu", steps=8, batch_size=8, save_every=4), suite="l2v-mini-quick"),
     "long": dict(mntp=dict(preset="cpu", steps=240), simcse=dict(preset="cpu", steps=160), suite="l2v-dev"),
     "cuda": dict(mntp=dict(preset="paper"), simcse=dict(preset="paper"), suite="l2v-mini"),
-    # A few steps each: checks the pipeline end to end, says nothing about the recipe.
+    # A few steps each and one small task of each type: checks the pipeline end to end, says nothing
+    # about the recipe.
     "smoke": dict(mntp=dict(preset="cpu", steps=2, batch_size=2, max_length=32, save_every=1),
                   simcse=dict(preset="cpu", steps=2, batch_size=4, max_length=32, save_every=1),
-                  suite="l2v-mini-quick", eval=dict(max_length=96)),
+                  suite="l2v-mini-smoke", eval=dict(max_length=96)),
 }
 ROWS = [  # name, causal, pooling, adapters (names of training runs, merged in order)
     ("Uni + EOS", True, "eos", ()),
