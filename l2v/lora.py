@@ -96,7 +96,7 @@ class LoRALinear(nn.Module):
 # of every projection — for its backward pass: more than half of all activation memory in LoRA
 # training. FastLoRALinear keeps only the dropout mask (1 byte an element) and masks x again in
 # backward; drawing the mask as random bits rather than with torch.rand also makes a CPU training
-# step faster. `apply_lora(..., fast=True)` selects it; the training prologue does (stage.py),
+# step faster. `apply_lora(..., fast=True)` selects it; training does (train.prepare_model),
 # loading an adapter for inference does not. Tested equal to LoRALinear in tests/test_lora.py,
 # given the same mask. The two draw *different* masks from the same RNG state (random bits here,
 # nn.Dropout's Bernoulli there): either is a valid dropout, and each draws the same masks from the
@@ -167,9 +167,9 @@ class _LoRALinearFunction(torch.autograd.Function):
 def dropout_keep_mask(x: torch.Tensor, p: float) -> tuple[torch.Tensor, float]:
     """A boolean mask shaped like x, True with probability 1 − p → (mask, the p it used).
 
-    On CPU, torch.rand costs a tenth of a LoRA training step; 16 random bits per element, drawn 64
-    at a time, cost a quarter of that. p is then used to 1/65536 (0.05 → 0.0500031), and the
-    dropout's 1/(1 − p) uses the same value, so the expectation stays exact."""
+    On CPU, torch.rand is a visible share of a LoRA training step; 16 random bits per element, drawn
+    64 at a time, cost far less. p is then used to 1/65536 (0.05 → 0.0500031), and the dropout's
+    1/(1 − p) uses the same value, so the expectation stays exact."""
     if x.device.type != "cpu":  # bernoulli straight into booleans: no fp32 rand_like of x's size
         return torch.empty(x.shape, dtype=torch.bool, device=x.device).bernoulli_(1 - p), p
     n = x.numel()

@@ -6,7 +6,7 @@
       MNTPSettings           + the masking rate                                 (mntp.py)
       SimCSESettings         + attention dropout, GradCache chunks               (simcse.py)
       SupervisedSettings     + GradCache chunks                                  (supervised.py)
-    PRESETS[stage][name]     instances: "cpu" (minutes on a 2-core CPU), "paper" (the paper's runs)
+    PRESETS[stage][name]     instances: "cpu" (a 135M model on a laptop CPU), "paper" (the paper's runs)
 
 Each field is one line: its default, what it means, the values it may take (checked when the
 object is made, so a bad value is an error before anything loads). The command line makes its
@@ -112,7 +112,7 @@ class SupervisedSettings(TrainSettings):
 
 PRESETS = {
     "mntp": {
-        # Minutes on a 2-core CPU with SmolLM2-135M.
+        # SmolLM2-135M on a laptop CPU: the demo's `cpu` budget (docs/results.md has its time).
         "cpu": MNTPSettings(steps=60, batch_size=8, max_length=128, lr=2e-4, warmup_steps=5, save_every=20),
         # The paper: 1000 steps, batch 32 × 512 tokens, lr 5e-5, LoRA r16/α32/p0.05, bf16 (one A100, ~100 min for 7B).
         "paper": MNTPSettings(steps=1000, batch_size=32, max_length=512, lr=5e-5, save_every=200),

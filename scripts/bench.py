@@ -123,7 +123,7 @@ def step_worker(args):
         batch = simcse_batch(tk, args.batch_size, args.max_length)
     if args.impl == "l2v":
         model = apply_lora(l2v.load_model(args.model, causal=False), r=16, alpha=32, dropout=0.05,
-                           fast=True).train()  # the path training takes (stage.py)
+                           fast=True).train()  # the path training takes (train.prepare_model)
         if args.what == "mntp":
             def loss():
                 return mntp_loss(model, inputs, labels)[0]

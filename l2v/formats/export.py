@@ -167,7 +167,7 @@ from sentence_transformers import SentenceTransformer   # sentence-transformers 
 st = SentenceTransformer("{name}", trust_remote_code=True)
 q = st.encode_query(["how do plants make food?"], prompt="Given a question, retrieve passages that answer it:")
 
-from l2v.mteb_adapter import L2VForMTEB            # mteb 2.x
+from l2v.formats.mteb import L2VForMTEB            # mteb 2.x
 model = L2VForMTEB.from_pretrained("{name}")
 
 from llm2vec import LLM2Vec                        # the official llm2vec (reads llm2vec_config.json)

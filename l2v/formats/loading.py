@@ -72,7 +72,7 @@ def load_model(path, dtype=None, device=None, causal: bool = True) -> Transforme
         model.tie_weights()  # assign=True put two Parameter objects in place: make them one again
     if device.type == "cpu" and model.lm_head.weight.dtype == torch.bfloat16 and not native_bf16("cpu"):
         upcast_compute(model)
-        print(f"{folder.name}: this CPU has no native bf16 (100x slower matmuls); bf16 weights are kept "
+        print(f"{folder.name}: this CPU has no native bf16 (it emulates bf16 matmuls, far slower); bf16 weights are kept "
               f"and computed in fp32, each upcast as it is used ({NATIVE_BF16_ENV}=1 forces bf16)")
     return model.eval()
 

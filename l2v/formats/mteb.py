@@ -1,7 +1,7 @@
 """Run real MTEB (2.x) on an l2v Encoder — for users with internet and `pip install mteb`.
 
     import mteb
-    from l2v.mteb_adapter import L2VForMTEB
+    from l2v.formats.mteb import L2VForMTEB
 
     model = L2VForMTEB.from_pretrained("runs/export")        # an `l2v export` folder (or any model folder)
     mteb.evaluate(model, mteb.get_tasks(tasks=["STSBenchmark"]))

@@ -1,14 +1,13 @@
 """Which number format does the arithmetic: bf16 where the hardware has it, fp32 where it does not.
 
-A 7B model in bf16 is 14.5 GB; in fp32 it is 29 GB and does not fit a 24 GB machine. But a CPU
-without native bf16 (AVX2 only, no AVX-512 BF16 or AMX) multiplies bf16 matrices about 100×
-slower than fp32 ones (≈ 1 GFLOP/s against ≈ 98, measured). So on such a CPU the weights stay
-bf16 in memory and every matrix multiply runs in fp32: each weight is upcast at the moment it is
-used, a block of rows at a time, so only 8 MB of fp32 weight exists at once (`UpcastLinear`).
-Measured on an emulated AVX2 CPU (scripts/bench.py; the numbers are in docs/scaling.md):
-bf16 matmuls 0.2 GFLOP/s, upcast blockwise ≈ fp32 weights (≈ 30 GFLOP/s on a shared core),
-upcasting the whole weight first 1.1–1.7× slower at 128 tokens. The residual stream is
-then fp32 too (the embedding output is upcast), so attention and the norms run in fp32 as well.
+A 7B model in bf16 takes half the memory it takes in fp32, which is what lets it fit a 24 GB
+machine. But a CPU without native bf16 (AVX2 only, no AVX-512 BF16 or AMX) emulates bf16 matrix
+multiplies, orders of magnitude slower than fp32 ones (docs/scaling.md has the measurement). So
+on such a CPU the weights stay bf16 in memory and every matrix multiply runs in fp32: each weight
+is upcast at the moment it is used, a block of rows at a time, so only 8 MB of fp32 weight exists
+at once (`UpcastLinear`) — as fast as fp32 weights, and faster than upcasting a whole weight first.
+The residual stream is then fp32 too (the embedding output is upcast), so attention and the norms
+run in fp32 as well.
 
     native_bf16("cpu")        the decision; L2V_NATIVE_BF16=0 (or 1) overrides it, which is how
                               the fp32 path is tested on a CPU that has native bf16

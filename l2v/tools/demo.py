@@ -11,7 +11,7 @@ step buys — the paper in miniature.
     Bi + SimCSE (no MNTP)       the paper's ablation: SimCSE straight after step 1
 
 Every step's output is kept under the run folder (runs/demo-<budget>) and reused by the next run
-(training resumes from its checkpoint, finished evaluations are read back: l2v/experiment.py, the
+(training resumes from its checkpoint, finished evaluations are read back: tools/experiment.py, the
 engine scripts/recipe.py uses too), so an interrupted demo continues; a folder is tied to one
 budget and model (plan.json), so one budget's adapters never stand in for another's.
 
@@ -32,10 +32,9 @@ from ..evaluate import MAIN_SCORES, SHORT_NAMES
 from ..sources.suites import SUITES
 from .experiment import Row, Timer, compare_rows, evaluate_rows, headline, in_words, train_once, verdict, write_json
 
-# Training budgets, chosen by measurement on SmolLM2-135M (docs/results.md, "Budgets"), and the
-# suite each budget is scored on. `long` is four times the CPU budget's steps: the smallest measured
-# budget at which Bi + MNTP + SimCSE beats Uni + mean on every task type of l2v-dev. Each stage's
-# entry is a preset and the fields it changes (settings.resolve); plan.json keeps it as written here.
+# Training budgets for SmolLM2-135M and the suite each is scored on (docs/results.md says what each
+# shows). `long` is four times the cpu budget's steps. Each stage's entry is a preset and the fields
+# it changes (settings.resolve); plan.json keeps it as written here.
 BUDGETS = {
     "cpu": dict(mntp=dict(preset="cpu"), simcse=dict(preset="cpu"), suite="l2v-mini"),
     "quick": dict(mntp=dict(preset="cpu", steps=10, save_every=5),
@@ -107,9 +106,9 @@ def run_demo(out_dir=None, *, model_dir=None, quick: bool = False, device=None, 
     claim_folder(out, {"budget": budget, "model": str(model_dir), "mntp": spec["mntp"], "simcse": spec["simcse"]})
     timer("fetch text", fetch_wiki)
 
-    # bf16 autocast where bf16 is native (CUDA; CPUs with AVX-512 BF16): training ~1.45x and the six
-    # suite runs ~1.9x faster on such a CPU (scripts/bench.py). Weights and LoRA stay fp32; the
-    # setting is kept in each training checkpoint's config and in each row's JSON.
+    # bf16 autocast where bf16 is native (CUDA; CPUs with AVX-512 BF16), where it is faster
+    # (scripts/bench.py). Weights and LoRA stay fp32; the setting is kept in each training
+    # checkpoint's config and in each row's JSON.
     autocast = native_bf16(device.type)
     mntp = resolve("mntp", **spec["mntp"], autocast=autocast or None)  # None: the preset's (on for CUDA)
     simcse = resolve("simcse", **spec["simcse"], autocast=autocast or None)

@@ -1,60 +1,13 @@
 """`l2v plan`: will this training run fit on that GPU? Memory arithmetic before spending any.
 
-LoRA training memory has these parts:
-
-    weights         every base parameter, in the training dtype (bf16: 2 bytes)
-    LoRA + AdamW    each LoRA parameter: fp32 weight + fp32 grad + two fp32 Adam moments = 16 bytes
-    activations     what autograd keeps for the backward pass, per token and per layer (below);
-                    with gradient checkpointing only each block's input is kept, plus one block's
-                    worth while that block is recomputed
-    backward        the gradients alive beside those activations while a block is back-propagated:
-                    the step peaks in the MLP's backward, holding the gradient from down_proj and
-                    those for gate and up (3 f-wide tensors) after the product's saved copy is
-                    freed: 2·f elements per token of the batch (of one GradCache chunk) — or in an
-                    RMSNorm's backward, which works in fp32 (five h-wide fp32 tensors a token),
-                    whichever is larger: the norm's, for a 7B model under bf16
-    LM head         MNTP only, at the masked positions: the fp32 log-softmax, and in backward its
-                    gradient and the loss's, 3 × 4 bytes per masked token per vocabulary entry
-
-The LM head's peak comes first in backward, before any block's, when (with checkpointing) no
-block is recomputed yet; the total takes the larger of the two moments. Every row is measured on
-a CPU in tests/test_plan.py with `measure_peak` (below): the bytes of tensors alive, op by op,
-which is what torch.cuda.max_memory_allocated counts on a GPU.
-
-Activations, per token and layer, in elements (h hidden, f MLP width, q = heads·head_dim,
-kv = kv_heads·head_dim, r LoRA rank, H heads, T sequence length) — read off this code with
-`torch.autograd.graph.saved_tensors_hooks`, and checked that way in tests/test_plan.py:
-
-    RMSNorm ×2                     4h            (inputs and normed outputs; the input is kept
-                                                  as the fp32 copy the statistics use, so a bf16
-                                                  model keeps 2 · (4 + 2) bytes per h, not 2 · 4)
-    attention                      3q + 2kv + H  (q, k, v, the output and its reshaped copy for
-                                                  o_proj, one log-sum-exp per head: SDPA's fused
-                                                  kernels never keep the T×T probabilities)
-                                   + 2(q − kv)   padded batches (SimCSE, supervised) of a GQA model:
-                                                  a mask rules out flash, and the fused kernel that
-                                                  takes one has no GQA, so K/V go in expanded to all
-                                                  heads (model.py). MNTP's packed blocks need no mask.
-    SwiGLU MLP                     4f
-    LoRA                           7r            (the A outputs)
-  and, in bytes:
-    LoRA dropout                   1 per element of every projection input (5h + q + f): only
-                                   the mask is kept (lora.py's FastLoRALinear, what training runs;
-                                   the plain LoRALinear keeps an fp32 copy too, ~6 bytes)
-    attention dropout (SimCSE)     ~12 per element of H·T on CPU, where SDPA falls back to the
-                                   math path to drop probabilities; CUDA's kernels do not need it
-    soft-capped attention          Gemma-2 always takes the math path (no fused kernel caps
-                                   scores): tanh output, fp32 softmax and probabilities, 2·b + 4
-                                   per element of H·T (plus the dropout term above, in SimCSE)
-  Gemma-2's two extra norms per layer keep their fp32 inputs (2 · 4 bytes per h); Qwen2's q/k/v
-  biases and Qwen3's q/k norms change nothing that is kept.
-
-On a CPU (`--device cpu`, compared with peak resident memory) two more rows: the process itself
-(Python, torch, tokenizers: ~0.3 GiB), and, where bf16 is not native, the fp32 block of weight
-rows that `precision.UpcastLinear` upcasts at a time (8 MB) — activations are then fp32.
-
-With GradCache (`--chunk-size`, gradcache.py) a contrastive stage keeps the activations of one
-chunk at a time, plus the whole batch's embeddings and their gradient (fp32, a few kB a text).
+A LoRA step holds the base weights (in the training dtype), LoRA and AdamW (16 bytes a LoRA
+parameter: fp32 weight, gradient and two moments), the activations autograd keeps (per token and
+layer: `activation_bytes_per_token_layer`; with gradient checkpointing each block's input, plus one
+block's worth while it is recomputed), the gradients alive in one block's backward, and for MNTP
+the LM head at the masked positions. Backward meets the LM head first, then the kept blocks, then
+the checkpointed ones; the step peaks at the largest of those moments (`Plan.total`). Each row is
+read off this code and checked on a CPU in tests/test_plan.py — the bytes autograd keeps, and the
+peak of the whole step; docs/scaling.md explains them one by one.
 """
 
 from __future__ import annotations
@@ -159,18 +112,22 @@ def count_lora_parameters(c: ModelConfig, r: int, targets=DEFAULT_TARGETS) -> in
 
 def activation_bytes_per_token_layer(c: ModelConfig, T: int, *, dtype: str, r: int, lora_dropout: float,
                                      attention_dropout: float, fused_attention: bool, padded: bool = False) -> float:
+    """Bytes autograd keeps per token in one block (h hidden, f MLP width, q = heads·head_dim,
+    kv = kv_heads·head_dim, r LoRA rank, T tokens); docs/scaling.md explains each term."""
     h, f, q, kv = c.hidden_size, c.intermediate_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim
     b = BYTES[dtype]
     kv_in = q if padded else kv  # with a mask, K/V reach the kernel expanded to all heads
+    # attention: q, k, v, the output and its copy for o_proj, a log-sum-exp per head; SwiGLU: 4f; LoRA's
+    # A outputs: 7r; the two RMSNorms: their fp32 input copy and their output
     total = (3 * q + 2 * kv_in + c.num_attention_heads + 4 * f + 7 * r) * b + 2 * h * (4 + b)
     if c.sandwich_norms:  # Gemma-2's norms after attention and MLP: their outputs go to the residual sum, unkept
         total += 2 * h * 4
-    if lora_dropout > 0:
+    if lora_dropout > 0:  # FastLoRALinear keeps only the dropout mask: 1 byte an input element
         total += (5 * h + q + f) * 1
     if c.attn_logit_softcapping is not None:  # Gemma-2: the math path, never a fused kernel
         fused_attention = False
         total += c.num_attention_heads * T * (2 * b + 4)
-    if attention_dropout > 0 and not fused_attention:
+    if attention_dropout > 0 and not fused_attention:  # a CPU drops probabilities on SDPA's math path
         total += c.num_attention_heads * T * 12
     return total
 
