@@ -24,10 +24,16 @@ ACCEPTED = "a string, a list of strings, or a list of [instruction, text] pairs"
 
 
 class Encoder:
+    """A model and its tokenizer as a text encoder: texts (with instructions) in, one vector each out.
+
+    pooling: mean, weighted_mean, eos (an EOS appended), last or bos (pooling.py); max_length: tokens
+    per text; autocast: bf16 autocast; prompts: named instructions (encode(prompt_name=...)).
+    pool_fn(hidden (B, T, D), mask (B, T)) -> (B, D): your own pooling in place of `pooling`'s, given
+    the mask `pooling` pools over (the text tokens; for bos, every real token) — train.Pieces hands
+    a course's to a training run; `pooling` still lays the texts out."""
+
     def __init__(self, model, tokenizer: Tokenizer, *, pooling: str = "mean", max_length: int = DEFAULT_MAX_LENGTH,
                  autocast: bool = False, prompts: dict[str, str] | None = None, pool_fn=None):
-        """pool_fn(hidden (B, T, D), mask (B, T)) -> (B, D): your own pooling in place of `pooling`'s
-        (train.Pieces hands a course's to a training run); `pooling` still lays the texts out."""
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}: choose one of {', '.join(POOLINGS)}")
         check_args(max_length=max_length)

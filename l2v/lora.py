@@ -225,6 +225,10 @@ def trainable_summary(model: nn.Module) -> str:
 
 def merge_lora(model: nn.Module) -> nn.Module:
     """Fold every LoRA update into its weight and put plain nn.Linear layers back."""
+    other = {path: type(m).__name__ for path, m in lora_modules(model).items() if not isinstance(m, LoRALinear)}
+    if other:  # a LoRA layer handed to apply_lora: l2v does not know how it merges
+        path = min(other)
+        raise TypeError(f"merge_lora merges l2v's LoRALinear; {path} is a {other[path]}")
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, LoRALinear):

@@ -154,7 +154,8 @@ def run_mntp(model_dir, data, out_dir, settings: MNTPSettings | None = None, *, 
     """The whole MNTP stage → the log records; the adapter lands in out_dir, in PEFT's format.
     settings: default PRESETS["mntp"][preset], then keyword overrides (steps=30, lora_r=8, ...);
     pieces: your own mask, LoRA layer or loss (train.Pieces)."""
-    s, pieces = resolve("mntp", settings, preset, **overrides), pieces or Pieces()
+    s = resolve("mntp", settings, preset, **overrides)
+    pieces = (pieces or Pieces()).check("MNTP", ("attention_mask", "lora_layer", "mntp_loss"))
     run = RunFolder(out_dir, resume, overwrite)  # before minutes of loading, not after
     texts = read_texts(data)
     distributed.init()  # with torchrun, one process per GPU

@@ -52,9 +52,9 @@ class Transformer(nn.Module):
         # True: every block; an int k: the first k only (each block left out saves its recomputation,
         # a third of its share of a LoRA step, where memory allows: `l2v plan --memory-gb`).
         self.gradient_checkpointing: bool | int = False
-        # (B, T) padding mask → (B, 1, T, T) attention mask: `build_attention_mask` below. A course
-        # hands in its own (train.Pieces); that one is then called for every batch, unpadded too.
-        self.build_mask = build_attention_mask
+        # (B, T) padding mask → (B, 1, T, T) attention mask: None is `build_attention_mask` below. A
+        # course hands in its own (train.Pieces); that one is then called for every batch, unpadded too.
+        self.build_mask = None
         # nn.ModuleDict gives exactly HF's names: model.embed_tokens, model.layers.{i}, model.norm
         self.model = nn.ModuleDict(
             dict(
@@ -104,20 +104,21 @@ class Transformer(nn.Module):
         """
         B, T = input_ids.shape
         causal = self.causal if causal is None else causal
-        may_skip = self.attn_impl == "sdpa" and self.build_mask is build_attention_mask  # a handed-in mask always runs
+        build_mask = self.build_mask or build_attention_mask
+        may_skip = self.attn_impl == "sdpa" and self.build_mask is None  # a handed-in mask always runs
         if not causal and may_skip and (attention_mask is None or bool(attention_mask.all())):
             # Every query sees every key: no mask needed (and the flash kernel takes none). "math" keeps it.
             masks = {"full_attention": None, "sliding_attention": None}
         else:
             if attention_mask is None:
                 attention_mask = torch.ones(B, T, dtype=torch.bool, device=input_ids.device)
-            mask = self.build_mask(attention_mask, causal=causal)  # (B, 1, T, T), True = may attend
+            mask = build_mask(attention_mask, causal=causal)  # (B, 1, T, T), True = may attend
             # Sliding-window layers (all of Mistral's, every other one of Gemma-2's) see only the last
             # `sliding_window` keys, in causal mode. Bidirectional: full attention in every layer, as
             # the official LLM2Vec does for Mistral (a window in both directions was never trained).
             masks = {"full_attention": mask, "sliding_attention": mask}
             if causal and "sliding_attention" in self.config.layer_types:
-                masks["sliding_attention"] = self.build_mask(
+                masks["sliding_attention"] = build_mask(
                     attention_mask, causal=causal, sliding_window=self.config.sliding_window
                 )
 

@@ -106,7 +106,8 @@ def run_simcse(model_dir, adapter, data, out_dir, settings: SimCSESettings | Non
     ablation) → the log records; the adapter lands in out_dir. settings.chunk_size: GradCache
     (gradcache.py), the batch's exact loss and gradient with the memory of chunk_size sentences — a
     batch beyond what fits, with all its in-batch negatives. pieces: your own (train.Pieces)."""
-    s, pieces = resolve("simcse", settings, preset, **overrides), pieces or Pieces()
+    s = resolve("simcse", settings, preset, **overrides)
+    pieces = (pieces or Pieces()).check("SimCSE", ("attention_mask", "lora_layer", "pool", "contrastive_loss"))
     run = RunFolder(out_dir, resume, overwrite)  # before minutes of loading, not after
     sentences, held_out = read_simcse_sentences(data, s.batch_size)
     distributed.init()  # with torchrun, one process per GPU

@@ -125,7 +125,8 @@ def run_supervised(model_dir, adapter, data, out_dir, settings: SupervisedSettin
     """The supervised stage on top of the MNTP `adapter` → the log records; the adapter lands in
     out_dir. settings.chunk_size: GradCache (gradcache.py), the batch's exact loss and gradient with
     the memory of chunk_size triples — the paper's batch of 512 on one GPU. pieces: your own (train.Pieces)."""
-    s, pieces = resolve("supervised", settings, preset, **overrides), pieces or Pieces()
+    s = resolve("supervised", settings, preset, **overrides)
+    pieces = (pieces or Pieces()).check("supervised", ("attention_mask", "lora_layer", "pool", "contrastive_loss"))
     run = RunFolder(out_dir, resume, overwrite)  # before minutes of loading, not after
     triples = read_triples(data)
     batches = DatasetBatches([t.dataset for t in triples], s.batch_size, s.grad_accum, s.seed)

@@ -1,8 +1,9 @@
 """The training loop every LLM2Vec stage runs (MNTP, SimCSE, supervised), nanoGPT style, and the
-model it trains. A stage's run (mntp.py, simcse.py, supervised.py) is four plain steps:
+model it trains. A stage's run (mntp.py, simcse.py, supervised.py) is a few plain steps:
 
     run = RunFolder(out, resume, overwrite)        the output folder, checked before minutes of loading
     data = read_...(source)                        the stage's data, and its errors
+    distributed.init()                             with torchrun: one process per GPU
     model = prepare_model(model_dir, ...)          bidirectional (step 1), the MNTP adapter merged, a fresh LoRA
     train(model, Stage(batch, loss, evaluate), settings, run)
 
@@ -34,7 +35,7 @@ import time
 import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import NamedTuple
 
@@ -62,9 +63,11 @@ class Stage(NamedTuple):
 @dataclass(frozen=True)
 class Pieces:
     """The paper's functions a training run is built from; None is l2v's own (right). Hand a run
-    yours — run_mntp(..., pieces=Pieces(mntp_loss=my_loss)) — and it is called instead, always:
+    yours — run_mntp(..., pieces=Pieces(mntp_loss=my_loss)) — and it is called instead, always; a
+    piece the stage does not call is refused, not ignored:
 
-        attention_mask(padding_mask (B, T), causal=False) -> (B, 1, T, T) bool      model.build_attention_mask
+        attention_mask(padding_mask (B, T), causal, sliding_window=None) -> (B, 1, T, T) bool
+                                                                                     model.build_attention_mask
         lora_layer(base: nn.Linear, r, alpha, dropout) -> module with lora_A, lora_B  lora.FastLoRALinear
         pool(hidden (B, T, D), pool_mask (B, T)) -> (B, D)                           pooling.mean_pool
         mntp_loss(model, input_ids, labels) -> (loss, accuracy)                      mntp.mntp_loss
@@ -76,6 +79,14 @@ class Pieces:
     pool: Callable | None = None  # SimCSE, supervised: the embedding of a text
     mntp_loss: Callable | None = None  # MNTP
     contrastive_loss: Callable | None = None  # SimCSE (two views), supervised (with hard negatives)
+
+    def check(self, stage: str, uses: tuple[str, ...]):
+        """Refuse a piece `stage` does not call: it would be silently ignored, and l2v's own run instead."""
+        unused = [f.name for f in fields(self) if getattr(self, f.name) is not None and f.name not in uses]
+        if unused:
+            raise L2VError(f"the {stage} stage does not call Pieces.{', Pieces.'.join(unused)} (it calls "
+                           f"{', '.join(uses)})")
+        return self
 
 
 class NonFiniteLossError(NonFiniteError):
@@ -134,6 +145,8 @@ def train(model, stage: Stage, settings: TrainSettings, out_dir, *, name: str = 
     out_dir: a RunFolder, or a folder checked here (with resume and overwrite); name: the bar's and
     the summary's label; inputs: what the run was made from (data, base model, merged adapter),
     recorded in the checkpoint and checked on resume like the settings."""
+    if isinstance(out_dir, RunFolder) and (resume or overwrite):
+        raise ValueError("train(): resume and overwrite belong to the RunFolder given as out_dir")
     run = out_dir if isinstance(out_dir, RunFolder) else RunFolder(out_dir, resume, overwrite)
     inputs = inputs or {}
     params = _trainable(model, settings)
@@ -215,8 +228,9 @@ class _Progress:
 
 
 def _trainable(model, settings: TrainSettings) -> list:
-    """The parameters that train, once settings.lora is known to be the LoRA the model carries
-    (it is what the checkpoint records); gradient checkpointing as the settings ask."""
+    """The parameters that train, after two checks — settings.lora is the LoRA the model carries (it
+    is what the checkpoint records), checkpoint_layers fits the model — and gradient checkpointing
+    switched on as the settings ask."""
     applied = getattr(model, "lora_config", None)
     wanted = settings.lora
     if applied is not None and (applied["r"], applied["lora_alpha"], applied["lora_dropout"]) != (
@@ -243,7 +257,7 @@ def _autocast(model, settings: TrainSettings, name: str) -> bool:
 
 def _start(run: RunFolder, model, optimizer, scheduler, settings, inputs: dict, name: str) -> int:
     """The step to start at: the checkpoint's when resuming from one, else 0 with the run's seed set."""
-    found = run.has_checkpoint()
+    found = run.recover_checkpoint()
     if run.resume and found:
         start = checkpoints.load_checkpoint(run.checkpoint, model, optimizer, scheduler, settings, inputs)
         print(f"{name}: resumed from step {start}")

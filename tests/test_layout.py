@@ -1,8 +1,9 @@
 """The package's shape. The folders show the architecture: l2v/ itself holds the paper's path (the
 model, its pieces, the encoder, the loop and the steps), and each subpackage one kind of thing the
-path stands on or serves. Every module has a layer, and imports only go down (or sideways), so there
-is no import circle. The table below mirrors the folders: a new module gets a row in its folder, and
-an import that goes up fails here with its file and line."""
+path stands on or serves. Every module has a layer (a folder may hold several: runtime/checkpoints
+writes adapters, so it sits above the formats it uses), and imports only go down (or sideways), so
+there is no import circle. The table below mirrors the folders: a new module gets a row in its
+folder, and an import that goes up fails here with its file and line."""
 
 import ast
 import importlib

@@ -15,10 +15,11 @@ from torch.testing import assert_close
 
 import l2v
 from l2v.contrastive import contrastive_loss
-from l2v.lora import FastLoRALinear
+from l2v.lora import FastLoRALinear, apply_lora, merge_lora
 from l2v.mntp import mntp_loss, run_mntp
 from l2v.model import build_attention_mask
 from l2v.pooling import mean_pool
+from l2v.runtime.checks import L2VError
 from l2v.simcse import run_simcse
 from l2v.supervised import run_supervised
 from l2v.train import Pieces
@@ -52,7 +53,7 @@ def test_mntp_with_l2vs_own_pieces_is_the_same_run(tiny_encoder_folder, text_fil
     assert_close(torch.tensor(handed), torch.tensor(plain), atol=1e-5, rtol=1e-5)
     layers = l2v.load_model(tiny_encoder_folder).config.num_hidden_layers
     assert calls["lora"] == 7 * layers  # every projection LoRA trains
-    assert calls["mask"] >= MNTP["steps"] * layers and calls["loss"] >= MNTP["steps"]
+    assert calls["mask"] >= MNTP["steps"] and calls["loss"] >= MNTP["steps"]  # one mask a forward pass
 
 
 def test_a_wrong_piece_makes_another_run(tiny_encoder_folder, text_file, tmp_path):
@@ -89,9 +90,12 @@ def test_simcse_takes_a_lora_layer_a_pooling_and_a_loss(tiny_encoder_folder, sen
     assert_close(torch.tensor(handed), torch.tensor(plain), atol=1e-9, rtol=1e-3)  # the losses are ~1e-4
     layers = l2v.load_model(tiny_encoder_folder).config.num_hidden_layers
     assert calls["lora"] == 7 * layers and calls["loss"] == SIMCSE["steps"] and calls["pool"] >= SIMCSE["steps"]
-    # the student's layer is saved in PEFT's format, as l2v's is, and loads as an adapter
+    # the student's layer trained as l2v's did, is saved in PEFT's format as l2v's is, and loads as an adapter
     saved, theirs = (load_file(tmp_path / d / "adapter_model.safetensors") for d in ("b", "a"))
     assert saved.keys() == theirs.keys() and len(saved) == 2 * 7 * layers
+    assert any(v.abs().max() > 0 for k, v in saved.items() if "lora_B" in k)  # B left zero: nothing trained
+    for key in saved:
+        assert_close(saved[key], theirs[key], atol=1e-6, rtol=1e-4)
     assert json.loads((tmp_path / "b" / "adapter_config.json").read_text())["r"] == 16
     enc = l2v.Encoder.from_pretrained(tiny_encoder_folder, adapters=[tmp_path / "b"])
     assert enc.encode("a sentence").shape == (48,)
@@ -112,3 +116,20 @@ def test_supervised_takes_a_pooling_and_a_loss(tiny_encoder_folder, tmp_path):
     handed = losses(run_supervised(tiny_encoder_folder, None, data, tmp_path / "b", pieces=pieces, **SIMCSE))
     assert_close(torch.tensor(handed), torch.tensor(plain), atol=1e-6, rtol=1e-6)
     assert calls["loss"] >= SIMCSE["steps"] and calls["pool"] >= SIMCSE["steps"]
+
+
+def test_a_piece_the_stage_does_not_call_is_refused(tiny_encoder_folder, text_file, sentence_file, tmp_path):
+    """Ignored, it would leave l2v's own code to run (and a grader to grade it) without a word."""
+    with pytest.raises(L2VError, match=r"the MNTP stage does not call Pieces.pool, Pieces.contrastive_loss"):
+        run_mntp(tiny_encoder_folder, text_file, tmp_path / "a", pieces=Pieces(pool=mean_pool,
+                                                                            contrastive_loss=contrastive_loss), **MNTP)
+    with pytest.raises(L2VError, match=r"the SimCSE stage does not call Pieces.mntp_loss"):
+        run_simcse(tiny_encoder_folder, None, sentence_file, tmp_path / "b", pieces=Pieces(mntp_loss=mntp_loss),
+                   **SIMCSE)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before anything ran
+
+
+def test_a_layer_of_ones_own_is_not_merged_by_guesswork(tiny_encoder_folder):
+    model = apply_lora(l2v.load_model(tiny_encoder_folder), r=4, layer=PlainLoRA)
+    with pytest.raises(TypeError, match="merge_lora merges l2v's LoRALinear; model.layers.0.mlp.down_proj is a PlainLoRA"):
+        merge_lora(model)

@@ -148,21 +148,22 @@ def load_adapter(model: nn.Module, folder, base_model=None) -> nn.Module:
     return model
 
 
-def copy_lora_tensors(model: nn.Module, tensors: dict, folder):
+def copy_lora_tensors(model: nn.Module, tensors: dict, folder, what: str = "adapter"):
     """Put an adapter's A and B ({module path: {"lora_A": A, "lora_B": B}}, as read_adapter gives
     them) into the model's LoRA layers, every one present and of the layer's shape. Loading an
-    adapter and resuming a training checkpoint both come here."""
+    adapter and resuming a training checkpoint (what="checkpoint") both come here."""
+    hint = " (an adapter made for another model?)" if what == "adapter" else ""
     for path, m in lora_modules(model).items():
         if path not in tensors:
-            raise CheckpointError(f"adapter {folder} has no tensors for {path}")
+            raise CheckpointError(f"{what} {folder} has no tensors for {path}{hint}")
         for which in ("lora_A", "lora_B"):
             param, value = getattr(m, which).weight, tensors[path].get(which)
             name = f"{PEFT_PREFIX}{path}.{which}.weight"
             if value is None:
-                raise CheckpointError(f"adapter {folder} lacks {name}")
+                raise CheckpointError(f"{what} {folder} lacks {name}")
             if tuple(value.shape) != tuple(param.shape):
                 raise CheckpointError(f"shape mismatch for {name}: model expects {tuple(param.shape)}, "
-                                      f"adapter has {tuple(value.shape)} (an adapter made for another model?)")
+                                      f"{what} has {tuple(value.shape)}{hint}")
             with torch.no_grad():
                 param.copy_(value)
 

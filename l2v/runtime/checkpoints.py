@@ -61,8 +61,9 @@ class RunFolder:
     def checkpoint(self) -> Path:
         return self.path / CHECKPOINT_DIR
 
-    def has_checkpoint(self) -> bool:
-        recover_folder(self.checkpoint)  # a swap cut short by a hard kill
+    def recover_checkpoint(self) -> bool:
+        """Whether OUT holds a checkpoint, once one a hard kill left half-swapped is put back."""
+        recover_folder(self.checkpoint)
         return (self.checkpoint / STATE_FILE).is_file()
 
     def last_good(self, last_saved: int) -> str:
@@ -110,7 +111,7 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler, settings=None, in
                        f"start afresh with --overwrite") from None
     if settings is not None:
         check_same_settings(folder, state, settings, inputs or {})
-    copy_lora_tensors(model, read_adapter(folder)[1], folder)
+    copy_lora_tensors(model, read_adapter(folder)[1], folder, what="checkpoint")
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"].cpu())  # RNG states are CPU byte tensors wherever the model is
