@@ -7,11 +7,15 @@ Public API (tutorials, assignments and reference checks call exactly these):
     Encoder.from_pretrained(path, adapters=(), causal=False, pooling="mean", ...).encode(texts)
     Tokenizer(folder), pool(hidden, mask, method)
 
-Training, one module per paper step, each taking its settings (l2v.settings: dataclasses, PRESETS):
-    l2v.mntp.run_mntp(model_dir, data, out_dir, settings)
-    l2v.simcse.run_simcse(model_dir, mntp_adapter, data, out_dir, settings)
-    l2v.supervised.run_supervised(model_dir, mntp_adapter, data, out_dir, settings)
-Evaluation: l2v.evaluate (build_suite, evaluate, evaluate_model).
+Training, one module per paper step, each taking its settings (l2v.settings: dataclasses, PRESETS)
+and, if you hand it yours, its pieces (l2v.train.Pieces: mask, LoRA layer, pooling, losses):
+    l2v.mntp.run_mntp(model_dir, data, out_dir, settings, pieces=None)
+    l2v.simcse.run_simcse(model_dir, mntp_adapter, data, out_dir, settings, pieces=None)
+    l2v.supervised.run_supervised(model_dir, mntp_adapter, data, out_dir, settings, pieces=None)
+Evaluation: l2v.evaluate (evaluate, evaluate_model); the built-in suites: l2v.sources.suites.build_suite.
+
+The folders: this one is the paper's path; runtime/ (plumbing), formats/ (files in and out),
+sources/ (what is fetched from PyPI), evaluate/ (the evaluator), tools/ (what a user runs).
 """
 
 from .config import ModelConfig

@@ -156,7 +156,8 @@ def with_overrides(settings, **overrides):
 
 
 def resolve(stage: str, settings=None, preset: str = "cpu", **overrides):
-    """The settings a run uses: `settings` (or the stage's preset by name), then keyword overrides."""
+    """The settings a run uses: `settings` (or the stage's preset by name), then keyword overrides.
+    Settings built already (the command line builds them from its flags) come back as they are."""
     if settings is None:
         if preset not in PRESETS[stage]:
             raise L2VError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS[stage])}")
@@ -164,4 +165,4 @@ def resolve(stage: str, settings=None, preset: str = "cpu", **overrides):
     kind = type(PRESETS[stage]["cpu"])
     if not isinstance(settings, kind):
         raise L2VError(f"the {stage} stage takes {kind.__name__}, not {type(settings).__name__}")
-    return with_overrides(settings, **overrides)
+    return with_overrides(settings, **overrides) if overrides else settings
