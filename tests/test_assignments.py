@@ -68,7 +68,7 @@ def submission(folder: Path, names=STUBS, plant=()) -> Path:
 
 def test_every_stub_has_a_worked_solution():
     assert STUBS == sorted(p.stem for p in SOLUTIONS.glob("a[0-9][0-9]_*.py"))
-    assert [s[:3] for s in STUBS] == ["a01", "a02", "a03", "a04", "a05", "a06", "a07", "a09", "a10"]  # a08 is written
+    assert [s[:3] for s in STUBS] == ["a01", "a02", "a03", "a04", "a05", "a06", "a07", "a09", "a10", "a11"]  # a08 is written
 
 
 def test_hand_out_under_pytest(tmp_path):
@@ -78,20 +78,24 @@ def test_hand_out_under_pytest(tmp_path):
     submission(folder, ["a01_llama_block", "a02_bidirectional", "a04_lora"])
     submission(folder, ["a05_mntp"], [("hidden, labels = hidden[:, :-1], labels[:, 1:]", "pass")])
     submission(folder, ["a03_pooling"], [("import torch\n", "import torch\nfrom l2v.pooling import mean_pool as _m\n")])
-    code, out, results = pytest_run(folder)  # a06, a07, a09 and a10 stay untouched stubs
+    code, out, results = pytest_run(folder)  # a06, a07, a09, a10 and a11 stay untouched stubs
     assert code == 1, out[-3000:]
     for name in ("a01_llama_block", "a02_bidirectional", "a04_lora"):
         assert results[f"test_{name}"] and not any(results[f"test_{name}"].values()), results[f"test_{name}"]
     a05 = results["test_a05_mntp"]
     assert sorted(c for c, m in a05.items() if m) == ["test_loss_gradient", "test_loss_matches_transformers"], a05
     assert all("integrity: a03_pooling.py uses l2v.pooling" in m for m in results["test_a03_pooling"].values())
-    stubs = {f"{f}::{c}": m for f in ("test_a06_simcse", "test_a07_evaluation", "test_a09_gradcache", "test_a10_supervised")
-             for c, m in results[f].items()}
+    stubs = {f"{f}::{c}": m for f in ("test_a06_simcse", "test_a07_evaluation", "test_a09_gradcache", "test_a10_supervised",
+                                      "test_a11_capstone") for c, m in results[f].items()
+             if not (f == "test_a11_capstone" and c == "test_piece_in_simcse[pool]")}
     assert all(m and "is not written yet — " in m for m in stubs.values()), stubs
+    # the capstone's pooling is the student's a03, which uses l2v's: that piece says so, naming the stage
+    assert "integrity: a03_pooling.py uses l2v.pooling" in results["test_a11_capstone"]["test_piece_in_simcse[pool]"]
     # one clean line per failure: the message once, no traceback, no chained exception, no summary repeat
     failed = sum(m is not None for r in results.values() for m in r.values())
     assert len(re.findall(r"^[\w.]+ is not written yet — .*$", out, flags=re.M)) == len(stubs), out[-3000:]
-    assert out.count("that is BERT's loss") == 1 and out.count("integrity: a03_pooling.py") == len(results["test_a03_pooling"])
+    assert out.count("that is BERT's loss") == 1
+    assert out.count("integrity: a03_pooling.py") == len(results["test_a03_pooling"]) + 1  # + the capstone's pool
     assert "During handling" not in out and "Traceback" not in out and "raise NotImplementedError" not in out
     assert f"{failed} failed" in out
 
@@ -304,7 +308,68 @@ MUTANTS = [  # (assignment, mistake, [(the correct text, the planted mistake)], 
      "integrity: a01_llama_block.py uses l2v.formats.loading"),
     ("a04_lora", "l2v's adapter files", [("import torch\n", "import torch\nfrom l2v.formats.peft import load_adapter\n")],
      "integrity: a04_lora.py uses l2v.formats.peft"),
+    # The capstone's own adapters (its earlier files are the worked solutions).
+    ("a11_capstone", "accuracy without the shift", [("hidden[:, :-1], labels[:, 1:]", "hidden, labels")],
+     "mntp_loss (your a05_mntp, through a11_capstone.mntp_loss) in the MNTP stage: the accuracy"),
+    ("a11_capstone", "causal always", [("attention_mask(padding_mask, causal)", "attention_mask(padding_mask, True)")],
+     "attention_mask (your a02_bidirectional, through a11_capstone.attention_mask) in the MNTP stage"),
+    ("a11_capstone", "dropout ignored", [("    if dropout:\n", "    if False:\n")],
+     "lora_layer with dropout 0.5 returned a layer without dropout"),
+    ("a11_capstone", "negatives ignored", [("    if negatives is not None:\n", "    if False:\n")],
+     "contrastive_loss with hard negatives (ignored?)"),
+    ("a11_capstone", "sliding window ignored", [("    if sliding_window is not None:\n", "    if False:\n")],
+     "attention_mask with sliding_window=2 returned a mask without the window"),
+    ("a11_capstone", "l2v's metric", [("    return a07_evaluation.spearman(a, b)",
+                                       "    from l2v.evaluate.metrics import spearman\n    return spearman(a, b)")],
+     "integrity: a11_capstone.py uses l2v.evaluate"),
+    ("a11_capstone", "l2v's loss", [("    loss = a05_mntp.mntp_loss(hidden, labels, model.lm_head)",
+                                     "    from l2v import mntp\n    loss = mntp.mntp_loss(model, input_ids, labels)[0]")],
+     "integrity: a11_capstone.py uses l2v.mntp.mntp_loss"),
 ]
+
+# A mistake in an earlier assignment's file, found by the capstone: the message names the piece and the stage.
+PIECE_MUTANTS = [
+    ("a02_bidirectional", [("    if causal:\n", "    if True:\n")], "attention_mask", "MNTP"),
+    ("a02_bidirectional", [("mask = padding_mask.bool()[:, None, None, :].expand(B, 1, T, T)",
+                            "mask = torch.ones(B, 1, T, T, dtype=torch.bool)")], "attention_mask", "SimCSE"),
+    ("a03_pooling", [("    m = pool_mask[..., None].to(hidden.dtype)", "    m = torch.ones_like(pool_mask)[..., None].to(hidden.dtype)")],
+     "pool", "SimCSE"),
+    ("a04_lora", [("out + self.scaling * self.lora_B(", "out + self.lora_B(")], "lora_layer", "MNTP"),
+    ("a04_lora", [("import torch\n", "import torch\nfrom l2v.lora import LoRALinear as _theirs\n")], "lora_layer", "MNTP"),
+    ("a05_mntp", [("hidden, labels = hidden[:, :-1], labels[:, 1:]", "pass")], "mntp_loss", "MNTP"),
+    ("a06_simcse", [("F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T * scale", "a @ b.T * scale")],
+     "contrastive_loss", "SimCSE"),
+    ("a07_evaluation", [("ranks[order[k]] = (i + j) / 2 + 1", "ranks[order[k]] = k + 1")], "metric", "scoring"),
+]
+
+
+@pytest.mark.parametrize("earlier, plant, piece, stage", PIECE_MUTANTS,
+                         ids=[f"{m[0][:3]}-{m[2]}-{m[3]}-{i}" for i, m in enumerate(PIECE_MUTANTS)])
+def test_capstone_names_the_piece_and_stage_of_a_planted_mistake(tmp_path, earlier, plant, piece, stage):
+    folder = submission(tmp_path, grade.grading.BUILDS_ON["a11_capstone"] + ("a11_capstone",))
+    text = (folder / f"{earlier}.py").read_text()
+    for old, new in plant:
+        assert old in text, f"{earlier}: the text to break is missing: {old!r}"
+        text = text.replace(old, new)
+    (folder / f"{earlier}.py").write_text(text)
+    checks = grade.grade_assignment(folder, "a11_capstone", hidden=False)
+    got, total = grade.score(checks)
+    named = f"{piece} (your {earlier}, through a11_capstone.{piece}) in the {stage} stage"
+    assert any(c.message and c.message.startswith(named) for c in checks), [c.message for c in checks if c.message]
+    assert got < total
+
+
+def test_capstone_stub_scores_under_half_and_the_worked_solution_full(tmp_path):
+    stub = tmp_path / "stub"
+    submission(stub, grade.grading.BUILDS_ON["a11_capstone"])  # every earlier assignment solved
+    (stub / "a11_capstone.py").write_text((ASSIGNMENTS / "a11_capstone.py").read_text())
+    got, total = grade.score(grade.grade_assignment(stub, "a11_capstone", hidden=False))
+    assert got < total / 2, (got, total)
+    solved = grade.grade_assignment(submission(tmp_path / "solved", grade.grading.BUILDS_ON["a11_capstone"] +
+                                               ("a11_capstone",)), "a11_capstone")
+    assert grade.score(solved)[0] == grade.score(solved)[1] > 0, [c.message for c in solved if c.message]
+    missing = grade.grade_assignment(submission(tmp_path / "alone", ["a11_capstone"]), "a11_capstone")
+    assert all("builds on a02_bidirectional.py, which is missing" in c.message for c in missing)
 
 
 @pytest.mark.parametrize("assignment, mistake, plant, message", MUTANTS, ids=[f"{m[0][:3]}-{m[1]}" for m in MUTANTS])
@@ -314,6 +379,7 @@ def test_grader_names_planted_mistake(tmp_path, assignment, mistake, plant, mess
         assert old in text, f"{assignment}: the text to break is missing: {old!r}"
         text = text.replace(old, new)
     (tmp_path / f"{assignment}.py").write_text(text)
+    submission(tmp_path, grade.grading.BUILDS_ON.get(assignment, ()))  # the capstone imports the earlier files
     checks = grade.grade_assignment(tmp_path, assignment)
     got, total = grade.score(checks)
     messages = [c.message for c in checks if c.message]
@@ -586,4 +652,6 @@ def test_autograder_zip_grades_a_submission_as_gradescope_would(tmp_path):
 def test_solutions_release(tmp_path):
     out = handout.build(tmp_path / "release", with_solutions=True)
     assert sorted(p.stem for p in (out / "solutions").glob("*.py")) == STUBS
+    notebooks = sorted(p.name[:2] for p in (ROOT / "tutorials").glob("[0-9][0-9]_*.ipynb"))
+    assert sorted(p.stem for p in (out / "solutions" / "notebook_answers").glob("*.md")) == notebooks
     assert not (out / "tutorials" / "assignments" / "autograder.py").exists()

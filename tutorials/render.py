@@ -7,7 +7,9 @@
 Rendered copies go to tutorials/rendered/NN_name.ipynb (GitHub and Jupyter show them as they
 ran). On the real model, the values the notebooks print through `common.show` are also written to
 tutorials/smollm2_values.json, which TINY mode prints beside its own numbers. The notebooks in
-tutorials/ themselves stay stripped (tests/test_tutorials.py checks that).
+tutorials/ themselves stay stripped (tests/test_tutorials.py checks that). In the repository,
+notebook 12 (the capstone) runs the worked solutions (tests/assignment_solutions/); in a hand-out,
+the student's own a11_capstone.py.
 """
 
 import argparse
@@ -54,8 +56,11 @@ def render(names=(), out: Path = HERE / "rendered", tiny: bool = False, timeout:
         if missing:
             raise SystemExit(f"no notebook {', '.join(sorted(missing))} in {HERE}")
     out.mkdir(parents=True, exist_ok=True)
-    saved = {k: os.environ.get(k) for k in ("L2V_TINY", "L2V_RECORD")}
+    saved = {k: os.environ.get(k) for k in ("L2V_TINY", "L2V_RECORD", "L2V_CAPSTONE_FROM")}
     os.environ["L2V_TINY"], os.environ["L2V_RECORD"] = ("1", "0") if tiny else ("0", "1")
+    solutions = HERE.parent / "tests" / "assignment_solutions"  # the repository's, not a hand-out's
+    if solutions.is_dir() and "L2V_CAPSTONE_FROM" not in os.environ:
+        os.environ["L2V_CAPSTONE_FROM"] = str(solutions)  # 12's rendered copy runs the worked capstone
     times = []
     try:
         for path in tqdm(notebooks, desc="rendering", unit="notebook"):

@@ -53,6 +53,7 @@ ASSIGNMENTS = sorted(p.stem for p in HERE.glob("a[0-9][0-9]_*.py"))
 MINUTES = {  # expected time for a student who has done the tutorial (README's table)
     "a01_llama_block": 90, "a02_bidirectional": 40, "a03_pooling": 45, "a04_lora": 60,
     "a05_mntp": 60, "a06_simcse": 50, "a07_evaluation": 50, "a09_gradcache": 50, "a10_supervised": 35,
+    "a11_capstone": 150,
 }
 
 
@@ -98,7 +99,9 @@ def _tampered(before: dict) -> str | None:
     changed = [key for key, value in now.items() if key in before and before[key] is not value]
     # New names count too (torch.Tensor.__eq__ is inherited, so setting it adds one), except submodules,
     # which importing them adds.
-    added = [key for key, value in now.items() if key not in before and not isinstance(value, types.ModuleType)]
+    # copyreg caches __slotnames__ on a class the first time one is pickled (torch.save): not a change.
+    added = [key for key, value in now.items() if key not in before and not isinstance(value, types.ModuleType)
+             and key[1] != "__slotnames__"]
     for owner, name in changed + added:
         target = sys.modules["torch"].Tensor if owner == "torch.Tensor" else sys.modules[owner]
         try:
@@ -179,7 +182,7 @@ def grade_assignment(folder: Path | None, assignment: str, *, hidden: bool = Tru
     _quiet()
     torch.set_default_dtype(torch.float32)  # whatever an earlier submission did to torch's defaults
     torch.set_grad_enabled(True)
-    problem, saved = None, sys.modules.get(assignment)
+    problem, saved = None, {name: sys.modules.get(name) for name in (assignment, *grading.BUILDS_ON.get(assignment, ()))}
     if folder is None:
         grading.SOLUTION, grading.SUBMISSION = True, {}
     else:
@@ -191,6 +194,10 @@ def grade_assignment(folder: Path | None, assignment: str, *, hidden: bool = Tru
         else:
             before = _guarded()
             try:
+                for earlier in grading.BUILDS_ON.get(assignment, ()):  # the student's own, not the stubs beside grade.py
+                    if not (Path(folder) / f"{earlier}.py").is_file():
+                        raise FileNotFoundError(f"{assignment}.py builds on {earlier}.py, which is missing from {folder}")
+                    sys.modules[earlier] = _call(lambda: _exec(Path(folder) / f"{earlier}.py", earlier), {}, timeout)
                 module = _call(lambda: _exec(path, assignment), {}, timeout)  # import-time code has the limit too
                 problem = grading.integrity_problem(assignment, module)
             except Exception as e:  # a syntax error, an import that fails, an endless loop at import ...
@@ -229,10 +236,11 @@ def grade_assignment(folder: Path | None, assignment: str, *, hidden: bool = Tru
                 results.append(check)
     finally:
         grading.SUBMISSION, grading.SOLUTION = {}, False
-        if saved is None:
-            sys.modules.pop(assignment, None)
-        else:
-            sys.modules[assignment] = saved
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
     return results
 
 

@@ -31,7 +31,15 @@ FORBIDDEN = {
     "a07_evaluation": ("l2v.evaluate", "scipy", "sklearn", "pytrec_eval", "mteb"),
     "a09_gradcache": ("l2v.gradcache", "l2v.simcse", "l2v.supervised"),
     "a10_supervised": ("l2v.contrastive", "l2v.supervised", "l2v.simcse"),
+    # The capstone's adapters must call the student's own pieces, not l2v's (l2v.train's Pieces and
+    # runs are what it plugs into, so l2v.train and l2v.mntp.run_mntp stay allowed).
+    "a11_capstone": ("l2v.model.build_attention_mask", "l2v.build_attention_mask", "l2v.lora", "l2v.pooling",
+                     "l2v.pool", "l2v.mntp.mntp_loss", "l2v.contrastive", "l2v.simcse", "l2v.supervised",
+                     "l2v.evaluate", "transformers", "peft", "scipy", "sklearn"),
 }
+# An assignment that imports the student's earlier files: grade.py loads them from the same folder.
+BUILDS_ON = {"a11_capstone": ("a02_bidirectional", "a03_pooling", "a04_lora", "a05_mntp", "a06_simcse",
+                              "a07_evaluation")}
 
 
 PACKAGES = {"transformers", "peft", "scipy", "sklearn", "pytrec_eval", "mteb", "assignment_solutions"}

@@ -13,12 +13,14 @@ OUT/tutorials/assignments/       the stubs (aNN_*.py), the visible graders (test
                                  only) and the student half of README.md
 
 Left out: reference.py (which points each stub at the l2v function it mirrors), hidden/ (the
-instructor's checks), the autograder builder and tests/assignment_solutions/ (the worked
-solutions, only in the solutions release). l2v's own code is within a student's reach; the
+instructor's checks and rubrics), the autograder builder and tests/assignment_solutions/ (the
+worked solutions and the answers to the notebooks' "Predict, then run" questions, only in the
+solutions release). l2v's own code is within a student's reach; the
 integrity check is what makes using it score nothing.
 """
 
 import argparse
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -52,7 +54,8 @@ def build(out: Path, with_solutions: bool = False) -> Path:
     (out / "README.md").write_text(COURSE_README)  # pyproject.toml's readme
     shutil.copytree(ROOT / "l2v", out / "l2v", ignore=shutil.ignore_patterns("__pycache__"))
     for path in sorted(HERE.iterdir()):
-        if (path.suffix == ".py" or path.name.startswith("a0")) and path.name not in KEPT_BACK:  # a08 is written
+        # the .py files, and the written parts: a08's questions, a11's report template
+        if (path.suffix == ".py" or re.match(r"a\d\d_.*\.md$", path.name)) and path.name not in KEPT_BACK:
             shutil.copy2(path, assignments / path.name)
     (assignments / "README.md").write_text(student_readme((HERE / "README.md").read_text()))
     extras = ["common.py", "render.py", "smollm2_values.json", "README.md"]
@@ -62,6 +65,8 @@ def build(out: Path, with_solutions: bool = False) -> Path:
         (out / "solutions").mkdir()
         for path in sorted(SOLUTIONS.glob("a[0-9][0-9]_*.py")):
             shutil.copy2(path, out / "solutions" / path.name)
+        # the answers to each notebook's "Predict, then run" questions
+        shutil.copytree(SOLUTIONS / "notebook_answers", out / "solutions" / "notebook_answers")
     n = sum(1 for _ in out.rglob("*") if _.is_file())
     left = "" if with_solutions else ", the worked solutions"
     print(f"hand-out: {n} files in {out} (left out: {', '.join(KEPT_BACK[:2])}{left})")

@@ -108,3 +108,11 @@ a10_supervised = SimpleNamespace(
     supervised_loss=lambda q, p, n, scale=20.0: contrastive.contrastive_loss(q, p, n, scale=scale),
     training_texts=lambda triples, instruction: ([[instruction, t["query"]] for t in triples],
                                                  [t["positive"] for t in triples], [t["negative"] for t in triples]))
+
+# The capstone's adapters, with l2v's own pieces behind them (what each stage calls when given none).
+a11_capstone = SimpleNamespace(
+    attention_mask=lambda padding_mask, causal, sliding_window=None: _build_attention_mask(
+        padding_mask, causal=causal, sliding_window=sliding_window),
+    lora_layer=lambda base, r, alpha, dropout: lora.LoRALinear(base, r, alpha, dropout),
+    pool=pooling.mean_pool, mntp_loss=lambda m, input_ids, labels: mntp.mntp_loss(m, input_ids, labels),
+    contrastive_loss=contrastive.contrastive_loss, metric=metrics.spearman)
