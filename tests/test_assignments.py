@@ -649,6 +649,26 @@ def test_autograder_zip_grades_a_submission_as_gradescope_would(tmp_path):
         autograder.build(zip_path)
 
 
+def test_a_weekly_zip_grades_one_assignment_out_of_its_points(tmp_path):
+    """`autograder.py --only a03`: a week's upload is graded out of a03's points, not the course's."""
+    import zipfile
+
+    autograder = load_grader(ASSIGNMENTS / "autograder.py")
+    root = tmp_path / "autograder"
+    with zipfile.ZipFile(autograder.build(tmp_path / "a03.zip", only="a03")) as z:
+        z.extractall(root)
+    submission(root / "submission", ["a03_pooling"])  # this week's file only
+    run = subprocess.run(["bash", str(root / "run_autograder")], capture_output=True, text=True, timeout=900,
+                         env={**os.environ, "AUTOGRADER_ROOT": str(root)})
+    assert run.returncode == 0, run.stderr[-2000:]
+    results = json.loads((root / "results" / "results.json").read_text())
+    points = sum(c.points for c in grade.planned_checks("a03_pooling"))
+    assert results["score"] == results["max_score"] == points == 19, results["output"]
+    assert {t["name"].split(":")[0] for t in results["tests"]} == {"a03_pooling"}
+    with pytest.raises(SystemExit, match="no graded assignment"):
+        autograder.build(tmp_path / "a08.zip", only="a08")
+
+
 def test_solutions_release(tmp_path):
     out = handout.build(tmp_path / "release", with_solutions=True)
     assert sorted(p.stem for p in (out / "solutions").glob("*.py")) == STUBS

@@ -211,7 +211,7 @@ def test_sigterm_from_outside_stops_the_cli_with_a_checkpoint(tiny_encoder_folde
     assert max(logged) in (step - 1, step)  # never a logged step the checkpoint lacks
 
 
-def test_checkpoint_swap_always_leaves_a_checkpoint(tmp_path, monkeypatch):
+def test_checkpoint_swap_always_leaves_a_checkpoint(tmp_path, monkeypatch, request):
     dest = tmp_path / "checkpoint"
     with atomic_folder(dest) as tmp:
         (tmp / "trainer_state.pt").write_text("old")
@@ -229,7 +229,11 @@ def test_checkpoint_swap_always_leaves_a_checkpoint(tmp_path, monkeypatch):
     recover_folder(dest)  # what atomic_folder and train() do first
     assert (dest / "trainer_state.pt").read_text() == "old"
 
-    # Ctrl-C during the swap is held back until both renames are done
+    # Ctrl-C during the swap is held back until both renames are done. Python's own Ctrl-C handler,
+    # whatever this process inherited: a shell's background job (`cmd &`) starts with SIGINT ignored.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
+
     def replace_with_ctrl_c(a, b):
         if Path(b).name == ".checkpoint.old":
             os.kill(os.getpid(), signal.SIGINT)

@@ -1,6 +1,7 @@
 """Build the zip a Gradescope programming assignment takes ("Configure Autograder" → upload).
 
-    python tutorials/assignments/autograder.py autograder.zip     # never overwrites
+    python tutorials/assignments/autograder.py --only a03 a03.zip   # one assignment a week: graded out of its points
+    python tutorials/assignments/autograder.py autograder.zip       # every assignment at once; never overwrites
 
 Inside: setup.sh (installs CPU torch and l2v with the graders' extra from the source in the zip),
 run_autograder (grades /autograder/submission/aNN_*.py with every check, hidden ones included,
@@ -30,11 +31,20 @@ python3 -m pip install ".[tutorials]"
 RUN = """#!/usr/bin/env bash
 # Gradescope runs this for every submission: the student's files are in submission/.
 set -euo pipefail
-root="${AUTOGRADER_ROOT:-/autograder}"
+root="${{AUTOGRADER_ROOT:-/autograder}}"
 mkdir -p "$root/results"
-python3 "$root/source/tutorials/assignments/grade.py" "$root/submission" \\
+python3 "$root/source/tutorials/assignments/grade.py" "$root/submission" {only}\\
     --gradescope "$root/results/results.json" --timeout 120 --submission-timeout 1200 || true  # < full marks exits 1
 """
+
+
+def assignment(name: str) -> str:
+    """'a03' or 'a03_pooling' → 'a03_pooling' (a graded assignment: a08 is written)."""
+    known = sorted(p.stem for p in HERE.glob("a[0-9][0-9]_*.py"))
+    found = [a for a in known if a == name or a.split("_")[0] == name]
+    if not found:
+        raise SystemExit(f"no graded assignment {name!r}: choose one of {', '.join(a[:3] for a in known)}")
+    return found[0]
 
 
 def source_files() -> list[Path]:
@@ -46,25 +56,31 @@ def source_files() -> list[Path]:
     return files
 
 
-def build(out: Path) -> Path:
+def build(out: Path, only: str | None = None) -> Path:
+    """The zip; only: one assignment ('a03'), graded out of its own points (a missing file of another
+    week's does not count against it)."""
     out = Path(out)
     if out.exists():
         raise SystemExit(f"{out} exists: give a new file name (never overwritten)")
+    run = RUN.format(only=f"--only {assignment(only)} " if only else "")
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, text in (("setup.sh", SETUP), ("run_autograder", RUN)):
+        for name, text in (("setup.sh", SETUP), ("run_autograder", run)):
             info = zipfile.ZipInfo(name)
             info.external_attr = 0o755 << 16  # executable, as Gradescope runs them
             z.writestr(info, text)
         for path in source_files():
             z.write(path, f"source/{path.relative_to(ROOT).as_posix()}")
-    print(f"autograder: {out} ({len(z.namelist())} files; the worked solutions are not in it)")
+    what = f"grades {assignment(only)} only" if only else "grades every assignment"
+    print(f"autograder: {out} ({len(z.namelist())} files; {what}; the worked solutions are not in it)")
     return out
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out", type=Path, help="the zip to write")
-    build(p.parse_args(argv).out)
+    p.add_argument("--only", help="one assignment (a03 or a03_pooling): a zip per week, graded out of its points")
+    args = p.parse_args(argv)
+    build(args.out, args.only)
     return 0
 
 
