@@ -3,7 +3,7 @@
 - the untouched stubs fail every visible check, each saying in one clean line what is not written;
 - the reference solution (the l2v library) and a worked solution written from the docstrings alone
   (tests/assignment_solutions/) score full marks;
-- mutation testing: that worked solution with one mistake planted (MUTANTS, across all seven
+- mutation testing: that worked solution with one mistake planted (MUTANTS, across all ten graded
   assignments) loses points, and the grader's message names the mistake;
 - the kit: points, the grading command, the CSV over a class, hidden checks, the hand-out and
   the integrity rule each have a test.
