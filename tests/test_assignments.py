@@ -536,7 +536,7 @@ def test_time_to_grade_a_class_of_30(tmp_path):
     print(f"\n30 submissions graded in {seconds:.1f} s ({seconds / 30:.2f} s each)")
     table = {r["student"]: r for r in rows}
     assert len(rows) == 30 and len(list((tmp_path / "scores-feedback").glob("*.results.json"))) == 30
-    assert table["student01"]["integrity"] == "a03_pooling"
+    assert table["student01"]["integrity"] == "a03_pooling a11_capstone"  # the capstone imports the patched a03
     assert all(table[n]["a03_pooling"] == 0 for n in hostile)
     for name in ("student00", "student03", "student05", "student29"):  # as graded alone, in this process
         alone = grade.grade(root / name, timeout=30)
