@@ -479,12 +479,46 @@ def test_hand_out_has_no_answers(tmp_path):
     assert {"tutorials/assignments/grading.py", "tutorials/assignments/conftest.py", "tutorials/assignments/README.md",
             "tutorials/common.py", "tutorials/render.py", "tutorials/smollm2_values.json",  # TINY mode's recorded values
             "pyproject.toml", "README.md", "l2v/encoder.py"} <= files  # the repository's layout: its README's commands run
-    assert len([f for f in files if f.endswith(".ipynb")]) == len(list((ROOT / "tutorials").glob("[0-9][0-9]_*.ipynb")))
+    notebooks = len(list((ROOT / "tutorials").glob("[0-9][0-9]_*.ipynb")))
+    assert len([f for f in files if f.startswith("tutorials/") and f.count("/") == 1 and f.endswith(".ipynb")]) == notebooks
+    assert len([f for f in files if f.startswith("tutorials/rendered/")]) == notebooks  # the copies as they ran
     assert not any("reference" in f or "hidden" in f or "solution" in f for f in files), files
     assert "For instructors" not in (out / "tutorials" / "assignments" / "README.md").read_text()
     with pytest.raises(SystemExit):  # never overwrites
         handout.build(out)
     assert not (out / "tutorials" / "assignments" / "reference.py").exists()
+
+
+def cited_paths(root: Path) -> list[tuple[str, str]]:
+    """(file, what it cites) for every relative link in the Markdown of `root`'s .md files and notebooks,
+    and every repository path (docs/…, scripts/…, tests/…, tutorials/…) named in them or in its .py files."""
+    missing = []
+    for path in sorted(root.rglob("*")):
+        if path.suffix not in (".md", ".ipynb", ".py"):
+            continue
+        text = path.read_text(errors="replace")
+        markdown = text if path.suffix == ".md" else ""
+        if path.suffix == ".ipynb":
+            cells = json.loads(text)["cells"]
+            text = "\n".join("".join(c["source"]) for c in cells)
+            markdown = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+        links = [m.group(1) for m in re.finditer(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", markdown)
+                 if not m.group(1).startswith(("http:", "https:", "mailto:"))]
+        missing += [(path, link) for link in links if not (path.parent / link).exists()]
+        named = re.findall(r"(?<![\w/.])((?:docs|scripts|tests|tutorials)/[\w./-]+\.(?:md|py|ipynb|json|png|txt))", text)
+        missing += [(path, name) for name in named if not (root / name).exists()]
+    return sorted({(str(p.relative_to(root)), link) for p, link in missing})
+
+
+def test_hand_out_is_self_contained(tmp_path):
+    """Every link and repository path the hand-out's files cite resolves inside it (docs/, scripts/, the
+    library's tests, the rendered notebooks ship), and nothing of the instructor's is in it."""
+    out = handout.build(tmp_path / "handout")
+    assert cited_paths(out) == []
+    files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert {"docs/results.md", "scripts/bench.py", "tests/test_model.py", "tutorials/rendered/12_capstone.ipynb"} <= files
+    instructors = ("hidden/", "reference.py", "assignment_solutions", "test_assignments.py", "rubric", "autograder.py")
+    assert not [f for f in files if any(k in f for k in instructors)]
 
 
 def test_integrity_zeroes_only_the_assignment_that_uses_the_answer(tmp_path):

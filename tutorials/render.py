@@ -4,8 +4,8 @@
     python tutorials/render.py 03 05           # only these
     python tutorials/render.py --tiny --out /tmp/r 01    # TINY mode, elsewhere (what the test runs)
 
-Rendered copies go to tutorials/rendered/NN_name.ipynb (GitHub and Jupyter show them as they
-ran). On the real model, the values the notebooks print through `common.show` are also written to
+Rendered copies go to tutorials/rendered/, one per notebook under its own name (GitHub and
+Jupyter show them as they ran). On the real model, the values the notebooks print through `common.show` are also written to
 tutorials/smollm2_values.json, which TINY mode prints beside its own numbers. The notebooks in
 tutorials/ themselves stay stripped (tests/test_tutorials.py checks that). In the repository,
 notebook 12 (the capstone) runs the worked solutions (tests/assignment_solutions/); in a hand-out,

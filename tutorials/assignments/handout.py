@@ -8,12 +8,17 @@ The hand-out has the repository's layout, so every command in its README runs as
 OUT/pyproject.toml, OUT/l2v/     the library (the graders run l2v models; `pip install -e ".[tutorials]"`)
 OUT/tutorials/                   the notebooks (outputs stripped, as in git), common.py, render.py, the
                                  recorded SmolLM2 values, the tutorials README
+OUT/docs/, OUT/scripts/, OUT/tests/, OUT/tutorials/rendered/
+                                 what the notebooks and READMEs cite: the results and their data, the
+                                 scripts that made them, the library's reference tests, the notebooks
+                                 as they ran on SmolLM2
 OUT/tutorials/assignments/       the stubs (aNN_*.py), the visible graders (test_aNN_*.py), grading.py,
                                  conftest.py, grade.py (a student may score themselves: visible checks
                                  only) and the student half of README.md
 
 Left out: reference.py (which points each stub at the l2v function it mirrors), hidden/ (the
-instructor's checks and rubrics), the autograder builder and tests/assignment_solutions/ (the
+instructor's checks and rubrics), the autograder builder, tests/test_assignments.py (the graders'
+mutation tests quote the solutions) and tests/assignment_solutions/ (the
 worked solutions and the answers to the notebooks' "Predict, then run" questions, only in the
 solutions release). l2v's own code is within a student's reach; the
 integrity check is what makes using it score nothing.
@@ -61,6 +66,14 @@ def build(out: Path, with_solutions: bool = False) -> Path:
     extras = ["common.py", "render.py", "smollm2_values.json", "README.md"]
     for path in sorted(TUTORIALS.glob("[0-9][0-9]_*.ipynb")) + [TUTORIALS / name for name in extras]:
         shutil.copy2(path, tutorials / path.name)
+    # What the notebooks, the READMEs and the library cite ships with them: the measured results and
+    # their data, the scripts that made them, the rendered notebooks (a student compares with them).
+    for folder in ("docs", "scripts", "tutorials/rendered"):
+        shutil.copytree(ROOT / folder, out / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    # The library's own tests (its reference checks, which the docs cite), not the course's: the worked
+    # solutions and the graders' mutation tests (each planted mistake quotes a solution's line) stay back.
+    shutil.copytree(ROOT / "tests", out / "tests",
+                    ignore=shutil.ignore_patterns("__pycache__", "assignment_solutions", "test_assignments.py"))
     if with_solutions:
         (out / "solutions").mkdir()
         for path in sorted(SOLUTIONS.glob("a[0-9][0-9]_*.py")):

@@ -1,6 +1,6 @@
 """Grader for assignment 07: Spearman against scipy; nDCG@10 against a computation of trec_eval's
-rules written out here (tests/test_assignments.py checks that computation against trec_eval
-itself, through pytrec_eval). Each query below isolates one rule, so a broken rule is named."""
+rules written out here (the course's own CI checks that computation against trec_eval itself,
+through pytrec_eval). Each query below isolates one rule, so a broken rule is named."""
 
 import math
 
