@@ -459,6 +459,26 @@ def test_class_of_submissions_writes_a_csv(tmp_path):
         grade.main([str(root), "--csv", str(tmp_path / "scores.csv"), "--only", *names])
 
 
+def test_written_parts_join_the_class_csv(tmp_path):
+    """a08 and a11's report, graded by hand from their rubrics, in the same CSV and totals."""
+    root = tmp_path / "class"
+    for name in ("ada", "bob"):
+        submission(root / name, ["a03_pooling"])
+    written = tmp_path / "written.csv"
+    written.write_text("student,a08_reading_the_loop,a11_report\nada,17,26.5\nbob,12,\n")
+    rows = grade.grade_class(root, tmp_path / "scores.csv", assignments=["a03_pooling"], written=written)
+    table = {r["student"]: r for r in rows}
+    a03 = table["ada"]["a03_pooling"]
+    assert table["ada"]["total"] == a03 + 17 + 26.5 and table["ada"]["out_of"] == a03 + 40  # 26.5: the open tier's points
+    assert table["bob"]["total"] == a03 + 12 and table["bob"]["not_graded_yet"] == "a11_report"
+    for bad, says in [("student,a08_reading_the_loop\nada,21\n", "outside 0–20"),
+                      ("student,a08_reading_the_loop\nada,seventeen\n", "not a number"),
+                      ("student,a8\nada,1\n", "unknown: a8"), ("student,a08_reading_the_loop\neve,3\n", "no submission folder for eve")]:
+        written.write_text(bad)
+        with pytest.raises(SystemExit, match=says):
+            grade.grade_class(root, tmp_path / "again.csv", assignments=["a03_pooling"], written=written)
+
+
 def test_hidden_checks_run_only_when_the_instructor_grades(tmp_path):
     # special ids fixed at the visible grader's {0, 1, 2}: only the hidden check, with other ids, sees it
     folder = submission(tmp_path / "student", ["a05_mntp"], [("torch.tensor(sorted(special_ids))", "torch.tensor([0, 1, 2])")])

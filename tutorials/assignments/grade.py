@@ -351,10 +351,42 @@ def write_feedback(folder: Path, student: str, checks: list[Check]):
     (folder / f"{student}.results.json").write_text(json.dumps(gradescope_results(checks), indent=1) + "\n")
 
 
+# The written parts, graded by hand from their rubrics (hidden/rubric_aNN.md): points out of, and the
+# most a student can get (a11's open tier adds 10 on top).
+WRITTEN = {"a08_reading_the_loop": (20, 20), "a11_report": (20, 30)}
+
+
+def read_written(path: Path) -> dict[str, dict[str, float]]:
+    """The instructor's scores of the written parts: a CSV with a `student` column and one column per
+    written part (WRITTEN), a blank cell for one not graded yet → {student: {part: points}}."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        unknown = sorted(set(reader.fieldnames or ()) - {"student", *WRITTEN})
+        if "student" not in (reader.fieldnames or ()) or unknown:
+            raise SystemExit(f"{path}: expected the columns student, {', '.join(WRITTEN)}"
+                             + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
+        scores = {}
+        for line, row in enumerate(reader, 2):
+            scores[row["student"]] = {}
+            for part, (_, most) in WRITTEN.items():
+                cell = (row.get(part) or "").strip()
+                if not cell:
+                    continue
+                try:
+                    points = float(cell)
+                except ValueError:
+                    raise SystemExit(f"{path} line {line}: {part} is {cell!r}, not a number") from None
+                if not 0 <= points <= most:
+                    raise SystemExit(f"{path} line {line}: {part} is {cell}, outside 0–{most}")
+                scores[row["student"]][part] = points
+    return scores
+
+
 def grade_class(root: Path, csv_path: Path, *, assignments=None, hidden: bool = True, timeout: float = 120,
-                submission_timeout: float = 900, memory_gb: float = 8, jobs: int = 2):
+                submission_timeout: float = 900, memory_gb: float = 8, jobs: int = 2, written: Path | None = None):
     """Grade every subfolder of `root` (one per student), each in its own subprocess, `jobs` at a
-    time, and write one CSV row each."""
+    time, and write one CSV row each. written: the hand-graded parts (read_written), added to the
+    total; a part not graded yet is a blank cell, counted as 0 and named in `not_graded_yet`."""
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm import tqdm
@@ -363,6 +395,10 @@ def grade_class(root: Path, csv_path: Path, *, assignments=None, hidden: bool = 
     if not students:
         raise SystemExit(f"{root}: no submission folders in it (expected one subfolder per student)")
     names = assignments or ASSIGNMENTS
+    by_hand = read_written(written) if written is not None else {}
+    strangers = sorted(set(by_hand) - {s.name for s in students})
+    if strangers:
+        raise SystemExit(f"{written}: no submission folder for {', '.join(strangers)} in {root}")
     rows, start = [], time.perf_counter()
     options = dict(hidden=hidden, timeout=timeout, submission_timeout=submission_timeout, memory_gb=memory_gb)
     with ThreadPoolExecutor(max(1, jobs)) as pool:
@@ -375,6 +411,13 @@ def grade_class(root: Path, csv_path: Path, *, assignments=None, hidden: bool = 
         for a in names:
             row[a] = score([c for c in checks if c.assignment == a])[0]
         row["total"], row["out_of"] = score(checks)
+        if written is not None:
+            mine = by_hand.get(student.name, {})
+            for part, (out_of, _) in WRITTEN.items():
+                row[part] = mine.get(part, "")
+                row["total"] += mine.get(part, 0)
+                row["out_of"] += out_of
+            row["not_graded_yet"] = " ".join(part for part in WRITTEN if part not in mine)
         failed = [f"{c.assignment}:{c.name}" for c in checks if c.message]
         integrity = sorted({c.assignment for c in checks if c.message and c.message.startswith("integrity:")})
         row["integrity"] = " ".join(integrity)
@@ -405,6 +448,8 @@ def main(argv=None):
                    help="with --csv: seconds one submission may take in all (default 900)")
     p.add_argument("--memory-gb", type=float, default=8, help="with --csv: address space of one submission's process")
     p.add_argument("--jobs", type=int, default=2, help="with --csv: submissions graded at once (default 2)")
+    p.add_argument("--written", type=Path, help="with --csv: the hand-graded written parts (student, "
+                   + ", ".join(WRITTEN) + "), added to each total")
     p.add_argument("--gradescope", type=Path, help="one student: also write Gradescope's results.json here")
     p.add_argument("--report-to", type=Path, help=argparse.SUPPRESS)  # grade_isolated's subprocess
     args = p.parse_args(argv)
@@ -423,7 +468,7 @@ def main(argv=None):
             if made.exists() and not args.force:
                 p.error(f"{made} exists: pass --force to overwrite it")
         grade_class(args.folder, args.csv, assignments=args.only, submission_timeout=args.submission_timeout,
-                    memory_gb=args.memory_gb, jobs=args.jobs, **options)
+                    memory_gb=args.memory_gb, jobs=args.jobs, written=args.written, **options)
         return 0
     if args.folder is not None and not any(args.folder.glob("a[0-9][0-9]_*.py")) and any(
             p.is_dir() for p in args.folder.iterdir()):
