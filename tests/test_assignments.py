@@ -479,6 +479,24 @@ def test_written_parts_join_the_class_csv(tmp_path):
             grade.grade_class(root, tmp_path / "again.csv", assignments=["a03_pooling"], written=written)
 
 
+def test_similarity_finds_a_renamed_copy_and_not_independent_work(tmp_path):
+    similarity = load_grader(ASSIGNMENTS / "similarity.py")
+    root = tmp_path / "class"
+    submission(root / "ada", ["a05_mntp", "a07_evaluation"])
+    copy = (root / "ada" / "a05_mntp.py").read_text()
+    for old, new in [("eligible", "ok"), ("selected", "chosen"), ("labels", "targets"), ("# state i", "# my note: i")]:
+        copy = copy.replace(old, new)
+    (root / "bob").mkdir()
+    (root / "bob" / "a05_mntp.py").write_text('"""Mine."""\n' + copy)  # renamed, reworded, a docstring added
+    (root / "cy").mkdir()
+    (root / "cy" / "a05_mntp.py").write_text((ASSIGNMENTS / "reference.py").read_text())  # other code entirely
+    pairs = similarity.compare(root, threshold=0.9)
+    assert [(name, x, y) for _, name, x, y in pairs] == [("a05_mntp", "ada", "bob")] and pairs[0][0] > 0.99
+    assert similarity.compare(root, ["a05_mntp"], threshold=0.0)[-1][0] < 0.5  # the unrelated file: far apart
+    with pytest.raises(SystemExit):
+        similarity.main([str(tmp_path / "nowhere")])
+
+
 def test_hidden_checks_run_only_when_the_instructor_grades(tmp_path):
     # special ids fixed at the visible grader's {0, 1, 2}: only the hidden check, with other ids, sees it
     folder = submission(tmp_path / "student", ["a05_mntp"], [("torch.tensor(sorted(special_ids))", "torch.tensor([0, 1, 2])")])
@@ -537,7 +555,8 @@ def test_hand_out_is_self_contained(tmp_path):
     assert cited_paths(out) == []
     files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     assert {"docs/results.md", "scripts/bench.py", "tests/test_model.py", "tutorials/rendered/12_capstone.ipynb"} <= files
-    instructors = ("hidden/", "reference.py", "assignment_solutions", "test_assignments.py", "rubric", "autograder.py")
+    instructors = ("hidden/", "reference.py", "assignment_solutions", "test_assignments.py", "rubric", "autograder.py",
+                   "similarity.py")
     assert not [f for f in files if any(k in f for k in instructors)]
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 TUTORIALS = HERE.parent
 ROOT = TUTORIALS.parent
-KEPT_BACK = ("reference.py", "hidden", "handout.py", "autograder.py")  # and the worked solutions (under tests/)
+KEPT_BACK = ("reference.py", "hidden", "handout.py", "autograder.py", "similarity.py")  # and the worked solutions (under tests/)
 SOLUTIONS = ROOT / "tests" / "assignment_solutions"
 COURSE_README = """# LLM2Vec from scratch: the course hand-out
 
