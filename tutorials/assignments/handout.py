@@ -63,7 +63,7 @@ def build(out: Path, with_solutions: bool = False) -> Path:
         if (path.suffix == ".py" or re.match(r"a\d\d_.*\.md$", path.name)) and path.name not in KEPT_BACK:
             shutil.copy2(path, assignments / path.name)
     (assignments / "README.md").write_text(student_readme((HERE / "README.md").read_text()))
-    extras = ["common.py", "render.py", "smollm2_values.json", "README.md"]
+    extras = ["common.py", "render.py", "smollm2_values.json", "README.md", "SETUP.md"]
     for path in sorted(TUTORIALS.glob("[0-9][0-9]_*.ipynb")) + [TUTORIALS / name for name in extras]:
         shutil.copy2(path, tutorials / path.name)
     # What the notebooks, the READMEs and the library cite ships with them: the measured results and
