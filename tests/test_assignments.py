@@ -497,6 +497,31 @@ def test_similarity_finds_a_renamed_copy_and_not_independent_work(tmp_path):
         similarity.main([str(tmp_path / "nowhere")])
 
 
+NUMBERS = {1: "one", 2: "two", 7: "seven", 9: "nine", 10: "ten", 11: "eleven", 12: "twelve", 13: "thirteen"}
+
+
+def test_the_counts_in_the_prose_are_the_codes():
+    """Counts the READMEs state — points, hidden points, planted mistakes, assignments, notebooks — are
+    read back from the code, so a change to one without the other fails here."""
+    kit = (ASSIGNMENTS / "README.md").read_text()
+    planned = [c for a in STUBS for c in grade.planned_checks(a)]
+    total, hidden = sum(c.points for c in planned), sum(c.points for c in planned if c.hidden)
+    capstone = sum(c.points for c in planned if c.assignment == "a11_capstone")
+    assert f"({hidden} of the {total} points)" in kit and f"the total is {total}, of which {hidden} hidden" in kit
+    assert f"{capstone} the capstone's automatic" in kit and f"not the course's {total})" in kit
+    a03 = sum(c.points for c in planned if c.assignment == "a03_pooling")
+    assert f"out of a03's {a03}," in kit
+    graded = len(STUBS)
+    assert f"{len(MUTANTS)} planted mistakes across all {NUMBERS[graded]} graded assignments" in kit
+    assert f"{len(PIECE_MUTANTS)} mistakes\n  planted" in kit or f"{len(PIECE_MUTANTS)} mistakes planted" in kit
+    assert f"the {len(MUTANTS) + len(PIECE_MUTANTS)} of them took" in kit
+    notebooks = NUMBERS[len(list((ROOT / "tutorials").glob("[0-9][0-9]_*.ipynb")))]
+    assert f"{notebooks} notebooks" in (ROOT / "README.md").read_text()
+    assert f"all {notebooks}" in (ROOT / "tutorials" / "README.md").read_text()
+    rows = re.findall(r"^\| `(a\d\d)_", kit, flags=re.M)  # the table of assignments
+    assert sorted(set(rows)) == sorted({s[:3] for s in STUBS} | {"a08"}), rows
+
+
 def test_hidden_checks_run_only_when_the_instructor_grades(tmp_path):
     # special ids fixed at the visible grader's {0, 1, 2}: only the hidden check, with other ids, sees it
     folder = submission(tmp_path / "student", ["a05_mntp"], [("torch.tensor(sorted(special_ids))", "torch.tensor([0, 1, 2])")])
