@@ -25,6 +25,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
+import torch
 
 pytest.importorskip("peft")
 pytest.importorskip("scipy")
@@ -520,6 +521,24 @@ def test_the_counts_in_the_prose_are_the_codes():
     assert f"all {notebooks}" in (ROOT / "tutorials" / "README.md").read_text()
     rows = re.findall(r"^\| `(a\d\d)_", kit, flags=re.M)  # the table of assignments
     assert sorted(set(rows)) == sorted({s[:3] for s in STUBS} | {"a08"}), rows
+
+
+def test_hidden_checks_draw_their_inputs_from_the_instructors_seed(tmp_path, monkeypatch):
+    """Another seed, other inputs — and the worked solutions still pass every hidden check, so the
+    checks compute their answers rather than store them."""
+    import grading
+
+    seen = []
+    for seed in ("0", "1", "987654"):
+        monkeypatch.setenv("L2V_GRADER_SEED", seed)
+        seen.append(torch.randn(4, generator=grading.draw(5)))
+        checks = [c for c in grade.grade(submission(tmp_path / seed), ["a01_llama_block", "a03_pooling", "a05_mntp",
+                                                                      "a06_simcse", "a07_evaluation"]) if c.hidden]
+        assert checks and not [c.message for c in checks if c.message], (seed, [c.message for c in checks if c.message])
+    assert not torch.equal(seen[0], seen[1]) and not torch.equal(seen[1], seen[2])
+    monkeypatch.setenv("L2V_GRADER_SEED", "-3")
+    with pytest.raises(SystemExit, match="non-negative whole number"):
+        grading.grader_seed()
 
 
 def test_hidden_checks_run_only_when_the_instructor_grades(tmp_path):

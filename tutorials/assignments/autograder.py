@@ -32,6 +32,7 @@ RUN = """#!/usr/bin/env bash
 # Gradescope runs this for every submission: the student's files are in submission/.
 set -euo pipefail
 root="${{AUTOGRADER_ROOT:-/autograder}}"
+export L2V_GRADER_SEED="${{L2V_GRADER_SEED:-{seed}}}"  # the hidden checks' inputs (grading.grader_seed)
 mkdir -p "$root/results"
 python3 "$root/source/tutorials/assignments/grade.py" "$root/submission" {only}\\
     --gradescope "$root/results/results.json" --timeout 120 --submission-timeout 1200 || true  # < full marks exits 1
@@ -56,13 +57,17 @@ def source_files() -> list[Path]:
     return files
 
 
-def build(out: Path, only: str | None = None) -> Path:
+def build(out: Path, only: str | None = None, seed: int | None = None) -> Path:
     """The zip; only: one assignment ('a03'), graded out of its own points (a missing file of another
-    week's does not count against it)."""
+    week's does not count against it); seed: the hidden checks' inputs (a random one if not given —
+    the zip is the instructor's, never the students')."""
+    import secrets
+
     out = Path(out)
     if out.exists():
         raise SystemExit(f"{out} exists: give a new file name (never overwritten)")
-    run = RUN.format(only=f"--only {assignment(only)} " if only else "")
+    seed = secrets.randbelow(10**6) if seed is None else seed
+    run = RUN.format(only=f"--only {assignment(only)} " if only else "", seed=seed)
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
         for name, text in (("setup.sh", SETUP), ("run_autograder", run)):
             info = zipfile.ZipInfo(name)
@@ -71,7 +76,8 @@ def build(out: Path, only: str | None = None) -> Path:
         for path in source_files():
             z.write(path, f"source/{path.relative_to(ROOT).as_posix()}")
     what = f"grades {assignment(only)} only" if only else "grades every assignment"
-    print(f"autograder: {out} ({len(z.namelist())} files; {what}; the worked solutions are not in it)")
+    print(f"autograder: {out} ({len(z.namelist())} files; {what}; hidden checks' seed {seed}; "
+          "the worked solutions are not in it)")
     return out
 
 
@@ -79,8 +85,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out", type=Path, help="the zip to write")
     p.add_argument("--only", help="one assignment (a03 or a03_pooling): a zip per week, graded out of its points")
+    p.add_argument("--seed", type=int, help="the hidden checks' inputs (default: a random one, printed)")
     args = p.parse_args(argv)
-    build(args.out, args.only)
+    build(args.out, args.only, args.seed)
     return 0
 
 

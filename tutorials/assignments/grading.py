@@ -126,6 +126,24 @@ def integrity_problem(name: str, module=None) -> str | None:
             "you to write (l2v's own code, the grader's reference or the worked solution): 0 points for its checks")
 
 
+def grader_seed() -> int:
+    """The instructor's seed for the hidden checks' inputs, read when they run: L2V_GRADER_SEED (0 when
+    unset). The repository is public, so the hidden checks' code is too; their inputs come from this
+    seed, and each check computes its expected value from them (none is stored), so reading the code
+    does not give the answers. autograder.py writes a seed of its own into each zip."""
+    import os
+
+    value = os.environ.get("L2V_GRADER_SEED", "0")
+    if not value.isdigit():
+        raise SystemExit(f"L2V_GRADER_SEED={value!r}: give a non-negative whole number")
+    return int(value)
+
+
+def draw(offset: int) -> torch.Generator:
+    """A generator for one hidden check's inputs: the instructor's seed, and the check's own offset."""
+    return torch.Generator().manual_seed(1000 * grader_seed() + offset)
+
+
 def require(condition, message: str):
     """Fail with `message` alone (the grader's conftest shows it without a traceback)."""
     if not condition:
