@@ -604,6 +604,19 @@ def test_hand_out_is_self_contained(tmp_path):
     assert not [f for f in files if any(k in f for k in instructors)]
 
 
+def test_instructors_kit_holds_what_the_hand_out_leaves_out(tmp_path):
+    kit = handout.build_kit(tmp_path / "kit")
+    files = {p.relative_to(kit).as_posix() for p in kit.rglob("*") if p.is_file()}
+    assert {"hidden/rubric_a08.md", "hidden/rubric_a11.md", "hidden/hidden_a05_mntp.py", "reference.py",
+            "autograder.py", "similarity.py", "test_assignments.py", "solutions/a11_capstone.py",
+            "solutions/notebook_answers/12.md", "README.md"} <= files
+    out = handout.build(tmp_path / "handout")
+    students = {p.name for p in out.rglob("*") if p.is_file()}
+    assert not students & {"reference.py", "autograder.py", "similarity.py", "test_assignments.py", "rubric_a11.md"}
+    with pytest.raises(SystemExit):  # never overwrites
+        handout.build_kit(kit)
+
+
 def test_integrity_zeroes_only_the_assignment_that_uses_the_answer(tmp_path):
     folder = submission(tmp_path / "student", ["a03_pooling", "a05_mntp"])
     wrapper = "import torch\nimport l2v.mntp\n\n\ndef mntp_loss(hidden, labels, lm_head):\n    return l2v.mntp.mntp_loss\n"

@@ -2,6 +2,7 @@
 
     python tutorials/assignments/handout.py OUT                    # OUT must not exist yet (nothing is overwritten)
     python tutorials/assignments/handout.py OUT --with-solutions   # the solutions release, after the deadline
+    python tutorials/assignments/handout.py KIT --instructor-kit   # what the hand-out leaves out, on its own
 
 The hand-out has the repository's layout, so every command in its README runs as written there:
 
@@ -86,12 +87,50 @@ def build(out: Path, with_solutions: bool = False) -> Path:
     return out
 
 
+KIT_README = """# The instructors' kit: keep it private
+
+Not for students: it holds what the hand-out leaves out. Keep it in a private repository or a folder
+students cannot read; the course's public repository has all of it too, so tell students to work
+from the hand-out.
+
+- hidden/            the hidden checks (inputs drawn from L2V_GRADER_SEED) and the rubrics of a08 and a11
+- reference.py       each stub pointed at the l2v function it mirrors (grade.py --solution)
+- solutions/         the worked solutions, and the answers to every notebook's "Predict, then run"
+- autograder.py      Gradescope zips (--only aNN: one a week; a random hidden-checks seed in each)
+- similarity.py      pairs of look-alike submissions, to read side by side
+- test_assignments.py  the graders' own tests: planted mistakes (they quote the solutions)
+
+To grade with it, copy hidden/ and reference.py into the course's tutorials/assignments/.
+"""
+
+
+def build_kit(out: Path) -> Path:
+    """The instructor-only material in the new folder `out`, on its own (handout.py --instructor-kit)."""
+    out = Path(out)
+    if out.exists():
+        raise SystemExit(f"{out} exists: give a new folder (the hand-out builder never overwrites)")
+    out.mkdir(parents=True)
+    shutil.copytree(HERE / "hidden", out / "hidden", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("reference.py", "autograder.py", "similarity.py"):
+        shutil.copy2(HERE / name, out / name)
+    shutil.copytree(SOLUTIONS, out / "solutions", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(ROOT / "tests" / "test_assignments.py", out / "test_assignments.py")
+    (out / "README.md").write_text(KIT_README)
+    print(f"instructors' kit: {sum(1 for p in out.rglob('*') if p.is_file())} files in {out} (keep it private)")
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out", type=Path, help="the folder to create")
     p.add_argument("--with-solutions", action="store_true", help="the solutions release: add the worked solutions")
+    p.add_argument("--instructor-kit", action="store_true",
+                   help="build the instructor-only material (hidden checks, rubrics, solutions) instead")
     args = p.parse_args(argv)
-    build(args.out, with_solutions=args.with_solutions)
+    if args.instructor_kit:
+        build_kit(args.out)
+    else:
+        build(args.out, with_solutions=args.with_solutions)
     return 0
 
 
