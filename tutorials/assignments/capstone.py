@@ -112,6 +112,7 @@ def run(module, out, model_dir=None, budget: Budget = Budget(), data="wiki", tas
     from l2v.evaluate import comparison_table
     from l2v.formats.export import export_model
     from l2v.mntp import run_mntp
+    from l2v.runtime.checkpoints import LOG_FILE, read_log
     from l2v.settings import resolve
     from l2v.simcse import run_simcse
     from l2v.sources.fetch import fetch_smollm2, fetch_wiki
@@ -140,8 +141,8 @@ def run(module, out, model_dir=None, budget: Budget = Budget(), data="wiki", tas
     folders = build_suite(budget.suite) if tasks is None else tasks
     sts = timer("STS with your metric", rescore_sts, encoder, folders, records["yours (exported)"], module.metric)
 
-    logs = {stage: [json.loads(line) for line in (out / stage / "log.jsonl").read_text().splitlines() if line.strip()]
-            for stage in ("mntp", "simcse") if (out / stage / "log.jsonl").is_file()}
+    logs = {stage: read_log(out / stage / LOG_FILE, keep_through=mntp_settings.steps + simcse_settings.steps)
+            for stage in ("mntp", "simcse")}
     summary = {"model": str(model_dir), "suite": where["suite"], "budget": {"mntp": budget.mntp, "simcse": budget.simcse},
                "table": comparison_table([{"row": name, **r} for name, r in records.items()]),
                "claims": claims, "sts_with_your_metric": sts, "minutes": timer.minutes,
