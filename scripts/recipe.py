@@ -236,7 +236,7 @@ def label(e: dict) -> str:
 
 
 def markdown(logged: list[dict], base: dict, half: str | None):
-    """The table as markdown (docs/results.md, the README): Uni + mean's scores, then every other run's
+    """The table as markdown (docs/results.md's two-half tables): Uni + mean's scores, then every other run's
     difference from it per type, with its paired 95 % interval."""
     avg = averages(base, half)
     print("| row | train min | " + " | ".join(NAMES[c] for c in COLS) + " |")

@@ -96,7 +96,7 @@ def test_demo_folder_keeps_to_its_budget(tiny_encoder_folder, tmp_path):
 
 
 def test_demo_budgets():
-    """`long` is the cpu budget with four times its steps, scored on l2v-dev (docs/results.md, "Budgets")."""
+    """`long` is the cpu budget with four times its steps, scored on l2v-dev (l2v/tools/demo.py's budget table)."""
     from l2v.settings import PRESETS
     from l2v.sources.suites import SUITES
     from l2v.tools.demo import BUDGETS

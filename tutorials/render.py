@@ -1,6 +1,6 @@
 """Execute the tutorial notebooks and write rendered copies, outputs and figures included.
 
-    python tutorials/render.py                 # every notebook, on SmolLM2 (`l2v fetch smollm2 wiki l2v-mini`)
+    python tutorials/render.py                 # every notebook, on SmolLM2 (`l2v fetch` smollm2, wiki, l2v-mini first)
     python tutorials/render.py 03 05           # only these
     python tutorials/render.py --tiny --out /tmp/r 01    # TINY mode, elsewhere (what the test runs)
 

@@ -48,7 +48,9 @@ def _fetch_args(sub):
     p.add_argument("what", choices=["smollm2", "wiki", "l2v-mini", "l2v-dev"],
                    help="smollm2: the default model; wiki: training text; l2v-mini: the evaluation suite; "
                         "l2v-dev: the development suite (STS incl. long texts, pairs, classification)")
-    p.add_argument("--weights-dir", default="weights", help="where converted model folders go")
+    p.add_argument("--weights-dir", default=None,
+                   help="where converted model folders go (default: weights/ at the top of the l2v checkout "
+                        "you are in, from any folder inside it; ./weights elsewhere)")
     p.add_argument("--force", action="store_true", help="redo even if the result exists")
     p.set_defaults(run=_fetch)
 
@@ -112,6 +114,11 @@ def _export_args(sub):
                    help="stored weights (default: the base model's own); adapters are merged in fp32 first")
     p.add_argument("--query-instruction", default=None,
                    help="sentence-transformers' 'query' prompt: the instruction encode_query puts before queries")
+    p.add_argument("--normalize", action="store_true", help="unit-length embeddings (a Normalize module)")
+    p.add_argument("--base-model", default=None, help="the card's base_model (a Hub id; SmolLM2 is known)")
+    p.add_argument("--license", default=None, help="the card's license (SmolLM2's own: apache-2.0)")
+    p.add_argument("--scores", default=None, help="an `l2v eval --output` record of this export, for the card")
+    p.add_argument("--device", default=None, help="where to merge (cuda merges a 7B model faster); stored on the CPU")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier export in OUT")
     p.set_defaults(run=_export)
 
@@ -304,11 +311,16 @@ def _export(args):
     _encoder_settings(args)
     prompts = {"query": args.query_instruction} if args.query_instruction else None
     out = export_model(args.model, args.out, adapters=args.adapter, causal=args.causal, pooling=args.pooling,
-                       max_length=args.max_length, dtype=args.dtype, prompts=prompts, overwrite=args.overwrite)
+                       max_length=args.max_length, dtype=args.dtype, prompts=prompts, normalize=args.normalize,
+                       base_model=args.base_model, license=args.license, scores=args.scores, device=args.device,
+                       overwrite=args.overwrite)
+    from ..formats.export import encoder_settings
+
     mode = "causal" if args.causal else "bidirectional"
     merged = f", {len(args.adapter)} adapter(s) merged" if args.adapter else ""
+    trust = "" if encoder_settings(out)["sentence_transformers"] == "standard modules" else ", trust_remote_code=True"
     print(f"{out}: {mode}, {args.pooling} pooling, max {args.max_length} tokens{merged} — reads back with "
-          f"Encoder.from_pretrained({str(out)!r}) or SentenceTransformer({str(out)!r}, trust_remote_code=True)")
+          f"Encoder.from_pretrained({str(out)!r}) or SentenceTransformer({str(out)!r}{trust})")
 
 
 def _analyze(args):

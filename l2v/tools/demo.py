@@ -16,6 +16,7 @@ engine scripts/recipe.py uses too), so an interrupted demo continues; a folder i
 budget and model (plan.json), so one budget's adapters never stand in for another's.
 
     budget   training (MNTP steps × batch × tokens; SimCSE steps × batch)   scored on
+    smoke    2 × 2 × 32; 2 × 4 (checks that everything runs)               l2v-mini-smoke
     quick    10 × 8 × 128; 8 × 8                                           l2v-mini-quick
     cpu      60 × 8 × 128; 40 × 16                                         l2v-mini
     long     240 × 8 × 128; 160 × 16                                       l2v-dev
