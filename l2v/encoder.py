@@ -101,8 +101,7 @@ class Encoder:
             raise L2VError(f"instruction must be a string or None, got {type(instruction).__name__}")
         single = isinstance(texts, str)
         instructions, bodies = _split_inputs([texts] if single else texts, instruction)
-        prefixes = self.tokenizer.encode_batch(instructions)
-        sequences = [self.layout(p, b) for p, b in zip(prefixes, self.tokenizer.encode_batch(bodies))]
+        sequences = [self.layout(p, b) for p, b in self.tokenizer.encode_pairs(instructions, bodies)]
 
         out = torch.empty(len(sequences), self.dim, dtype=torch.float32)
 
@@ -157,7 +156,7 @@ class Encoder:
         # Text positions are n_prefix .. n_text_end - 1; an appended EOS, if any, comes after them.
         jobs = []
         text_poolings = [q for q in poolings if q != "eos"]
-        for i, (p, b) in enumerate(zip(self.tokenizer.encode_batch(instructions), self.tokenizer.encode_batch(bodies))):
+        for i, (p, b) in enumerate(self.tokenizer.encode_pairs(instructions, bodies)):
             ids, n_prefix = self.tokenizer.layout(p, b, self.max_length)  # what mean and last see
             if not append or not b:  # nothing appended (an empty text is the EOS alone already)
                 jobs.append((ids, n_prefix, len(ids), i, poolings))
@@ -213,8 +212,8 @@ class Encoder:
 
     def tokenize(self, texts: list[str], instructions: list[str] | None = None):
         """A padded Batch laid out for this encoder's pooling (training builds its batches here)."""
-        prefixes = self.tokenizer.encode_batch(instructions) if instructions else [[] for _ in texts]
-        return self.tokenizer.pad([self.layout(p, b) for p, b in zip(prefixes, self.tokenizer.encode_batch(texts))])
+        pairs = self.tokenizer.encode_pairs(instructions or [""] * len(texts), texts)
+        return self.tokenizer.pad([self.layout(p, b) for p, b in pairs])
 
     def embed(self, batch):
         """One padded Batch → (B, D) pooled embeddings, with gradients if enabled (training uses this)."""

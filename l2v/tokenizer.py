@@ -6,9 +6,13 @@ One sequence is laid out as
     └──── prefix: attended, ─┘ └─ pooled ──────┘
           never pooled
 
-Instruction and text are tokenised *separately* and their ids joined, so the boundary is known
-exactly. (The official llm2vec searched for a separator string in the joined text and crashed on
-whitespace mismatches, its issues #80 and #107.)
+Instruction and text are tokenised as *one string*, `instruction + text`, and the instruction's
+share is as many leading tokens as the instruction has on its own: sentence-transformers' rule for
+a prompt (`Pooling(include_prompt=False)`), so an exported folder read by it pools exactly the
+positions l2v pools (`encode_pairs`; INSTRUCTION_RULE names the rule in every evaluation record).
+Where the tokenizer merges across the boundary ("query: " + "how" → "query", ":", " how") the
+merged token counts as the instruction's, as sentence-transformers counts it: end instructions
+with ":" rather than ": " and byte-level tokenizers split cleanly.
 
 Whether a BOS (or EOS) is added is read from the tokenizer files, as the `tokenizers` library
 itself would add it: from tokenizer.json's post-processor (Llama-3 and Gemma prepend their BOS
@@ -35,6 +39,10 @@ DEFAULT_MAX_LENGTH = 512
 # LLM2Vec's MNTP mask token for models without one of their own (LLaMA, Mistral, Qwen). The
 # official run_mntp.py keeps a tokenizer's own mask token when its files declare one.
 DEFAULT_MASK_TOKEN = "_"
+
+# How an instruction and its text become ids (above). Evaluation records carry it, so scores made
+# under the earlier rule (instruction and text tokenised apart, ids joined) are never reused.
+INSTRUCTION_RULE = "joint"
 
 
 @dataclass
@@ -127,14 +135,21 @@ class Tokenizer:
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self.tk.encode_batch(texts, add_special_tokens=False)]
 
+    def encode_pairs(self, instructions: list[str], texts: list[str]) -> list[tuple[list[int], list[int]]]:
+        """(instruction ids, text ids) per pair: `instruction + text` tokenised as one string, the
+        first len(encode(instruction)) ids being the instruction's (sentence-transformers' prompt rule)."""
+        joint = self.encode_batch([i + t for i, t in zip(instructions, texts)])
+        distinct = list(dict.fromkeys(instructions))
+        share = {i: len(ids) for i, ids in zip(distinct, self.encode_batch(distinct))}
+        return [(ids[: share[i]], ids[share[i] :]) for i, ids in zip(instructions, joint)]
+
     def decode(self, ids) -> str:
         return self.tk.decode(list(ids), skip_special_tokens=False)
 
     def __call__(self, texts: list[str], instructions: list[str] | None = None, max_length: int = DEFAULT_MAX_LENGTH) -> Batch:
         """Tokenise, truncate and pad a batch. instructions[i] ("" for none) goes before texts[i]."""
-        prefixes = self.encode_batch(instructions) if instructions else [[] for _ in texts]
-        bodies = self.encode_batch(texts)
-        return self.pad([self.layout(p, b, max_length) for p, b in zip(prefixes, bodies)])
+        pairs = self.encode_pairs(instructions or [""] * len(texts), texts)
+        return self.pad([self.layout(p, b, max_length) for p, b in pairs])
 
     def layout(self, instruction_ids: list[int], text_ids: list[int], max_length: int):
         """→ (ids, number of leading tokens not pooled). Truncation cuts the text's end, keeping EOS."""

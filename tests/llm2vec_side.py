@@ -11,6 +11,7 @@ transformers 4.44, peft, llm2vec, numpy and safetensors.
 
 import argparse
 import json
+import os
 
 import numpy as np
 import torch
@@ -59,7 +60,10 @@ def make_adapters(base, mntp, simcse):
 def load(base, adapters):
     """As llm2vec's README loads an MNTP + SimCSE pair: MNTP merged, SimCSE on top."""
     mntp, simcse = (list(adapters) + [None, None])[:2]
-    model = LLM2Vec.from_pretrained(base, peft_model_name_or_path=mntp, merge_peft=True, **OPTIONS)
+    options = dict(OPTIONS)
+    if os.path.isfile(os.path.join(base, "llm2vec_config.json")):  # an export: its own pooling and lengths
+        options = {k: v for k, v in options.items() if k not in ("pooling_mode", "max_length")}
+    model = LLM2Vec.from_pretrained(base, peft_model_name_or_path=mntp, merge_peft=True, **options)
     if simcse:
         model.model = PeftModel.from_pretrained(model.model, simcse)
     return model

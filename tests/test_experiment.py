@@ -44,7 +44,7 @@ def scored(monkeypatch):
         tasks = [{"task": name, "type": kind, "main_score": main,
                   "bootstrap": [main + 0.01 * j for j in range(-5, 6)]} for name, kind in DEV_TASKS]
         return dict(model=str(model_dir), adapters=[str(a) for a in adapters], causal=causal, pooling=pooling,
-                    appends_eos=pooling == "eos", max_length=max_length, autocast=autocast, suite=suite,
+                    appends_eos=pooling == "eos", instructions="joint", max_length=max_length, autocast=autocast, suite=suite,
                     shared_pass=shared, averages=l2v.evaluate.type_averages(tasks), tasks=tasks)
 
     def evaluate_model(model_dir, **kw):
@@ -81,6 +81,13 @@ def test_evaluate_rows_scores_once_and_reads_back(scored, tmp_path, capsys):
     scored.clear()
     assert evaluate_rows("model", rows, suite="l2v-dev") == done  # the same settings: all read back
     assert scored == [] and capsys.readouterr().out.count("reusing") == len(rows)
+
+    # Made before instructions were tokenised with their text (no instructions="joint"): scored again.
+    old = json.loads(rows[2].path.read_text())
+    rows[2].path.write_text(json.dumps({k: v for k, v in old.items() if k != "instructions"}))
+    evaluate_rows("model", rows, suite="l2v-dev")
+    assert scored == [("one", "mean", False, ())]
+    scored.clear()
 
     # Stored under other settings or adapters, or from before EOS was appended: scored again.
     evaluate_rows("model", rows, suite="l2v-dev", autocast=True)

@@ -3,14 +3,16 @@
 (The official llm2vec's round trips: tests/test_llm2vec_interop.py.)"""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import SMOLLM2_FOLDER, TINY_CORPUS, write_folder
+from conftest import SMOLLM2_FOLDER, TINY_CORPUS, transformers, write_folder, write_tiny_tokenizer
 
 import l2v
 from l2v.formats.export import export_model
+from l2v.runtime.checks import L2VError
 from l2v.formats.peft import save_adapter
 from l2v.lora import apply_lora, merge_lora
 from l2v.tools.cli import main as cli
@@ -77,7 +79,8 @@ def test_export_keeps_attention_pooling_and_dtype(tiny_encoder_folder, adapters,
     assert enc.model.causal and enc.pooling == "eos" and enc.max_length == 32
     assert enc.model.lm_head.weight.dtype == torch.bfloat16
     assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
-    assert json.loads((out / "llm2vec_config.json").read_text())["pooling_mode"] == "eos_token"
+    # llm2vec's eos_token appends " </s>" (LLaMA) rather than the tokenizer's EOS: no llm2vec_config.json
+    assert not (out / "llm2vec_config.json").exists()
     want = l2v.Encoder.from_pretrained(tiny_encoder_folder, adapters=adapters, causal=True, pooling="eos",
                                        max_length=32)
     cos = min_cosine(enc.encode(TEXTS), want.encode(TEXTS))
@@ -112,6 +115,123 @@ def test_export_cli_and_its_refusals(tiny_encoder_folder, adapters, tmp_path, ca
 
 
 # ---------------------------------------------------------------- sentence-transformers
+
+
+SIDE = Path(__file__).with_name("st_side.py")
+LONG = [" ".join(TINY_CORPUS) * 2, " ".join(reversed(TINY_CORPUS))]  # well past the export's 64 tokens
+# The empty text is left out: l2v embeds it as its EOS token; sentence-transformers has no token to pool.
+# The first text and the prompt's trailing space merge (" the"): only the joint tokenisation of prompt and
+# text gives sentence-transformers' ids, so the id check below fails for any other instruction rule.
+ST_TEXTS = ["the cat sat on the mat."] + [t for t in TEXTS if t]
+PROMPT = INSTRUCTION + " "
+
+
+@pytest.fixture(scope="module")
+def plain_base(tmp_path_factory):
+    """A tiny LLaMA whose tokenizer adds no BOS (as SmolLM2's and Qwen's), and two random adapters."""
+    cfg = transformers.LlamaConfig(vocab_size=400, hidden_size=48, intermediate_size=96, num_hidden_layers=3,
+                                   num_attention_heads=4, num_key_value_heads=2, bos_token_id=1, eos_token_id=2,
+                                   pad_token_id=0)
+    torch.manual_seed(1)
+    folder = tmp_path_factory.mktemp("plain") / "base"
+    transformers.LlamaForCausalLM(cfg).save_pretrained(folder)
+    write_tiny_tokenizer(folder, add_bos=False)
+    model = l2v.load_model(folder, causal=False)
+    adapters = []
+    for i in range(2):
+        apply_lora(model, r=4, alpha=8)
+        torch.manual_seed(20 + i)
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                torch.nn.init.normal_(p, std=0.05)
+        save_adapter(model, folder.parent / f"adapter{i}")
+        merge_lora(model)
+        adapters.append(folder.parent / f"adapter{i}")
+    return folder, adapters
+
+
+def far_side(folder, tmp_path, prompt=PROMPT) -> dict:
+    """What sentence-transformers and AutoModel give for `folder` in a process where l2v cannot be imported."""
+    import subprocess
+    import sys
+
+    (tmp_path / "request.json").write_text(json.dumps(dict(texts=ST_TEXTS, long=LONG, prompt=prompt)))
+    r = subprocess.run([sys.executable, str(SIDE), str(folder), str(tmp_path / "request.json"),
+                        str(tmp_path / "far.npz")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return dict(np.load(tmp_path / "far.npz"))
+
+
+@pytest.mark.parametrize("pooling,normalize", [("mean", False), ("last", True)])
+def test_a_plain_folder_loads_without_l2v(plain_base, pooling, normalize, tmp_path):
+    """Issue 38: sentence-transformers' standard modules and plain AutoModel, in a process where importing
+    l2v fails, embed as Encoder(causal=False) on the source model and adapters: documents, texts cut at
+    the exported length, queries with the folder's instruction (the same ids, the same pooled positions)."""
+    folder, adapters = plain_base
+    out = export_model(folder, tmp_path / "export", adapters=adapters, max_length=64, pooling=pooling,
+                       normalize=normalize, prompts={"query": PROMPT})
+    modules = json.loads((out / "modules.json").read_text())
+    assert [m["type"] for m in modules][:2] == ["sentence_transformers.models.Transformer",
+                                                "sentence_transformers.models.Pooling"]
+    assert json.loads((out / "config.json").read_text())["is_causal"] is False
+    far = far_side(out, tmp_path)
+    assert list(far["modules"]) == ["Transformer", "Pooling", *(["Normalize"] if normalize else [])]
+    assert int(far["max_seq_length"]) == 64
+    ref = l2v.Encoder.from_pretrained(folder, adapters=adapters, causal=False, pooling=pooling, max_length=64)
+    causal = l2v.Encoder.from_pretrained(folder, adapters=adapters, causal=True, pooling=pooling, max_length=64)
+    with pytest.warns(UserWarning, match="truncated"):
+        want_long = ref.encode(LONG)
+    for what, got, want in (("documents", far["documents"], ref.encode_document(ST_TEXTS)),
+                            ("encode", far["plain"], ref.encode(ST_TEXTS)),
+                            ("long texts cut at 64 tokens", far["long"], want_long),
+                            ("queries", far["queries"], ref.encode(ST_TEXTS, instruction=PROMPT))):
+        cos = min_cosine(got, want)
+        assert cos >= 0.9999, f"{pooling}: sentence-transformers' {what} against l2v's: min cosine {cos:.7f}"
+    if normalize:
+        np.testing.assert_allclose(np.linalg.norm(far["documents"], axis=1), 1, atol=1e-5)
+    cos = min_cosine(far["documents"], causal.encode(ST_TEXTS))
+    assert cos < 0.99, f"{pooling}: the folder embeds as the causal model does (min cosine {cos:.5f}): is_causal ignored?"
+    # the ids sentence-transformers feeds for a query, and where its pooling starts, are l2v's
+    (ids, n_prefix), = [ref.layout(p, b) for p, b in ref.tokenizer.encode_pairs([PROMPT], ST_TEXTS[:1])]
+    assert far["query_ids"].tolist() == ids, f"query ids: sentence-transformers {far['query_ids'].tolist()}, l2v {ids}"
+    assert int(far["prompt_length"]) == n_prefix, \
+        f"pooled positions: sentence-transformers starts at {int(far['prompt_length'])}, l2v at {n_prefix}"
+    if pooling == "mean":
+        cos = min_cosine(far["automodel"], ref.encode(ST_TEXTS))
+        assert cos >= 0.9999, f"AutoModel + mean pooling against l2v: min cosine {cos:.7f}"
+
+
+def test_exports_that_standard_modules_cannot_express_say_why(plain_base, tiny_encoder_folder, tmp_path, capsys):
+    folder, adapters = plain_base
+    for source, pooling, why in ((folder, "eos", "appends an EOS"), (folder, "weighted_mean", "restart"),
+                                 (tiny_encoder_folder, "mean", "adds a BOS token")):
+        out = export_model(source, tmp_path / f"{pooling}-{source.name}", pooling=pooling, max_length=64)
+        assert why in capsys.readouterr().out
+        assert json.loads((out / "modules.json").read_text())[0]["type"] == "l2v.formats.st_module.L2VModule"
+        assert why in json.loads((out / "l2v_encoder.json").read_text())["sentence_transformers"]
+        assert "trust_remote_code=True" in (out / "README.md").read_text()
+
+
+def test_every_family_reads_is_causal_false(family_folder, tmp_path):
+    """transformers (>= 5.2) builds a bidirectional mask from the exported config.json for each of l2v's
+    families, sliding-window ones included (the export widens their window to the whole context)."""
+    from conftest import FAMILIES
+
+    for name in FAMILIES:
+        out = export_model(family_folder(name), tmp_path / name, max_length=64)
+        hf = transformers.AutoModel.from_pretrained(out, dtype=torch.float32, attn_implementation="eager").eval()
+        ours, causal = (l2v.load_model(out, causal=c, dtype=torch.float32) for c in (False, True))
+        ids = torch.randint(3, 400, (2, 9), generator=torch.Generator().manual_seed(0))
+        mask = torch.ones(2, 9, dtype=torch.long)
+        mask[1, :3] = 0
+        with torch.no_grad():
+            theirs = hf(input_ids=ids, attention_mask=mask).last_hidden_state[mask.bool()]
+            diff = (theirs - ours(ids, mask)[mask.bool()]).abs().max().item()
+            moved = (theirs - causal(ids, mask)[mask.bool()]).abs().max().item()
+        assert diff < 1e-4, f"{name}: AutoModel on the export against l2v's bidirectional model: max |diff| {diff:.2e}"
+        assert moved > 0.1, f"{name}: the export runs as the causal model does (max |diff| {moved:.2e})"
+
+
 
 
 @pytest.fixture(scope="module")
@@ -318,3 +438,33 @@ def test_smollm2_export_everywhere(tmp_path):
     ours = evaluate(wrapper.encoder, [folder], show_progress=False)[0]["main_score"]
     print(f"SmolLM2 WordSim-353 (60 pairs): l2v {ours:.6f}, mteb {theirs:.6f}; export vs load-time merge {merged:.6f}")
     assert ours == pytest.approx(theirs, abs=1e-6), f"SmolLM2 WordSim-353: l2v {ours:.6f} vs mteb {theirs:.6f}"
+
+
+def test_the_card_is_hub_ready(plain_base, tmp_path):
+    """Issue 38: YAML front matter the Hub reads, the scores when given, usage for three libraries, limitations."""
+    folder, adapters = plain_base
+    record = {"suite": "l2v-mini", "averages": {"sts": 0.5, "retrieval": 0.25, "all": 0.375}}
+    out = export_model(folder, tmp_path / "carded", adapters=adapters, max_length=64, base_model="org/base",
+                       license="mit", scores=record)
+    card = (out / "README.md").read_text()
+    front = card.split("---\n")[1]
+    for line in ("library_name: sentence-transformers", "pipeline_tag: sentence-similarity", "base_model: org/base",
+                 "license: mit", "language: [en]", "datasets: [wikipedia]", "- name: carded",
+                 "metrics: [{type: main_score, value: 25.00}]"):
+        assert line in front, f"{line!r} not in the card's front matter:\n{front}"
+    for text in ('SentenceTransformer("carded")', "AutoModel.from_pretrained", "Encoder.from_pretrained",
+                 "transformers older than 5.2", "## Limitations", "dequantised from a 4-bit GGUF",
+                 "`adapter0` (LoRA r=4, alpha=8)", "sts 50.00, retrieval 25.00"):
+        assert text in card, f"{text!r} not in the card"
+    assert "trust_remote_code" not in card  # standard modules: nothing to trust
+    with pytest.raises(L2VError, match="not an l2v eval record"):
+        (tmp_path / "bad.json").write_text("{}")
+        export_model(folder, tmp_path / "bad", scores=tmp_path / "bad.json")
+
+
+@pytest.mark.parametrize("device", ["mps", "xpu"])
+def test_devices_l2v_never_ran_on_are_refused(device):
+    from l2v.formats.loading import resolve_device
+
+    with pytest.raises(L2VError, match=f"device '{device}': l2v runs on cpu or cuda only"):
+        resolve_device(device)

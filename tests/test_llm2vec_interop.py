@@ -79,10 +79,10 @@ def side_run(python, *args, script=True):
     return r
 
 
-def official(python, base, out_dir, adapters=(), tokens=False):
-    """llm2vec's embeddings of ITEMS; with tokens, also out_dir/tokens.json: what it fed the model."""
+def official(python, base, out_dir, adapters=(), tokens=False, items=ITEMS):
+    """llm2vec's embeddings of `items`; with tokens, also out_dir/tokens.json: what it fed the model."""
     out_dir.mkdir()
-    (out_dir / "items.json").write_text(json.dumps(ITEMS))
+    (out_dir / "items.json").write_text(json.dumps(items))
     extra = ["--tokens", out_dir / "tokens.json"] if tokens else []
     side_run(python, "encode", base, out_dir / "items.json", out_dir / "emb.npy", *adapters, *extra)
     return np.load(out_dir / "emb.npy")
@@ -200,3 +200,25 @@ def test_an_l2v_export_loads_in_llm2vec(base, venv_python, l2v_adapters, tmp_pat
     theirs = official(venv_python, out, tmp_path / "official-export")
     mine = ours(folder, [mntp_causal_lm, simcse])
     assert_same(mine, theirs, base_emb, "l2v export → llm2vec")
+
+
+@pytest.mark.parametrize("pooling", ["mean", "weighted_mean", "last", "bos"])
+def test_llm2vec_reads_an_export_whole_past_400_tokens(base, venv_python, l2v_adapters, tmp_path, pooling):
+    """Issue 38: llm2vec cuts a document by words at doc_max_length (400 when unset). The export's
+    llm2vec_config.json sets it to the exported max length, so a 600-token text is cut by tokens at 512,
+    as l2v cuts it, in every pooling the export writes a config for."""
+    from l2v.formats.export import export_model
+
+    folder, base_emb, _ = base
+    out = export_model(folder, tmp_path / "export", adapters=[l2v_adapters[2], l2v_adapters[1]], pooling=pooling)
+    config = json.loads((out / "llm2vec_config.json").read_text())
+    assert config["doc_max_length"] >= config["max_length"] == 512, config
+    enc = l2v.Encoder.from_pretrained(out)
+    texts = [" ".join(DOCUMENTS * 12), " ".join(reversed(DOCUMENTS * 11)), DOCUMENTS[0]]
+    lengths = [len(enc.tokenizer.encode(t)) for t in texts]
+    assert 550 < min(lengths[:2]) and max(lengths[:2]) < 800, lengths
+    theirs = official(venv_python, out, tmp_path / "official", items=texts)
+    with pytest.warns(UserWarning, match="truncated"):
+        mine = enc.encode(texts, show_progress_bar=False)
+    low = cosines(mine, theirs).min()
+    assert low >= MATCH, f"{pooling}: texts of {lengths} tokens, l2v against llm2vec: min cosine {low:.7f}"

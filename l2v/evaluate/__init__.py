@@ -19,7 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..runtime.checks import NonFiniteError
-from ..tokenizer import DEFAULT_MAX_LENGTH
+from ..tokenizer import DEFAULT_MAX_LENGTH, INSTRUCTION_RULE
 from .tasks import MAIN_SCORES, Task, TaskError
 
 __all__ = ["MAIN_SCORES", "Task", "TaskError", "evaluate", "evaluate_model",
@@ -172,7 +172,8 @@ def _evaluate_records(model_dir, poolings, *, adapters=(), causal=False, tasks=N
     for pooling, results in by_pooling.items():
         records[pooling] = dict(
             model=str(model_dir), adapters=[str(a) for a in adapters], causal=causal, pooling=pooling,
-            appends_eos=pooling == "eos" and not encoder.tokenizer.add_eos,  # 'eos' before l2v appended an EOS was 'last'
+            appends_eos=pooling == "eos" and not encoder.tokenizer.add_eos,
+            instructions=INSTRUCTION_RULE,  # how instruction and text were tokenised (tokenizer.py)  # 'eos' before l2v appended an EOS was 'last'
             max_length=max_length, dtype=str(dtype or "float32").removeprefix("torch."), autocast=autocast,
             suite=suite,
             minutes=minutes, device=str(encoder.device), shared_pass=poolings if shared else None, averages=type_averages(results),

@@ -1,14 +1,22 @@
-"""`l2v export`: a trained embedder as one self-contained folder that other tools read too.
+"""`l2v export`: a trained embedder as a plain Hugging Face folder that loads without l2v.
 
     OUT/
-      config.json, model.safetensors       the model with its adapters merged (HF layout)
+      config.json, model.safetensors       the model with its adapters merged (HF layout); config.json
+                                           says "is_causal": false when the export is bidirectional,
+                                           which transformers >= 5.2 obeys (5.1 silently runs causal)
       tokenizer.json, tokenizer_config.json …
-      l2v_encoder.json                     how its embeddings are made: attention, pooling, max length,
-                                           the instruction rule — `Encoder.from_pretrained(OUT)` reads it
-      modules.json,                        sentence-transformers: l2v's module, prompts, cosine
-      config_sentence_transformers.json
-      llm2vec_config.json                  the official llm2vec: pooling_mode, max_length
-      README.md                            where it came from and how to use it
+      modules.json, sentence_bert_config.json, 1_Pooling/, [2_Normalize/],
+      config_sentence_transformers.json    sentence-transformers' own modules: Transformer, Pooling
+                                           (l2v's pooling, instructions left out of it), Normalize;
+                                           prompts, max_seq_length — no l2v, no trust_remote_code
+      l2v_encoder.json                     l2v's settings: `Encoder.from_pretrained(OUT)` reads them
+      llm2vec_config.json                  the official llm2vec: pooling_mode, max_length, doc_max_length
+      README.md                            a model card with Hub metadata
+
+What the standard modules cannot say keeps l2v's own module (st_module.py, which sentence-transformers
+loads only with trust_remote_code=True) and the export says why in one line: pooling eos (an appended
+EOS), bos and weighted_mean (its position weights restart after the instruction), and tokenizers that
+add a BOS (sentence-transformers' Pooling would pool it; l2v and llm2vec leave it out).
 
 Merging happens in fp32 and the result is stored in `dtype` (default: the base model's own), so a
 bf16 export rounds once, not once per adapter.
@@ -36,8 +44,10 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 # l2v's pooling names → the official llm2vec's pooling_mode.
 LLM2VEC_POOLING = {"mean": "mean", "weighted_mean": "weighted_mean", "eos": "eos_token", "last": "last_token",
                    "bos": "bos_token"}
-INSTRUCTION_RULE = ("an instruction is tokenised on its own and put before the text (after BOS): attended to, "
-                    "not pooled; documents carry none")
+INSTRUCTION_RULE = ("an instruction is put before the text and the two are tokenised as one string; the "
+                    "instruction's tokens (as many as it has alone) are attended to, not pooled; documents carry none")
+ST_POOLING = {"mean": "mean", "last": "lasttoken"}  # l2v's poolings that sentence-transformers' Pooling computes alike
+MIN_TRANSFORMERS = "5.2"  # the first transformers that reads "is_causal": false (measured: 5.1.0 runs causal)
 
 
 def encoder_settings(folder) -> dict:
@@ -63,8 +73,12 @@ def resolve_encoder(folder, causal: bool | None = None, pooling: str | None = No
 
 def export_model(model_dir, out, *, adapters=(), causal: bool = False, pooling: str = "mean",
                  max_length: int = DEFAULT_MAX_LENGTH, dtype: str | None = None, prompts: dict | None = None,
-                 overwrite: bool = False) -> Path:
-    """Merge `adapters` (in order) into the model and write the folder described above → OUT."""
+                 normalize: bool = False, base_model: str | None = None, license: str | None = None,
+                 scores=None, overwrite: bool = False, device=None) -> Path:
+    """Merge `adapters` (in order) into the model and write the folder described above → OUT.
+    scores: an `l2v eval` record (dict or JSON file) of this export, put in the card's metadata."""
+    from ..tokenizer import Tokenizer
+
     model_dir, out = Path(model_dir), Path(out)
     if pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {pooling!r}: choose one of {', '.join(POOLINGS)}")
@@ -79,28 +93,71 @@ def export_model(model_dir, out, *, adapters=(), causal: bool = False, pooling: 
         raise L2VError(f"{out} exists and is not an l2v export (no {ENCODER_FILE}); l2v will not replace it")
     if not (model_dir / "tokenizer.json").is_file():
         raise FileNotFoundError(f"no tokenizer.json in {model_dir}")
+    record = _read_scores(scores)
 
-    model = load_model(model_dir, dtype=torch.float32, causal=causal)
+    # Merged in fp32 on the CPU unless a `device` is given (a 7B model's fp32 weights take 28 GiB).
+    model = load_model(model_dir, dtype=torch.float32, causal=causal, device=device or "cpu")
     stored = _stored_dtype(model_dir)
     if adapters:
         from .peft import merge_adapters
 
         merge_adapters(model, adapters, base_model=model_dir)
     dtype = dtype or stored
-    state = {k: v.to(DTYPES[dtype]) for k, v in model.state_dict().items()}
+    state = {k: v.to(DTYPES[dtype]).cpu() for k, v in model.state_dict().items()}
+    del model
     config = ModelConfig.from_json(model_dir / "config.json")
     prompts = {"query": "", "document": "", **(prompts or {})}
-    settings = dict(causal=causal, pooling=pooling, max_length=max_length, instructions=INSTRUCTION_RULE,
-                    prompts=prompts, source=dict(model=str(model_dir), adapters=[str(a) for a in adapters]),
-                    dtype=dtype, l2v_version=_version())
+    why_not = standard_modules_refusal(Tokenizer(model_dir), pooling)
+    settings = dict(causal=causal, pooling=pooling, max_length=max_length, normalize=normalize,
+                    instructions=INSTRUCTION_RULE, prompts=prompts,
+                    source=dict(model=str(model_dir), adapters=[str(a) for a in adapters]), dtype=dtype,
+                    sentence_transformers="standard modules" if why_not is None else f"l2v's module: {why_not}",
+                    l2v_version=_version())
     with atomic_folder(out) as tmp:
         write_model_files(tmp, config, state, model_dir, settings)
-        _write_json(tmp / "modules.json", [dict(idx=0, name="0", path="", type="l2v.formats.st_module.L2VModule")])
+        if why_not is None:
+            write_st_modules(tmp, config.hidden_size, pooling, max_length, normalize)
+        else:
+            print(f"sentence-transformers will need trust_remote_code=True and l2v installed: {why_not}")
+            _write_json(tmp / "modules.json", [dict(idx=0, name="0", path="", type="l2v.formats.st_module.L2VModule")])
         _write_json(tmp / "config_sentence_transformers.json",
                     dict(model_type="SentenceTransformer", prompts=prompts, default_prompt_name=None,
                          similarity_fn_name="cosine", __version__=dict(l2v=_version())))
-        (tmp / "README.md").write_text(_model_card(out.name, settings, config))
+        (tmp / "README.md").write_text(model_card(out.name, settings, config, adapters, base_model or
+                                                  _known_base(model_dir), license, record))
     return out
+
+
+def standard_modules_refusal(tokenizer, pooling: str) -> str | None:
+    """None when sentence-transformers' standard modules embed exactly as l2v does; else why not, in one line."""
+    if pooling not in ST_POOLING:
+        return {"eos": "pooling eos appends an EOS token, which no standard module does",
+                "bos": "pooling bos pools one special token that the standard modules do not find under padding",
+                "weighted_mean": "weighted_mean's weights restart at 1 after an instruction; sentence-transformers' "
+                                 "keep counting from the first token"}[pooling]
+    if tokenizer.add_bos:
+        return ("this tokenizer adds a BOS token, which sentence-transformers' Pooling would pool with a "
+                "document's text (l2v and llm2vec leave it out)")
+    return None
+
+
+def write_st_modules(folder, dim: int, pooling: str, max_length: int, normalize: bool):
+    """sentence-transformers' Transformer → Pooling (→ Normalize), in the layout every version since 3 reads."""
+    folder = Path(folder)
+    modules = [dict(idx=0, name="0", path="", type="sentence_transformers.models.Transformer"),
+               dict(idx=1, name="1", path="1_Pooling", type="sentence_transformers.models.Pooling")]
+    if normalize:
+        modules.append(dict(idx=2, name="2", path="2_Normalize", type="sentence_transformers.models.Normalize"))
+        (folder / "2_Normalize").mkdir()
+        _write_json(folder / "2_Normalize" / "config.json", {})
+    _write_json(folder / "modules.json", modules)
+    _write_json(folder / "sentence_bert_config.json", dict(max_seq_length=max_length, do_lower_case=False))
+    (folder / "1_Pooling").mkdir()
+    modes = {f"pooling_mode_{m}": False for m in ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens",
+                                                  "weightedmean_tokens", "lasttoken")}
+    modes[{"mean": "pooling_mode_mean_tokens", "last": "pooling_mode_lasttoken"}[pooling]] = True
+    # include_prompt False: an instruction (a prompt) is attended to but not pooled, as in l2v.
+    _write_json(folder / "1_Pooling" / "config.json", dict(word_embedding_dimension=dim, **modes, include_prompt=False))
 
 
 def write_model_files(folder, config: ModelConfig, state: dict, tokenizer_dir, settings: dict):
@@ -112,9 +169,42 @@ def write_model_files(folder, config: ModelConfig, state: dict, tokenizer_dir, s
     for name in TOKENIZER_FILES:
         if (Path(tokenizer_dir) / name).is_file():
             shutil.copyfile(Path(tokenizer_dir) / name, folder / name)
+    _plain_config(folder / "config.json", causal=settings["causal"])
+    _write_tokenizer_pad(folder / "tokenizer_config.json", Path(tokenizer_dir))
     _write_json(folder / ENCODER_FILE, settings)
+    if settings["pooling"] == "eos":  # llm2vec's eos_token appends its own string per family, not this EOS
+        print("no llm2vec_config.json: llm2vec's eos_token pooling appends a fixed string per family "
+              "(' </s>' for every LLaMA), not this tokenizer's EOS")
+        return
+    # doc_max_length = max_length: llm2vec cuts documents (by words) at doc_max_length, 400 if unset.
     _write_json(folder / "llm2vec_config.json", dict(pooling_mode=LLM2VEC_POOLING[settings["pooling"]],
-                                                     max_length=settings["max_length"], skip_instruction=True))
+                                                     max_length=settings["max_length"],
+                                                     doc_max_length=settings["max_length"], skip_instruction=True))
+
+
+def _plain_config(config_file: Path, causal: bool):
+    """config.json as transformers reads a bidirectional decoder: "is_causal": false. Sliding windows are
+    widened to the whole context, as l2v's bidirectional model attends everywhere (transformers would
+    otherwise keep a window in both directions, which LLM2Vec never trained)."""
+    d = json.loads(config_file.read_text())
+    if not causal:
+        d["is_causal"] = False
+        if d.get("sliding_window"):
+            d["sliding_window"] = max(d["sliding_window"], d.get("max_position_embeddings") or 0)
+    config_file.write_text(json.dumps(d, indent=2) + "\n")
+
+
+def _write_tokenizer_pad(config_file: Path, tokenizer_dir: Path):
+    """transformers pads a batch only with a named pad token: name the one l2v pads with, if none is."""
+    from ..tokenizer import Tokenizer
+
+    if not config_file.is_file():
+        return
+    d = json.loads(config_file.read_text())
+    if d.get("pad_token") is None:
+        tok = Tokenizer(tokenizer_dir)
+        d["pad_token"] = tok.tk.id_to_token(tok.pad_id)
+        config_file.write_text(json.dumps(d, indent=2) + "\n")
 
 
 def _stored_dtype(model_dir: Path) -> str:
@@ -147,30 +237,123 @@ def _version() -> str:
     return __version__
 
 
-def _model_card(name: str, s: dict, config: ModelConfig) -> str:
-    mode = "causal" if s["causal"] else "bidirectional"
-    adapters = ", ".join(s["source"]["adapters"]) or "none"
-    return f"""# {name}
+def _read_scores(scores) -> dict | None:
+    if scores is None or isinstance(scores, dict):
+        return scores
+    record = read_json(Path(scores))
+    if not isinstance(record, dict) or not isinstance(record.get("averages"), dict):
+        raise L2VError(f"{scores}: not an l2v eval record (no averages); make one with `l2v eval --output`")
+    return record
 
-A text embedder made with l2v (LLM2Vec from scratch): {config.model_type},
-{config.num_hidden_layers} layers, {config.hidden_size}-dimensional embeddings; {mode} attention,
-{s["pooling"]} pooling, up to {s["max_length"]} tokens a text, weights in {s["dtype"]}.
-Made from `{s["source"]["model"]}` with adapters merged in order: {adapters}.
+
+def _known_base(model_dir: Path) -> str | None:
+    """The Hub id of a model l2v fetched itself (the only base it can name for sure)."""
+    from ..sources.fetch import SMOLLM2_DIRNAME
+
+    return "HuggingFaceTB/SmolLM2-135M-Instruct" if model_dir.name == SMOLLM2_DIRNAME else None
+
+
+def _adapter_lines(adapters) -> list[str]:
+    """One line per merged adapter: its folder, LoRA rank and alpha, and the steps its log shows."""
+    lines = []
+    for a in adapters:
+        a, bits = Path(a), []
+        if (a / "adapter_config.json").is_file():
+            cfg = read_json(a / "adapter_config.json")
+            bits.append(f"LoRA r={cfg.get('r')}, alpha={cfg.get('lora_alpha')}")
+        if (a / "log.jsonl").is_file():
+            steps = [json.loads(x).get("step", 0) for x in (a / "log.jsonl").read_text().splitlines() if x.strip()]
+            bits.append(f"{max(steps, default=0)} steps")
+        lines.append(f"- `{a.name}`" + (f" ({', '.join(bits)})" if bits else ""))
+    return lines or ["- none: the base model as it is"]
+
+
+def _card_metadata(name: str, adapters, base_model, license, record) -> tuple[list[str], str]:
+    """The Hub's YAML front matter (lines), and the scores paragraph when an eval record is given."""
+    meta = ["---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity",
+            "tags: [sentence-transformers, feature-extraction, sentence-similarity, llm2vec, l2v]", "language: [en]"]
+    if base_model:
+        meta.append(f"base_model: {base_model}")
+    if license or base_model == "HuggingFaceTB/SmolLM2-135M-Instruct":
+        meta.append(f"license: {license or 'apache-2.0'}")  # SmolLM2's own license
+    if adapters:
+        meta.append("datasets: [wikipedia]  # l2v's unsupervised steps train on Wikipedia paragraphs")
+    scores = ""
+    if record:
+        suite = record.get("suite") or "tasks"
+        meta += ["model-index:", f"- name: {name}", "  results:"]
+        for kind, value in record["averages"].items():
+            meta += [f"  - task: {{type: {kind}}}", f"    dataset: {{name: {suite}, type: {suite}}}",
+                     f"    metrics: [{{type: main_score, value: {100 * value:.2f}}}]"]
+        scores = ("\n## Scores\n\n" + f"On {suite} (mean main score × 100 per task type): " +
+                  ", ".join(f"{k} {100 * v:.2f}" for k, v in record["averages"].items()) + ".\n")
+    meta.append("---")
+    return meta, scores
+
+
+def model_card(name: str, s: dict, config: ModelConfig, adapters=(), base_model: str | None = None,
+               license: str | None = None, record: dict | None = None) -> str:
+    """README.md with the Hub's YAML front matter, usage for sentence-transformers, transformers and l2v,
+    the training steps, the scores if given, and the limitations in plain words."""
+    mode = "causal" if s["causal"] else "bidirectional"
+    standard = s.get("sentence_transformers", "standard modules") == "standard modules"
+    meta, scores = _card_metadata(name, adapters, base_model, license, record)
+    query = "Given a question, retrieve passages that answer it:"
+    st_line = ('model = SentenceTransformer("{0}")' if standard else
+               'model = SentenceTransformer("{0}", trust_remote_code=True)  # l2v must be installed: see below').format(name)
+    return "\n".join(meta) + f"""
+
+# {name}
+
+A text embedder made with l2v (LLM2Vec from scratch): a {config.model_type} decoder with {mode}
+attention, {config.num_hidden_layers} layers, {config.hidden_size}-dimensional embeddings, {s["pooling"]} pooling,
+up to {s["max_length"]} tokens a text, weights in {s["dtype"]}.
 Instructions: {s["instructions"]}.
 
+## Use
+
 ```python
-from l2v import Encoder                       # l2v
-enc = Encoder.from_pretrained("{name}")
-q = enc.encode_query(["how do plants make food?"], instruction="Given a question, retrieve passages that answer it:")
-
-from sentence_transformers import SentenceTransformer   # sentence-transformers (>= 6 asks to trust l2v's module)
-st = SentenceTransformer("{name}", trust_remote_code=True)
-q = st.encode_query(["how do plants make food?"], prompt="Given a question, retrieve passages that answer it:")
-
-from l2v.formats.mteb import L2VForMTEB            # mteb 2.x
-model = L2VForMTEB.from_pretrained("{name}")
-
-from llm2vec import LLM2Vec                        # the official llm2vec (reads llm2vec_config.json)
-l2v_model = LLM2Vec.from_pretrained("{name}", enable_bidirectional={not s["causal"]})
+from sentence_transformers import SentenceTransformer      # sentence-transformers >= 5
+{st_line}
+q = model.encode_query(["how do plants make food?"], prompt="{query}")
+d = model.encode_document(["Photosynthesis turns light into sugar."])
+model.similarity(q, d)
 ```
+
+```python
+import torch                                                # transformers >= {MIN_TRANSFORMERS}, no l2v
+from transformers import AutoModel, AutoTokenizer
+tok, model = AutoTokenizer.from_pretrained("{name}"), AutoModel.from_pretrained("{name}")
+batch = tok(["Photosynthesis turns light into sugar."], return_tensors="pt", padding=True)
+hidden = model(**batch).last_hidden_state
+mask = batch["attention_mask"].unsqueeze(-1)
+embedding = (hidden * mask).sum(1) / mask.sum(1)            # mean pooling over the text's tokens
+```
+
+```python
+from l2v import Encoder                                     # l2v
+enc = Encoder.from_pretrained("{name}")
+q = enc.encode_query(["how do plants make food?"], instruction="{query}")
+```
+
+The official llm2vec reads it too (`LLM2Vec.from_pretrained("{name}", enable_bidirectional={not s["causal"]})`,
+with llm2vec_config.json's pooling and lengths).
+
+`config.json` says `"is_causal": {str(s["causal"]).lower()}`: transformers older than {MIN_TRANSFORMERS} ignore that key and
+would run the model causally, giving other embeddings without an error.
+{"" if standard else chr(10) + "sentence-transformers reads this folder through l2v's own module: " + s["sentence_transformers"].removeprefix("l2v's module: ") + "." + chr(10)}
+## How it was made
+
+From `{s["source"]["model"]}`{f" ({base_model})" if base_model else ""}, with these LoRA adapters merged in order
+(LLM2Vec's steps: bidirectional attention, masked next-token prediction, then unsupervised SimCSE):
+{chr(10).join(_adapter_lines(adapters))}
+{scores}
+## Limitations
+
+- The base model is small, and where l2v fetched it, it is SmolLM2 dequantised from a 4-bit GGUF file,
+  not the original weights.
+- It was trained on a CPU budget (minutes, not the paper's GPU hours); scores are far below the paper's.
+- On l2v's own suites the recipe beats causal mean pooling on average, mostly through retrieval; on
+  pair classification and on long-document similarity it can lose to it. Check it on your own task.
+- English text only; texts longer than {s["max_length"]} tokens are cut.
 """

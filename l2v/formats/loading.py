@@ -90,6 +90,8 @@ def resolve_device(device=None) -> torch.device:
         device = torch.device(device)
     except (RuntimeError, TypeError):
         raise L2VError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):  # mps, xpu, ...: never tested with l2v's kernels and dtypes
+        raise L2VError(f"device {str(device)!r}: l2v runs on cpu or cuda only; leave --device out or use --device cpu")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"

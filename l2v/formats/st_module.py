@@ -1,4 +1,5 @@
-"""sentence-transformers reads an `l2v export` folder through this module.
+"""sentence-transformers reads an `l2v export` folder through this module when its standard modules cannot
+(pooling eos, bos or weighted_mean, or a tokenizer that adds a BOS: export.standard_modules_refusal).
 
     from sentence_transformers import SentenceTransformer
     model = SentenceTransformer("runs/export", trust_remote_code=True)
@@ -7,8 +8,8 @@
     model.similarity(q, d)                                  # cosine, as l2v's Encoder
 
 The folder's modules.json names this class as its one module: it tokenises, runs the l2v model and
-pools, exactly as `l2v.Encoder` does — a prompt is the instruction (tokenised on its own, attended
-to, never pooled), attention and pooling are the folder's own. sentence-transformers 6 imports a
+pools, exactly as `l2v.Encoder` does — a prompt is the instruction (tokenised with the text as
+sentence-transformers does, attended to, never pooled), attention and pooling are the folder's own. sentence-transformers 6 imports a
 module from outside its own package only with `trust_remote_code=True`: here that code is the
 installed l2v, nothing is fetched or run from the folder.
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..runtime.files import write_atomic
-from ..tokenizer import DEFAULT_MAX_LENGTH
+from ..tokenizer import DEFAULT_MAX_LENGTH, INSTRUCTION_RULE
 
 
 def write_json(path, obj) -> Path:
@@ -81,7 +81,9 @@ def stored(row: Row, model_dir, suite: str, autocast: bool, max_length: int, dty
         return None
     old = json.loads(Path(row.path).read_text())
     # 'eos' records from before l2v appended EOS lack appends_eos; older ones lack bootstrap intervals.
-    stale = (row.pooling == "eos" and "appends_eos" not in old) or "bootstrap" not in (old.get("tasks") or [{}])[0]
+    # Records made before instructions were tokenised jointly with their text lack instructions="joint".
+    stale = ((row.pooling == "eos" and "appends_eos" not in old) or "bootstrap" not in (old.get("tasks") or [{}])[0]
+             or old.get("instructions") != INSTRUCTION_RULE)
     was_autocast = old.get("autocast", old.get("bf16_autocast"))  # records before one name for it said bf16_autocast
     same = ((old.get("model"), old.get("suite"), old.get("causal"), old.get("pooling"), old.get("adapters"),
              old.get("max_length"), old.get("dtype", "float32"), was_autocast)
