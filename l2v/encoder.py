@@ -49,6 +49,7 @@ class Encoder:
         self.appends_eos = pooling == "eos" and not tokenizer.add_eos
         self.pooling, self.max_length, self.pool_fn = pooling, max_length, pool_fn
         self.prompts = dict(prompts or {})  # named instructions, for encode(prompt_name=...)
+        self.truncate_dim = None  # keep only the first k dimensions (encode(truncate_dim=...) for one call)
         # bf16 autocast: matmuls in bf16, weights (and merged adapters) kept in their own dtype.
         # Faster where bf16 is native; embeddings then agree with fp32 to a cosine of about 0.999.
         self.autocast = autocast
@@ -81,18 +82,43 @@ class Encoder:
     def dim(self) -> int:
         return self.model.config.hidden_size
 
+    # sentence-transformers' names
+    def get_embedding_dimension(self) -> int:
+        return self.truncate_dim or self.dim
+
+    @property
+    def max_seq_length(self) -> int:
+        return self.max_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int):
+        check_args(max_length=value)
+        self.max_length = value
+
     def encode(self, texts, *, instruction: str | None = None, batch_size: int = 32, normalize: bool = False,
                show_progress_bar: bool | None = None, convert_to_numpy: bool = True, prompt: str | None = None,
                prompt_name: str | None = None, normalize_embeddings: bool | None = None,
-               convert_to_tensor: bool = False, precision: str = "float32"):
+               convert_to_tensor: bool = False, precision: str = "float32", device=None,
+               truncate_dim: int | None = None):
         """Embed texts → (N, D) (or (D,) for one string). Items may be [instruction, text] pairs;
         `instruction` applies to plain strings. Instruction tokens are attended to, not pooled.
 
         sentence-transformers' spellings work too: `prompt` (= instruction), `prompt_name` (one of
         `self.prompts`, an exported folder's named instructions), `normalize_embeddings` (= normalize),
         `convert_to_tensor`, and `precision` "int8" / "uint8" (per-dimension ranges from these
-        embeddings) or "binary" / "ubinary" (sign bits, 8 a byte), as its `quantize_embeddings`."""
+        embeddings) or "binary" / "ubinary" (sign bits, 8 a byte), as its `quantize_embeddings`;
+        `device` (the model moves there), `truncate_dim` (the first k dimensions, then normalised if
+        asked: Matryoshka-style); texts may be a numpy array or a pandas Series too."""
         check_args(batch_size=batch_size)
+        if device is not None:
+            from .formats.loading import resolve_device
+
+            self.model.to(resolve_device(device))
+        truncate_dim = self.truncate_dim if truncate_dim is None else truncate_dim
+        if truncate_dim is not None and not (isinstance(truncate_dim, int) and 0 < truncate_dim <= self.dim):
+            raise L2VError(f"truncate_dim must be an integer from 1 to {self.dim}, got {truncate_dim!r}")
+        if hasattr(texts, "tolist") and not isinstance(texts, str):  # numpy arrays, pandas Series
+            texts = texts.tolist()
         instruction = self._instruction(instruction, prompt, prompt_name)
         normalize = normalize if normalize_embeddings is None else normalize_embeddings
         if precision not in PRECISIONS:
@@ -109,13 +135,17 @@ class Encoder:
             out[idx] = self.embed(batch.to(self.device)).float().cpu()
 
         self._each_batch(sequences, batch_size, show_progress_bar, embed)
+        if truncate_dim is not None:
+            out = out[:, :truncate_dim]
         if normalize:
             out = torch.nn.functional.normalize(out, dim=-1)
         if precision != "float32":
             out = torch.from_numpy(quantize(out.numpy(), precision))
         if single:
             out = out[0]
-        return out.numpy() if convert_to_numpy and not convert_to_tensor else out
+        if convert_to_tensor or not convert_to_numpy:
+            return out.to(self.device)  # as sentence-transformers: on the model's device
+        return out.numpy()
 
     def _instruction(self, instruction, prompt, prompt_name) -> str | None:
         given = [n for n, v in (("instruction", instruction), ("prompt", prompt), ("prompt_name", prompt_name))
@@ -239,6 +269,11 @@ class Encoder:
         """Cosine similarity matrix (len(a), len(b)) between two sets of embeddings."""
         return (_unit_rows(a) @ _unit_rows(b).T).numpy()
 
+    @staticmethod
+    def similarity_pairwise(a, b):
+        """Cosine similarity of a[i] and b[i] for each i → (N,)."""
+        return (_unit_rows(a) * _unit_rows(b)).sum(-1).numpy()
+
 
 PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
 
@@ -258,7 +293,7 @@ def quantize(embeddings: np.ndarray, precision: str) -> np.ndarray:
 
 
 def _unit_rows(x) -> torch.Tensor:
-    x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+    x = x.detach().float().cpu() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x), dtype=torch.float32)
     return torch.nn.functional.normalize(x.reshape(-1, x.shape[-1]), dim=-1)  # (N, D), a vector → (1, D)
 
 

@@ -468,3 +468,30 @@ def test_devices_l2v_never_ran_on_are_refused(device):
 
     with pytest.raises(L2VError, match=f"device '{device}': l2v runs on cpu or cuda only"):
         resolve_device(device)
+
+
+def test_encode_takes_what_sentence_transformers_users_type(reference):
+    """Issue 38: numpy and pandas input, truncate_dim, device, tensors on the model's device, pairwise
+    similarity, get_embedding_dimension and max_seq_length, each against sentence-transformers' meaning."""
+    pd = pytest.importorskip("pandas")
+    full = reference.encode(TEXTS)
+    np.testing.assert_array_equal(reference.encode(np.array(TEXTS)), full)
+    np.testing.assert_array_equal(reference.encode(pd.Series(TEXTS)), full)
+    cut = reference.encode(TEXTS, truncate_dim=16, normalize_embeddings=True)
+    np.testing.assert_allclose(cut, full[:, :16] / np.linalg.norm(full[:, :16], axis=1, keepdims=True), atol=1e-6)
+    with pytest.raises(L2VError, match="truncate_dim must be an integer from 1 to 48"):
+        reference.encode(TEXTS, truncate_dim=49)
+    t = reference.encode(TEXTS, convert_to_tensor=True, device="cpu")
+    assert isinstance(t, torch.Tensor) and t.device == reference.device
+    a, b = full[:4], full[4:8]
+    np.testing.assert_allclose(reference.similarity_pairwise(a, b), np.diag(reference.similarity(a, b)), atol=1e-6)
+    np.testing.assert_allclose(reference.similarity_pairwise(torch.as_tensor(a), b), np.diag(reference.similarity(a, b)),
+                               atol=1e-6)
+    assert reference.get_embedding_dimension() == 48
+    reference.max_seq_length = 32
+    try:
+        assert reference.max_length == 32 and reference.max_seq_length == 32
+    finally:
+        reference.max_seq_length = 64
+    with pytest.raises(L2VError, match="mps"):
+        reference.encode(TEXTS, device="mps")
