@@ -71,8 +71,10 @@ class Encoder:
             from .formats.peft import merge_adapters
 
             merge_adapters(model, adapters, base_model=path)
-        return cls(model, Tokenizer(path), pooling=pooling, max_length=max_length, autocast=autocast,
-                   prompts=encoder_settings(path).get("prompts"))
+        encoder = cls(model, Tokenizer(path), pooling=pooling, max_length=max_length, autocast=autocast,
+                      prompts=encoder_settings(path).get("prompts"))
+        encoder.truncate_dim = encoder_settings(path).get("truncate_dim")  # an export's Matryoshka size
+        return encoder
 
     @property
     def device(self) -> torch.device:

@@ -92,6 +92,8 @@ class SimCSESettings(TrainSettings):
                                        Range(float, 0.0, 1.0, high_ok=False), aliases=("--dropout",))
     chunk_size: int | None = setting(None, "GradCache: sentences embedded per pass (None: the whole batch at once)",
                                      RANGES["chunk_size"])
+    matryoshka: int | None = setting(None, "Matryoshka: also train each halving of the embedding down to this size "
+                                           "(None: the full size only)", Range(int, 1))
 
     def __post_init__(self):
         super().__post_init__()
@@ -103,6 +105,8 @@ class SimCSESettings(TrainSettings):
 class SupervisedSettings(TrainSettings):
     chunk_size: int | None = setting(None, "GradCache: triples embedded per pass (None: the whole batch at once)",
                                      RANGES["chunk_size"])
+    matryoshka: int | None = setting(None, "Matryoshka: also train each halving of the embedding down to this size "
+                                           "(None: the full size only)", Range(int, 1))
 
     def __post_init__(self):
         super().__post_init__()

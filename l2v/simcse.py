@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .contrastive import contrastive_loss
+from .contrastive import contrastive_loss, matryoshka, nested_dims
 from .data import EpochSampler, read_sentences
 from .encoder import Encoder
 from .gradcache import embed_in_chunks
@@ -83,7 +83,8 @@ class SimCSEData:
         self.encoder, self.sentences, self.s = encoder, sentences, s
         self.sampler = EpochSampler(len(sentences), s.batch_size, s.grad_accum, s.seed)
         self.eval_batch = encoder.tokenizer(held_out, max_length=s.max_length).to(encoder.device)
-        self.loss_fn = loss or contrastive_loss  # train.Pieces.contrastive_loss, if one is handed in
+        # train.Pieces.contrastive_loss if one is handed in; over nested sizes with --matryoshka
+        self.loss_fn = matryoshka(loss or contrastive_loss, nested_dims(encoder.dim, s.matryoshka))
 
     def batch(self, step: int, micro: int) -> Batch:  # with torchrun, each process embeds its slice of the batch
         rows = distributed.shard(self.sampler.indices(step, micro))

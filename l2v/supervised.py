@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .contrastive import contrastive_loss
+from .contrastive import contrastive_loss, matryoshka, nested_dims
 from .data import EpochSampler
 from .encoder import Encoder
 from .gradcache import embed_in_chunks
@@ -100,7 +100,8 @@ class SupervisedData:
                  loss=None):
         self.encoder, self.triples, self.batches, self.s = encoder, triples, batches, s
         self.held_out = triples[: min(64, len(triples))]
-        self.loss_fn = loss or contrastive_loss  # train.Pieces.contrastive_loss, if one is handed in
+        # train.Pieces.contrastive_loss if one is handed in; over nested sizes with --matryoshka
+        self.loss_fn = matryoshka(loss or contrastive_loss, nested_dims(encoder.dim, s.matryoshka))
 
     def batch(self, step: int, micro: int) -> list[int]:
         return self.batches.indices(step, micro)

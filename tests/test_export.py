@@ -354,7 +354,7 @@ def test_mteb_instructions_follow_the_official_table():
     assert task_instruction(Task("MySTS", "STS"), None, {"STS": "Say it"}) == "Say it:"
 
 
-def mteb_sts_score(model, rows) -> float:
+def mteb_sts_score(model, rows, **evaluate_kwargs) -> float:
     """mteb.evaluate's main score (cosine Spearman) for an STS task built in memory from `rows`."""
     import mteb
     from datasets import Dataset, DatasetDict
@@ -373,7 +373,8 @@ def mteb_sts_score(model, rows) -> float:
             self.dataset = DatasetDict({"test": Dataset.from_list(rows)})
             self.data_loaded = True
 
-    return mteb.evaluate(model, [InMemorySTS()], cache=None).task_results[0].scores["test"][0]["cosine_spearman"]
+    return mteb.evaluate(model, [InMemorySTS()], cache=None, **evaluate_kwargs).task_results[0].scores["test"][0][
+        "cosine_spearman"]
 
 
 def test_mteb_evaluate_equals_l2vs_evaluator(exported, tmp_path):
@@ -495,3 +496,86 @@ def test_encode_takes_what_sentence_transformers_users_type(reference):
         reference.max_seq_length = 64
     with pytest.raises(L2VError, match="mps"):
         reference.encode(TEXTS, device="mps")
+
+
+def test_mteb_loads_an_export_with_a_revision_from_its_content(exported, tiny_encoder_folder, adapters, tmp_path,
+                                                               monkeypatch):
+    """Issue 38: a ModelMeta with a loader (mteb's own load_model), a revision that changes when the export
+    does (so mteb's cache never serves a stale export's scores), and encode_kwargs' batch_size honoured."""
+    pytest.importorskip("mteb")
+    from l2v.formats.mteb import content_revision, model_meta
+
+    meta = model_meta(exported)
+    assert meta.name == "l2v/tiny-l2v" and meta.revision == content_revision(exported) and len(meta.revision) == 12
+    model = meta.load_model()
+    assert model.mteb_model_meta.revision == meta.revision
+    np.testing.assert_allclose(model.encoder.encode(TEXTS), l2v.Encoder.from_pretrained(exported).encode(TEXTS), atol=1e-6)
+    again = export_model(tiny_encoder_folder, tmp_path / "tiny-l2v", adapters=adapters[:1], max_length=64)
+    assert content_revision(again) != meta.revision, "a re-export with other adapters kept the revision"
+    assert content_revision(tiny_encoder_folder, adapters) != content_revision(tiny_encoder_folder, adapters[:1])
+
+    sizes = []
+    encode = l2v.Encoder.encode
+    monkeypatch.setattr(l2v.Encoder, "encode", lambda self, texts, **kw: sizes.append(kw["batch_size"]) or
+                        encode(self, texts, **kw))
+    rng = np.random.default_rng(0)
+    rows = [{"sentence1": " ".join(rng.choice(TEXTS[:7], 2)), "sentence2": " ".join(rng.choice(TEXTS[:7], 2)),
+             "score": float(rng.integers(0, 6))} for _ in range(12)]
+    mteb_sts_score(model, rows, encode_kwargs={"batch_size": 3})
+    assert sizes and set(sizes) == {3}, f"mteb's encode_kwargs batch_size 3 reached encode as {sizes}"
+
+
+def test_encode_cli_reads_jsonl_and_csv_and_ends_in_one_line(exported, reference, tmp_path, capsys, monkeypatch):
+    """Issue 38: `l2v encode` takes JSONL / CSV (--column), --prompt-name, --dtype/--autocast; Ctrl-C and
+    out-of-memory end in one line with a status, not a traceback."""
+    texts = TEXTS[:4]
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps({"id": i, "body": t}) + "\n" for i, t in enumerate(texts)))
+    (tmp_path / "t.csv").write_text("id,body\n" + "".join(f'{i},"{t}"\n' for i, t in enumerate(texts)))
+    want = reference.encode(texts, instruction=INSTRUCTION)
+    for name in ("t.jsonl", "t.csv"):
+        out = tmp_path / f"{name}.npy"
+        assert cli(["encode", "--model", str(exported), "--input", str(tmp_path / name), "--column", "body",
+                    "--prompt-name", "query", "--output", str(out)]) is None
+        np.testing.assert_allclose(np.load(out), want, atol=1e-5)
+    assert cli(["encode", "--model", str(exported), "--input", str(tmp_path / "t.csv"), "--output",
+                str(tmp_path / "x.npy")]) == 2
+    assert "no column 'text' (it has id, body); choose one with --column" in capsys.readouterr().err
+    out = tmp_path / "bf16.npy"
+    assert cli(["encode", "--model", str(exported), "--input", str(tmp_path / "t.jsonl"), "--column", "body",
+                "--dtype", "bfloat16", "--autocast", "--output", str(out)]) is None
+    assert min_cosine(np.load(out), reference.encode(texts)) > 0.99
+
+    args = ["encode", "--model", str(exported), "--input", str(tmp_path / "t.jsonl"), "--column", "body",
+            "--output", str(tmp_path / "never.npy")]
+    for error, status, line in ((KeyboardInterrupt(), 130, "stopped by Ctrl-C; nothing was written"),
+                                (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), 1,
+                                 "try a smaller --batch-size or --max-length, or see what fits with `l2v plan`")):
+        def fail(*a, error=error, **k):
+            raise error
+
+        monkeypatch.setattr(l2v.Encoder, "encode", fail)
+        capsys.readouterr()
+        assert cli(args) == status
+        err = capsys.readouterr().err
+        assert line in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "never.npy").exists()
+
+
+def test_a_matryoshka_size_exports_as_truncate_dim(plain_base, tmp_path):
+    """Issue 38: export --truncate-dim K: l2v keeps the first K dimensions, the card tells sentence-transformers
+    users its truncate_dim=K (the same vectors), mteb's meta says K; requirements name transformers >= 5.2."""
+    st = pytest.importorskip("sentence_transformers")
+    folder, adapters = plain_base
+    out = export_model(folder, tmp_path / "mrl", adapters=adapters, max_length=64, truncate_dim=16)
+    enc = l2v.Encoder.from_pretrained(out)
+    got = enc.encode(ST_TEXTS)
+    assert got.shape == (len(ST_TEXTS), 16) and enc.get_embedding_dimension() == 16
+    np.testing.assert_allclose(got, l2v.Encoder.from_pretrained(folder, adapters=adapters, max_length=64)
+                               .encode(ST_TEXTS)[:, :16], atol=1e-5)
+    assert 'SentenceTransformer("mrl", truncate_dim=16)' in (out / "README.md").read_text()
+    theirs = st.SentenceTransformer(str(out), device="cpu", truncate_dim=16).encode(ST_TEXTS)
+    assert min_cosine(theirs, got) >= 0.9999
+    requirements = json.loads((out / "config_sentence_transformers.json").read_text())["requirements"]
+    assert requirements["transformers"]["specifier"] == ">=5.2"
+    with pytest.raises(L2VError, match="truncate_dim must be an integer from 1 to 48"):
+        export_model(folder, tmp_path / "bad", truncate_dim=64)

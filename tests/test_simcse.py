@@ -170,3 +170,31 @@ def test_alignment_and_uniformity_follow_their_definitions():
     expected_uniformity = math.log(sum(math.exp(-2 * ((x[i] - x[j]) ** 2).sum().item()) for i, j in pairs) / len(pairs))
     assert alignment(x, y).item() == pytest.approx(expected_alignment, rel=1e-6)
     assert uniformity(x).item() == pytest.approx(expected_uniformity, rel=1e-6)
+
+
+def test_matryoshka_trains_every_nested_size(tiny_encoder_folder, sentence_file, tmp_path):
+    """Issue 38: --matryoshka K trains the loss at each halving of the embedding down to K, averaged; a
+    Pieces loss is called once per size, on the leading dimensions."""
+    import torch
+
+    from l2v.contrastive import contrastive_loss, matryoshka, nested_dims
+    from l2v.train import Pieces
+
+    assert nested_dims(576, 64) == [576, 288, 144, 72] and nested_dims(48, None) == [48]
+    with pytest.raises(ValueError, match="matryoshka 64 is larger than the embedding"):
+        nested_dims(48, 64)
+    g = torch.Generator().manual_seed(0)
+    a, p, n = (torch.randn(6, 48, generator=g) for _ in range(3))
+    want = sum(contrastive_loss(a[:, :d], p[:, :d], n[:, :d], scale=50.0) for d in (48, 24, 12)) / 3
+    torch.testing.assert_close(matryoshka(contrastive_loss, [48, 24, 12])(a, p, n, scale=50.0), want)
+    assert matryoshka(contrastive_loss, [48]) is contrastive_loss  # one size: the plain loss, untouched
+
+    widths = []
+
+    def recording_loss(anchors, positives, negatives=None, scale=20.0):
+        widths.append(anchors.shape[1])
+        return contrastive_loss(anchors, positives, negatives, scale=scale)
+
+    simcse_run(tiny_encoder_folder, sentence_file, tmp_path / "m", steps=2, matryoshka=12,
+               pieces=Pieces(contrastive_loss=recording_loss))
+    assert widths[:6] == [48, 24, 12] * 2, widths

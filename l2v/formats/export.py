@@ -73,10 +73,12 @@ def resolve_encoder(folder, causal: bool | None = None, pooling: str | None = No
 
 def export_model(model_dir, out, *, adapters=(), causal: bool = False, pooling: str = "mean",
                  max_length: int = DEFAULT_MAX_LENGTH, dtype: str | None = None, prompts: dict | None = None,
-                 normalize: bool = False, base_model: str | None = None, license: str | None = None,
-                 scores=None, overwrite: bool = False, device=None) -> Path:
+                 normalize: bool = False, truncate_dim: int | None = None, base_model: str | None = None,
+                 license: str | None = None, scores=None, overwrite: bool = False, device=None) -> Path:
     """Merge `adapters` (in order) into the model and write the folder described above → OUT.
-    scores: an `l2v eval` record (dict or JSON file) of this export, put in the card's metadata."""
+    scores: an `l2v eval` record (dict or JSON file) of this export, put in the card's metadata.
+    truncate_dim: the leading dimensions users keep (a Matryoshka-trained model's smaller size):
+    l2v applies it, sentence-transformers users pass it as its `truncate_dim` (the card says so)."""
     from ..tokenizer import Tokenizer
 
     model_dir, out = Path(model_dir), Path(out)
@@ -94,6 +96,9 @@ def export_model(model_dir, out, *, adapters=(), causal: bool = False, pooling: 
     if not (model_dir / "tokenizer.json").is_file():
         raise FileNotFoundError(f"no tokenizer.json in {model_dir}")
     record = _read_scores(scores)
+    config = ModelConfig.from_json(model_dir / "config.json")
+    if truncate_dim is not None and not (isinstance(truncate_dim, int) and 0 < truncate_dim <= config.hidden_size):
+        raise L2VError(f"truncate_dim must be an integer from 1 to {config.hidden_size}, got {truncate_dim!r}")
 
     # Merged in fp32 on the CPU unless a `device` is given (a 7B model's fp32 weights take 28 GiB).
     model = load_model(model_dir, dtype=torch.float32, causal=causal, device=device or "cpu")
@@ -105,10 +110,9 @@ def export_model(model_dir, out, *, adapters=(), causal: bool = False, pooling: 
     dtype = dtype or stored
     state = {k: v.to(DTYPES[dtype]).cpu() for k, v in model.state_dict().items()}
     del model
-    config = ModelConfig.from_json(model_dir / "config.json")
     prompts = {"query": "", "document": "", **(prompts or {})}
     why_not = standard_modules_refusal(Tokenizer(model_dir), pooling)
-    settings = dict(causal=causal, pooling=pooling, max_length=max_length, normalize=normalize,
+    settings = dict(causal=causal, pooling=pooling, max_length=max_length, normalize=normalize, truncate_dim=truncate_dim,
                     instructions=INSTRUCTION_RULE, prompts=prompts,
                     source=dict(model=str(model_dir), adapters=[str(a) for a in adapters]), dtype=dtype,
                     sentence_transformers="standard modules" if why_not is None else f"l2v's module: {why_not}",
@@ -120,9 +124,12 @@ def export_model(model_dir, out, *, adapters=(), causal: bool = False, pooling: 
         else:
             print(f"sentence-transformers will need trust_remote_code=True and l2v installed: {why_not}")
             _write_json(tmp / "modules.json", [dict(idx=0, name="0", path="", type="l2v.formats.st_module.L2VModule")])
+        # sentence-transformers >= 6 refuses to load the folder under a transformers that would run it causally
+        requirements = {} if causal else {"transformers": dict(
+            specifier=f">={MIN_TRANSFORMERS}", reason="older versions ignore is_causal and run the model causally")}
         _write_json(tmp / "config_sentence_transformers.json",
                     dict(model_type="SentenceTransformer", prompts=prompts, default_prompt_name=None,
-                         similarity_fn_name="cosine", __version__=dict(l2v=_version())))
+                         similarity_fn_name="cosine", requirements=requirements, __version__=dict(l2v=_version())))
         (tmp / "README.md").write_text(model_card(out.name, settings, config, adapters, base_model or
                                                   _known_base(model_dir), license, record))
     return out
@@ -299,14 +306,16 @@ def model_card(name: str, s: dict, config: ModelConfig, adapters=(), base_model:
     standard = s.get("sentence_transformers", "standard modules") == "standard modules"
     meta, scores = _card_metadata(name, adapters, base_model, license, record)
     query = "Given a question, retrieve passages that answer it:"
-    st_line = ('model = SentenceTransformer("{0}")' if standard else
-               'model = SentenceTransformer("{0}", trust_remote_code=True)  # l2v must be installed: see below').format(name)
+    cut = f", truncate_dim={s['truncate_dim']}" if s.get("truncate_dim") else ""
+    st_line = (f'model = SentenceTransformer("{name}"{cut})' if standard else
+               f'model = SentenceTransformer("{name}"{cut}, trust_remote_code=True)  # l2v must be installed: see below')
     return "\n".join(meta) + f"""
 
 # {name}
 
 A text embedder made with l2v (LLM2Vec from scratch): a {config.model_type} decoder with {mode}
-attention, {config.num_hidden_layers} layers, {config.hidden_size}-dimensional embeddings, {s["pooling"]} pooling,
+attention, {config.num_hidden_layers} layers, {s.get("truncate_dim") or config.hidden_size}-dimensional embeddings{
+" (the first of " + str(config.hidden_size) + ", Matryoshka-style)" if s.get("truncate_dim") else ""}, {s["pooling"]} pooling,
 up to {s["max_length"]} tokens a text, weights in {s["dtype"]}.
 Instructions: {s["instructions"]}.
 

@@ -4,7 +4,13 @@
     from l2v.formats.mteb import L2VForMTEB
 
     model = L2VForMTEB.from_pretrained("runs/export")        # an `l2v export` folder (or any model folder)
-    mteb.evaluate(model, mteb.get_tasks(tasks=["STSBenchmark"]))
+    mteb.evaluate(model, mteb.get_tasks(tasks=["STSBenchmark"]), encode_kwargs={"batch_size": 16})
+
+    meta = model_meta("runs/export")                         # or through mteb's own loading: a ModelMeta
+    mteb.evaluate(meta.load_model(), tasks)                  # whose loader reads the folder
+
+The revision is a hash of the folder's content (weights, config, l2v settings) and of any adapters,
+so results mteb caches under a name are never served for a re-export that changed.
 
 Instructions follow the official llm2vec's evaluation: its table of retrieval instructions by task
 name, else the task's own prompt, else one instruction per task type in the style of the paper's
@@ -80,10 +86,47 @@ def task_instruction(task_metadata, prompt_type=None, model_prompts: dict | None
     return ""
 
 
+def content_revision(folder, adapters=()) -> str:
+    """12 hex digits of sha256 over what decides the embeddings: the weights, config.json and
+    l2v_encoder.json of `folder`, then each adapter's weights, in order."""
+    import hashlib
+    from pathlib import Path
+
+    h = hashlib.sha256()
+    for root, names in [(Path(folder), ("config.json", "l2v_encoder.json"))] + \
+            [(Path(a), ("adapter_config.json",)) for a in adapters]:
+        for f in sorted(root.glob("*.safetensors")) + [root / n for n in names if (root / n).is_file()]:
+            h.update(f.name.encode())
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 24), b""):
+                    h.update(chunk)
+    return h.hexdigest()[:12]
+
+
+def model_meta(folder, *, adapters=(), name: str | None = None, **kwargs):
+    """A mteb ModelMeta whose loader reads `folder` (an `l2v export`, or a model folder with adapters):
+    `model_meta(folder).load_model()` is mteb's own way to load it; kwargs go to L2VForMTEB."""
+    from pathlib import Path
+
+    model = L2VForMTEB.from_pretrained(folder, adapters=adapters, name=name, **kwargs)
+    meta = model.mteb_model_meta
+    return meta.model_copy(update=dict(loader=_load, loader_kwargs=dict(path=str(Path(folder).resolve()),
+                                                                         adapters=[str(a) for a in adapters],
+                                                                         **kwargs)))
+
+
+def _load(name, revision=None, *, path, adapters=(), **kwargs) -> "L2VForMTEB":
+    model = L2VForMTEB.from_pretrained(path, adapters=adapters, name=name, **kwargs)
+    if revision is not None and revision != model.revision:
+        raise ValueError(f"{path} has changed since its ModelMeta was made (revision {model.revision}, "
+                         f"expected {revision}): make the ModelMeta again")
+    return model
+
+
 class L2VForMTEB:
     """mteb's EncoderProtocol around an l2v Encoder (cosine similarity), with its ModelMeta."""
 
-    def __init__(self, encoder: Encoder, name: str = "l2v/encoder", revision: str = "local", batch_size: int = 32,
+    def __init__(self, encoder: Encoder, name: str = "l2v/encoder", revision: str = "unknown", batch_size: int = 32,
                  model_prompts: dict | None = None, languages=("eng-Latn",), license: str | None = None,
                  training_datasets=frozenset()):
         self.encoder, self.name, self.revision, self.batch_size = encoder, name, revision, batch_size
@@ -98,13 +141,15 @@ class L2VForMTEB:
         encoder_kwargs = {k: kwargs.pop(k) for k in ("causal", "pooling", "max_length", "dtype", "device")
                           if k in kwargs}
         encoder = Encoder.from_pretrained(path, adapters=adapters, **encoder_kwargs)
+        kwargs.setdefault("revision", content_revision(path, adapters))
         return cls(encoder, name=name or f"l2v/{Path(path).resolve().name}", **kwargs)
 
     def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs) -> np.ndarray:
         texts = [text for batch in inputs for text in batch["text"]]
         instruction = task_instruction(task_metadata, prompt_type, self.model_prompts)
-        return self.encoder.encode([[instruction, t] for t in texts], batch_size=self.batch_size,
-                                   show_progress_bar=False)
+        # mteb's encode_kwargs arrive here: batch_size (and show_progress_bar) are honoured
+        return self.encoder.encode([[instruction, t] for t in texts], batch_size=kwargs.get("batch_size") or
+                                   self.batch_size, show_progress_bar=kwargs.get("show_progress_bar", False))
 
     def similarity(self, embeddings1, embeddings2):
         a = torch.nn.functional.normalize(torch.as_tensor(np.asarray(embeddings1), dtype=torch.float32), dim=-1)
@@ -118,6 +163,9 @@ class L2VForMTEB:
 
     @property
     def mteb_model_meta(self):
+        """Built from the model itself, unless mteb's load_model set its own (a copy of model_meta's)."""
+        if getattr(self, "_meta", None) is not None:
+            return self._meta
         from mteb.models.model_meta import ModelMeta, ScoringFunction
 
         model = getattr(self.encoder, "model", None)  # None: a stand-in encoder (tests)
@@ -130,8 +178,14 @@ class L2VForMTEB:
         return ModelMeta(
             loader=None, name=self.name, revision=self.revision, release_date=None, languages=self.languages,
             n_parameters=n_parameters, n_embedding_parameters=n_embedding, memory_usage_mb=memory_mb,
-            max_tokens=getattr(self.encoder, "max_length", None), embed_dim=self.encoder.dim, license=self.license or "not specified", open_weights=True,
+            max_tokens=getattr(self.encoder, "max_length", None),
+            embed_dim=getattr(self.encoder, "truncate_dim", None) or self.encoder.dim,  # a stand-in has no truncate_dim
+            license=self.license or "not specified", open_weights=True,
             public_training_code=None, public_training_data=None, framework=["PyTorch", "safetensors"],
             similarity_fn_name=ScoringFunction.COSINE, use_instructions=True,
             training_datasets=self.training_datasets, adapted_from=None,
             modalities=["text"], model_type=["dense"])
+
+    @mteb_model_meta.setter
+    def mteb_model_meta(self, meta):
+        self._meta = meta

@@ -27,18 +27,19 @@ def layer_similarity(model, input_ids: torch.Tensor) -> torch.Tensor:
     _, causal = model(input_ids, causal=True, output_hidden_states=True)
     _, bidirectional = model(input_ids, causal=False, output_hidden_states=True)
     return torch.stack([torch.nn.functional.cosine_similarity(c[0].float(), b[0].float(), dim=-1)
-                        for c, b in zip(causal, bidirectional)])  # (L + 1, T)
+                        for c, b in zip(causal, bidirectional)]).cpu()  # (L + 1, T)
 
 
-def analyze_layers(model_dir, text: str = DEFAULT_TEXT, adapters=(), png=None, dtype=None) -> torch.Tensor:
+def analyze_layers(model_dir, text: str = DEFAULT_TEXT, adapters=(), png=None, dtype=None, device=None) -> torch.Tensor:
     """Print the mean similarity per layer and, if matplotlib is installed, plot it (PNG)."""
     from ..formats.peft import merge_adapters
 
-    model = load_model(model_dir, dtype=dtype)
+    model = load_model(model_dir, dtype=dtype, device=device)
     curves = {"base": model}
     if adapters:
-        curves[" + ".join(str(a) for a in adapters)] = merge_adapters(load_model(model_dir, dtype=dtype), adapters)
-    ids = torch.tensor([Tokenizer(model_dir).encode(text)])
+        curves[" + ".join(str(a) for a in adapters)] = merge_adapters(load_model(model_dir, dtype=dtype, device=device),
+                                                                      adapters)
+    ids = torch.tensor([Tokenizer(model_dir).encode(text)], device=model.lm_head.weight.device)
     results = {name: layer_similarity(m, ids) for name, m in curves.items()}
     print(f"cosine(causal, bidirectional) per layer, mean over {ids.shape[1]} tokens (the last layer is after the norm)")
     print("layer  " + "  ".join(f"{name[:24]:>24}" for name in results))

@@ -23,6 +23,16 @@ def main(argv=None):
         return _error(args, e, 2)
     except NonFiniteError as e:  # training or evaluation went numerically wrong; nothing broken was written
         return _error(args, e, 1)
+    except KeyboardInterrupt:  # encode, eval, export …: their output is written only at the end
+        if args.debug:
+            raise
+        print(f"l2v {args.command}: stopped by Ctrl-C; nothing was written", file=sys.stderr)
+        return 130
+    except RuntimeError as e:  # torch.OutOfMemoryError is one; so is an allocator's "out of memory"
+        if "out of memory" not in str(e).lower():
+            raise
+        return _error(args, L2VError(f"out of memory ({str(e).splitlines()[0][:120]}): try a smaller --batch-size "
+                                     f"or --max-length, or see what fits with `l2v plan`"), 1)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -56,10 +66,14 @@ def _fetch_args(sub):
 
 
 def _encode_args(sub):
-    p = sub.add_parser("encode", help="embed a text file, one text a line, into a .npy array")
+    p = sub.add_parser("encode", help="embed a text file (one text a line), JSONL or CSV into a .npy array")
     _encoder_args(p)
     p.add_argument("--instruction", default=None, help="instruction put before every text (not pooled)")
-    p.add_argument("--input", required=True, help="text file, one text a line")
+    p.add_argument("--prompt-name", default=None, help="an exported folder's named instruction (query, document)")
+    p.add_argument("--input", required=True, help="a text file, one text a line; or .jsonl / .csv (see --column)")
+    p.add_argument("--column", default="text", help=".jsonl / .csv: the field holding each text (default text)")
+    p.add_argument("--dtype", default=None, choices=list(DTYPES), help="weights' dtype (default: as stored)")
+    p.add_argument("--autocast", action="store_true", help="bf16 autocast (fast where bf16 is native)")
     p.add_argument("--output", required=True, help="where to write the (N, D) float32 .npy")
     p.add_argument("--batch-size", type=arg_type("batch_size"), default=32)
     p.add_argument("--max-length", type=arg_type("max_length"), default=None,
@@ -115,6 +129,8 @@ def _export_args(sub):
     p.add_argument("--query-instruction", default=None,
                    help="sentence-transformers' 'query' prompt: the instruction encode_query puts before queries")
     p.add_argument("--normalize", action="store_true", help="unit-length embeddings (a Normalize module)")
+    p.add_argument("--truncate-dim", type=int, default=None,
+                   help="keep the first K dimensions (a size trained with --matryoshka)")
     p.add_argument("--base-model", default=None, help="the card's base_model (a Hub id; SmolLM2 is known)")
     p.add_argument("--license", default=None, help="the card's license (SmolLM2's own: apache-2.0)")
     p.add_argument("--scores", default=None, help="an `l2v eval --output` record of this export, for the card")
@@ -132,6 +148,7 @@ def _analyze_args(sub):
     p.add_argument("--png", default=None, help="layers: where to write the plot (default runs/analyze/layers.png)")
     p.add_argument("--quick", action="store_true", help="pooling: the quick suite")
     p.add_argument("--json", default=None, help="pooling: write the records here")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when torch sees a GPU)")
     p.set_defaults(run=_analyze)
 
 
@@ -312,6 +329,7 @@ def _export(args):
     prompts = {"query": args.query_instruction} if args.query_instruction else None
     out = export_model(args.model, args.out, adapters=args.adapter, causal=args.causal, pooling=args.pooling,
                        max_length=args.max_length, dtype=args.dtype, prompts=prompts, normalize=args.normalize,
+                       truncate_dim=args.truncate_dim,
                        base_model=args.base_model, license=args.license, scores=args.scores, device=args.device,
                        overwrite=args.overwrite)
     from ..formats.export import encoder_settings
@@ -332,10 +350,10 @@ def _analyze(args):
     if args.what == "layers":
         png = Path(args.png or "runs/analyze/layers.png")
         png.parent.mkdir(parents=True, exist_ok=True)
-        analyze_layers(args.model, args.text or DEFAULT_TEXT, adapters=args.adapter, png=png)
+        analyze_layers(args.model, args.text or DEFAULT_TEXT, adapters=args.adapter, png=png, device=args.device)
     else:
         suite = "l2v-mini-quick" if args.quick else "l2v-mini"
-        records = analyze_pooling(args.model, adapters=args.adapter, suite=suite)
+        records = analyze_pooling(args.model, adapters=args.adapter, suite=suite, device=args.device)
         if args.json:
             write_atomic(args.json, json.dumps(records, indent=2) + "\n")
 
@@ -361,9 +379,9 @@ def _encode(args):
     import numpy as np
 
     from ..encoder import Encoder
-    from ..runtime.files import read_lines
+    from ..runtime.files import read_texts
 
-    texts = read_lines(args.input)  # one text per line, as the rows of the output
+    texts = read_texts(args.input, args.column)  # one a line (or record), as the rows of the output
     output = Path(args.output)
     if output.is_dir():
         raise L2VError(f"--output {output} is a folder; give a file name such as {output / 'embeddings.npy'}")
@@ -371,10 +389,11 @@ def _encode(args):
         output = output.with_name(output.name + ".npy")
     _encoder_settings(args)
     encoder = Encoder.from_pretrained(args.model, adapters=args.adapter, causal=args.causal, pooling=args.pooling,
-                                      max_length=args.max_length, device=args.device)
+                                      max_length=args.max_length, device=args.device,
+                                      dtype=args.dtype and DTYPES[args.dtype], autocast=args.autocast)
     start = time.perf_counter()
-    emb = encoder.encode(texts, instruction=args.instruction, batch_size=args.batch_size,
-                         normalize=args.normalize, show_progress_bar=True)
+    emb = encoder.encode(texts, instruction=args.instruction, prompt_name=args.prompt_name,
+                         batch_size=args.batch_size, normalize=args.normalize, show_progress_bar=True)
     seconds = time.perf_counter() - start
     np.save(output, emb)
     mode = "causal" if args.causal else "bidirectional"
