@@ -105,32 +105,19 @@ def read_json(path, what: str = "JSON file"):
 
 
 def read_texts(path, column: str = "text") -> list[str]:
-    """Texts to embed: a .jsonl file (each line an object's `column`, or a string), a .csv file (its
-    `column`), else one text per line (read_lines). A record without the field is an error naming it."""
+    """Texts to embed: a .jsonl file (each line an object's `column`), a .csv file (its `column`), else
+    one text per line (read_lines). A record without the field is an error naming it."""
     import csv
 
     path = Path(path)
-    if path.suffix not in (".jsonl", ".csv"):
+    if path.suffix == ".jsonl":
+        return [row[column] for row in read_jsonl(path, {column: str}, error=L2VError)]
+    if path.suffix != ".csv":
         return read_lines(path)
-    lines = read_lines(path)
-    if path.suffix == ".csv":
-        rows = list(csv.DictReader(lines))
-        if rows and column not in rows[0]:
-            raise L2VError(f"{path}: no column {column!r} (it has {', '.join(rows[0])}); choose one with --column")
-        return [row[column] or "" for row in rows]
-    texts = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise L2VError(f"{path}:{n}: not JSON ({e.msg})") from None
-        text = item if isinstance(item, str) else item.get(column) if isinstance(item, dict) else None
-        if not isinstance(text, str):
-            raise L2VError(f"{path}:{n}: expected a string or an object with a string {column!r} (--column)")
-        texts.append(text)
-    return texts
+    rows = list(csv.DictReader(read_lines(path)))
+    if rows and column not in rows[0]:
+        raise L2VError(f"{path}: no column {column!r} (it has {', '.join(rows[0])}); choose one with --column")
+    return [row[column] or "" for row in rows]
 
 
 def read_lines(path) -> list[str]:
