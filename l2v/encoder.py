@@ -30,10 +30,10 @@ class Encoder:
     per text; autocast: bf16 autocast; prompts: named instructions (encode(prompt_name=...)).
     pool_fn(hidden (B, T, D), mask (B, T)) -> (B, D): your own pooling in place of `pooling`'s, given
     the mask `pooling` pools over (the text tokens; for bos, every real token) — train.Pieces hands
-    a course's to a training run; `pooling` still lays the texts out."""
+    a course's to a training run; `pooling` still lays the texts out. echo: echo embeddings (below)."""
 
     def __init__(self, model, tokenizer: Tokenizer, *, pooling: str = "mean", max_length: int = DEFAULT_MAX_LENGTH,
-                 autocast: bool = False, prompts: dict[str, str] | None = None, pool_fn=None):
+                 autocast: bool = False, prompts: dict[str, str] | None = None, pool_fn=None, echo: bool = False):
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}: choose one of {', '.join(POOLINGS)}")
         check_args(max_length=max_length)
@@ -50,6 +50,7 @@ class Encoder:
         self.pooling, self.max_length, self.pool_fn = pooling, max_length, pool_fn
         self.prompts = dict(prompts or {})  # named instructions, for encode(prompt_name=...)
         self.truncate_dim = None  # keep only the first k dimensions (encode(truncate_dim=...) for one call)
+        self.echo = echo
         # bf16 autocast: matmuls in bf16, weights (and merged adapters) kept in their own dtype.
         # Faster where bf16 is native; embeddings then agree with fp32 to a cosine of about 0.999.
         self.autocast = autocast
@@ -58,7 +59,8 @@ class Encoder:
 
     @classmethod
     def from_pretrained(cls, path, *, adapters: Sequence = (), causal: bool | None = None, pooling: str | None = None,
-                        max_length: int | None = None, dtype=None, device=None, autocast: bool = False) -> "Encoder":
+                        max_length: int | None = None, dtype=None, device=None, autocast: bool = False,
+                        echo: bool = False) -> "Encoder":
         """Load a model folder; `adapters` (PEFT-format LoRA folders) are merged into it in order,
         as LLM2Vec stacks MNTP and then SimCSE. causal, pooling, max_length left as None take the
         folder's own settings (an `l2v export` folder's l2v_encoder.json), else LLM2Vec's: False
@@ -72,7 +74,7 @@ class Encoder:
 
             merge_adapters(model, adapters, base_model=path)
         encoder = cls(model, Tokenizer(path), pooling=pooling, max_length=max_length, autocast=autocast,
-                      prompts=encoder_settings(path).get("prompts"))
+                      prompts=encoder_settings(path).get("prompts"), echo=echo)
         encoder.truncate_dim = encoder_settings(path).get("truncate_dim")  # an export's Matryoshka size
         return encoder
 
@@ -129,6 +131,8 @@ class Encoder:
             raise L2VError(f"instruction must be a string or None, got {type(instruction).__name__}")
         single = isinstance(texts, str)
         instructions, bodies = _split_inputs([texts] if single else texts, instruction)
+        if self.echo:
+            instructions, bodies = self.echo_inputs(instructions, bodies)
         sequences = [self.layout(p, b) for p, b in self.tokenizer.encode_pairs(instructions, bodies)]
 
         out = torch.empty(len(sequences), self.dim, dtype=torch.float32)
@@ -176,6 +180,8 @@ class Encoder:
         if unknown:
             raise L2VError(f"encode_poolings: pooling(s) {', '.join(map(repr, unknown))} cannot share a pass; "
                            f"choose among mean, weighted_mean, last, eos")
+        if self.echo:
+            raise L2VError("encode_poolings does not lay texts out twice: use encode for echo embeddings")
         if not self.model.causal:
             raise L2VError("encode_poolings needs a causal model: with bidirectional attention an appended EOS "
                            "changes every state, so each pooling needs its own pass (use encode)")
@@ -219,6 +225,24 @@ class Encoder:
 
         self._each_batch([(ids, n) for ids, n, *_ in jobs], batch_size, show_progress_bar, embed)
         return {q: v.numpy() for q, v in out.items()}
+
+    def echo_inputs(self, instructions: list[str], texts: list[str]) -> tuple[list[str], list[str]]:
+        """Echo embeddings (Springer et al., 2024): "Rewrite the sentence: {text}, rewritten sentence: {text}",
+        pooled over the second copy only. Under causal attention that copy's tokens have read the whole
+        text once already, so their mean sees what comes after each word. The first copy joins the
+        instruction (attended to, not pooled); each copy gets half of max_length, so the second is never cut."""
+        head, middle = ECHO_TEMPLATE
+        fixed = self.tokenizer.encode_batch([f"{i}{head}{middle}" for i in instructions])
+        out_instructions, out_texts = [], []
+        for instruction, ids, text, frame in zip(instructions, self.tokenizer.encode_batch(texts), texts, fixed):
+            room = (self.max_length - len(frame) - 2) // 2 - 1  # BOS, EOS; a token of slack where copies merge
+            if room < 1:
+                raise L2VError(f"max_length {self.max_length} leaves no room for a text twice after the echo template")
+            if len(ids) > room:  # cut by tokens, so both copies fit whole
+                text = self.tokenizer.decode(ids[:room])
+            out_instructions.append(f"{instruction}{head}{text}{middle}")
+            out_texts.append(text)
+        return out_instructions, out_texts
 
     def _each_batch(self, sequences: list[tuple[list[int], int]], batch_size: int, show: bool | None, fn):
         """fn(indices, padded Batch) for `sequences` ((ids, n_prefix) each) in batches, longest first,
@@ -278,6 +302,7 @@ class Encoder:
 
 
 PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
+ECHO_TEMPLATE = ("Rewrite the sentence: ", ", rewritten sentence: ")  # the echo paper's, around the two copies
 
 
 def quantize(embeddings: np.ndarray, precision: str) -> np.ndarray:

@@ -24,7 +24,7 @@ LAYOUT = {
     },
     "runtime": {"": 0, "checks": 0, "files": 0, "precision": 0, "distributed": 0, "checkpoints": 2},
     "formats": {"": 2, "loading": 2, "gguf": 2, "peft": 2, "export": 2, "st_module": 6, "mteb": 6},
-    "sources": {"": 2, "wiki": 0, "fetch": 2, "corpora": 5, "mini": 5, "dev": 5, "suites": 5},
+    "sources": {"": 2, "wiki": 0, "fetch": 2, "corpora": 5, "mini": 5, "dev": 5, "suites": 5, "mined": 5},
     "evaluate": {"": 5, "tasks": 5, "metrics": 5, "estimators": 5},
     "tools": {"": 7, "cli": 7, "demo": 7, "experiment": 7, "analyze": 7, "plan": 7},
 }

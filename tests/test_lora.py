@@ -293,3 +293,34 @@ def test_training_step_under_bf16_autocast(tiny_folder, fast):
         assert all(p.grad.dtype == torch.float32 for p in lora_parameters(model))
     cosine = torch.nn.functional.cosine_similarity(grads[True], grads[False], dim=0)
     assert cosine > 0.99, cosine
+
+
+def test_averaging_adapters_averages_their_updates(tiny_encoder_folder, tmp_path):
+    """Issue 39: average_adapters(a, b) is one adapter whose merged update is the mean of a's and b's
+    (scale·B·A each, ranks and alphas may differ), not the product of averaged A and B."""
+    import l2v
+    from l2v.formats.peft import average_adapters, merge_adapters, save_adapter
+
+    folders = []
+    for i, (r, alpha) in enumerate([(4, 8), (8, 4)]):
+        model = l2v.load_model(tiny_encoder_folder, dtype=torch.float32)
+        apply_lora(model, r=r, alpha=alpha)
+        g = torch.Generator().manual_seed(i)
+        for m in lora_modules(model).values():
+            for w in (m.lora_A.weight, m.lora_B.weight):
+                w.data.copy_(torch.randn(w.shape, generator=g) * 0.1)
+        save_adapter(model, tmp_path / f"a{i}")
+        folders.append(tmp_path / f"a{i}")
+    base = l2v.load_model(tiny_encoder_folder, dtype=torch.float32).state_dict()
+    merged = [merge_adapters(l2v.load_model(tiny_encoder_folder, dtype=torch.float32), [f]).state_dict()
+              for f in folders]
+    average_adapters(folders, tmp_path / "mean")
+    got = merge_adapters(l2v.load_model(tiny_encoder_folder, dtype=torch.float32), [tmp_path / "mean"]).state_dict()
+    naive_differs = False
+    for k, w in base.items():
+        want = w + ((merged[0][k] - w) + (merged[1][k] - w)) / 2
+        torch.testing.assert_close(got[k], want, atol=1e-5, rtol=0, msg=f"{k}: not the mean update")
+        naive_differs |= not torch.allclose(merged[0][k], merged[1][k])
+    assert naive_differs  # the two adapters really differ
+    with pytest.raises(ValueError, match="two or more"):
+        average_adapters(folders[:1], tmp_path / "one")

@@ -127,13 +127,13 @@ def compare(a: list[dict], b: list[dict], level: float = 0.95) -> dict[str, dict
 
 def evaluate_model(model_dir, *, adapters=(), causal: bool = False, pooling: str = "mean", tasks=None,
                    suite: str = "l2v-mini", max_length: int = DEFAULT_MAX_LENGTH, batch_size: int = 32, dtype=None,
-                   device=None, autocast: bool = False, show_progress: bool = True) -> dict:
+                   device=None, autocast: bool = False, echo: bool = False, show_progress: bool = True) -> dict:
     """Load an encoder, score it on task folders (`tasks`), else on a built-in suite (`suite`: a name
     in sources.suites.SUITES) → a JSON-ready record with the settings, the versions, the time taken, per-task scores
-    and per-type averages."""
+    and per-type averages. echo: echo embeddings (Encoder.echo_inputs)."""
     return _evaluate_records(model_dir, [pooling], adapters=adapters, causal=causal, tasks=tasks, suite=suite,
                              max_length=max_length, batch_size=batch_size, dtype=dtype, device=device,
-                             autocast=autocast, show_progress=show_progress)[pooling]
+                             autocast=autocast, echo=echo, show_progress=show_progress)[pooling]
 
 
 def evaluate_model_poolings(model_dir, poolings: Sequence[str], **kwargs) -> dict[str, dict]:
@@ -144,7 +144,7 @@ def evaluate_model_poolings(model_dir, poolings: Sequence[str], **kwargs) -> dic
 
 def _evaluate_records(model_dir, poolings, *, adapters=(), causal=False, tasks=None, suite="l2v-mini",
                       max_length=DEFAULT_MAX_LENGTH, batch_size=32, dtype=None, device=None, autocast=False,
-                      show_progress=True) -> dict[str, dict]:
+                      echo=False, show_progress=True) -> dict[str, dict]:
     import platform
     import warnings
 
@@ -158,7 +158,8 @@ def _evaluate_records(model_dir, poolings, *, adapters=(), causal=False, tasks=N
     suite = None if tasks else suite  # the record names a suite only when it was scored on one
     shared = len(poolings) > 1
     encoder = Encoder.from_pretrained(model_dir, adapters=adapters, causal=causal, pooling=poolings[0],
-                                      max_length=max_length, dtype=dtype, device=device, autocast=autocast)
+                                      max_length=max_length, dtype=dtype, device=device, autocast=autocast,
+                                      echo=echo)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="text longer than max_length")  # truncation is the protocol here
@@ -173,7 +174,8 @@ def _evaluate_records(model_dir, poolings, *, adapters=(), causal=False, tasks=N
         records[pooling] = dict(
             model=str(model_dir), adapters=[str(a) for a in adapters], causal=causal, pooling=pooling,
             appends_eos=pooling == "eos" and not encoder.tokenizer.add_eos,
-            instructions=INSTRUCTION_RULE,  # how instruction and text were tokenised (tokenizer.py)  # 'eos' before l2v appended an EOS was 'last'
+            instructions=INSTRUCTION_RULE,  # how instruction and text were tokenised (tokenizer.py)
+            echo=echo,  # 'eos' before l2v appended an EOS was 'last'
             max_length=max_length, dtype=str(dtype or "float32").removeprefix("torch."), autocast=autocast,
             suite=suite,
             minutes=minutes, device=str(encoder.device), shared_pass=poolings if shared else None, averages=type_averages(results),

@@ -183,6 +183,34 @@ def _check_adapter_config(cfg: dict, folder, base_model):
                           f"(its shapes fit this model)", stacklevel=3)
 
 
+def average_adapters(folders: Sequence, dst) -> Path:
+    """The mean of several adapters' updates, exactly, as one adapter → dst (e.g. two seeds' SimCSE runs).
+
+    Each update is scale·B·A (scale = alpha / r). Their mean is (1/n)·Σ sᵢ·Bᵢ·Aᵢ = [s₁B₁/n | … | sₙBₙ/n] ·
+    [A₁; …; Aₙ]: a LoRA of rank Σ rᵢ with scale 1. Averaging A and B separately would not be the mean
+    update (their product mixes runs), so the update is what gets averaged."""
+    read = [read_adapter(f) for f in folders]
+    if len(read) < 2:
+        raise ValueError("average_adapters needs two or more adapters")
+    paths = set(read[0][1])
+    for folder, (_, tensors) in zip(folders, read):
+        if set(tensors) != paths:
+            raise ValueError(f"{folder} adapts other modules than {folders[0]}; only like adapters average")
+    scales = [c.get("lora_alpha", PEFT_DEFAULTS["lora_alpha"]) / c.get("r", PEFT_DEFAULTS["r"]) for c, _ in read]
+    state = {}
+    for path in sorted(paths):
+        state[f"{PEFT_PREFIX}{path}.lora_A.weight"] = torch.cat([t[path]["lora_A"].float() for _, t in read]).contiguous()
+        state[f"{PEFT_PREFIX}{path}.lora_B.weight"] = torch.cat(
+            [t[path]["lora_B"].float() * s / len(read) for (_, t), s in zip(read, scales)], dim=1).contiguous()
+    rank = sum(c.get("r", PEFT_DEFAULTS["r"]) for c, _ in read)
+    cfg = {**read[0][0], "r": rank, "lora_alpha": rank, "lora_dropout": 0.0, "task_type": "CAUSAL_LM",
+           "l2v_average_of": [str(f) for f in folders]}
+    with atomic_folder(dst) as tmp:
+        (Path(tmp) / ADAPTER_CONFIG).write_text(json.dumps(cfg, indent=2) + "\n")
+        save_file(state, str(Path(tmp) / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    return Path(dst)
+
+
 def merge_adapters(model: nn.Module, folders: Sequence, base_model=None) -> nn.Module:
     """Merge adapters into the base one after another (LLM2Vec: MNTP, then SimCSE on top)."""
     for folder in folders:

@@ -75,8 +75,8 @@ def wikitext_to_paragraphs(text: str) -> list[str]:
     return paragraphs
 
 
-def dump_to_paragraphs(xml_stream) -> Iterator[str]:
-    """Paragraphs of every article (namespace 0, not a redirect) in a MediaWiki XML export."""
+def iter_articles(xml_stream) -> Iterator[tuple[str, str]]:
+    """(title, wikitext) of every article (namespace 0, not a redirect) in a MediaWiki XML export."""
     for _, elem in ET.iterparse(xml_stream):
         if elem.tag.rsplit("}", 1)[-1] != "page":
             continue
@@ -84,7 +84,14 @@ def dump_to_paragraphs(xml_stream) -> Iterator[str]:
         revision = fields.get("revision")
         text = None if revision is None else next(
             (c.text for c in revision if c.tag.rsplit("}", 1)[-1] == "text"), None)
+        title = fields["title"].text if fields.get("title") is not None else None
         if fields.get("ns") is not None and fields["ns"].text == "0" and "redirect" not in fields and text:
             if not text.lstrip().upper().startswith("#REDIRECT"):
-                yield from wikitext_to_paragraphs(text)
+                yield title or "", text
         elem.clear()
+
+
+def dump_to_paragraphs(xml_stream) -> Iterator[str]:
+    """Paragraphs of every article in a MediaWiki XML export."""
+    for _, text in iter_articles(xml_stream):
+        yield from wikitext_to_paragraphs(text)

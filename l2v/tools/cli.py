@@ -39,7 +39,8 @@ def parser() -> argparse.ArgumentParser:
     """Every command and its options; `run` is the function each command calls."""
     top = argparse.ArgumentParser(prog="l2v", description="LLM2Vec from scratch")
     sub = top.add_subparsers(dest="command", required=True)
-    for add in (_fetch_args, _encode_args, _eval_args, _demo_args, _export_args, _analyze_args, _plan_args):
+    for add in (_fetch_args, _encode_args, _eval_args, _demo_args, _export_args, _analyze_args, _plan_args,
+                _mine_args):
         add(sub)
     _training_args(sub, "mntp", "LLM2Vec step 2: masked next-token prediction with LoRA",
                    data_help="'wiki' (fetched through PyPI) or a .txt / .jsonl file of texts")
@@ -98,6 +99,7 @@ def _eval_args(sub):
     p.add_argument("--device", default=None)
     p.add_argument("--json", default=None, help="write results (+ model, adapters, settings, versions) here")
     p.add_argument("--autocast", action="store_true", help="bf16 autocast (fast on CUDA and AVX-512 BF16 CPUs)")
+    p.add_argument("--echo", action="store_true", help="echo embeddings: each text twice, the second copy pooled")
     p.set_defaults(run=_eval)
 
 
@@ -137,6 +139,28 @@ def _export_args(sub):
     p.add_argument("--device", default=None, help="where to merge (cuda merges a 7B model faster); stored on the CPU")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier export in OUT")
     p.set_defaults(run=_export)
+
+
+def _mine_args(sub):
+    p = sub.add_parser("mine-pairs", help="weakly supervised triples from Wikipedia's structure (title → lead, "
+                                          "heading → section, sentence → rest of paragraph), for `l2v supervised`")
+    p.add_argument("--out", required=True, help="the JSONL file to write")
+    p.add_argument("--kinds", default="title,heading,sentence", help="which structures (comma-separated)")
+    p.add_argument("--per-kind", type=int, default=None, help="at most this many triples of each kind")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace OUT")
+    p.set_defaults(run=_mine)
+
+
+def _mine(args):
+    from ..sources.fetch import WIKI_DUMP, fetch_wheel_file
+    from ..sources.mined import SHINGLE, mine_pairs
+
+    result = mine_pairs(fetch_wheel_file(WIKI_DUMP), args.out, kinds=args.kinds.split(","), seed=args.seed,
+                        per_kind=args.per_kind, overwrite=args.overwrite)
+    counts = ", ".join(f"{n} {k}" for k, n in result["counts"].items())
+    print(f"{args.out}: {counts} triples; {result['dropped']} dropped (sharing {SHINGLE} words with an evaluation text, or over --per-kind) "
+          f"— train with `l2v supervised --data {args.out}`")
 
 
 def _analyze_args(sub):
@@ -283,7 +307,7 @@ def _eval(args):
     record = evaluate_model(args.model, adapters=args.adapter, causal=args.causal, pooling=args.pooling,
                             tasks=args.task, suite=suite, max_length=args.max_length, batch_size=args.batch_size,
                             dtype=args.dtype and DTYPES[args.dtype], device=args.device,
-                            autocast=args.autocast)
+                            autocast=args.autocast, echo=args.echo)
     print(format_table(record["tasks"]))
     mode = "causal" if args.causal else "bidirectional"
     adapters = f", adapters: {', '.join(args.adapter)}" if args.adapter else ""

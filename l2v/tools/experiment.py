@@ -72,6 +72,7 @@ class Row(NamedTuple):
     pooling: str
     adapters: tuple  # LoRA folders, merged in order
     path: Path
+    echo: bool = False  # echo embeddings: the text twice, the second copy pooled (Encoder.echo_inputs)
 
 
 def stored(row: Row, model_dir, suite: str, autocast: bool, max_length: int, dtype=None) -> dict | None:
@@ -86,9 +87,9 @@ def stored(row: Row, model_dir, suite: str, autocast: bool, max_length: int, dty
              or old.get("instructions") != INSTRUCTION_RULE)
     was_autocast = old.get("autocast", old.get("bf16_autocast"))  # records before one name for it said bf16_autocast
     same = ((old.get("model"), old.get("suite"), old.get("causal"), old.get("pooling"), old.get("adapters"),
-             old.get("max_length"), old.get("dtype", "float32"), was_autocast)
+             old.get("max_length"), old.get("dtype", "float32"), was_autocast, old.get("echo", False))
             == (str(model_dir), suite, row.causal, row.pooling, [str(a) for a in row.adapters], max_length,
-                str(dtype or "float32").removeprefix("torch."), autocast))
+                str(dtype or "float32").removeprefix("torch."), autocast, row.echo))
     return old if same and not stale else None
 
 
@@ -115,7 +116,7 @@ def evaluate_rows(model_dir, rows: list[Row], *, suite: str, autocast: bool = Fa
 
     # The untrained causal rows differ only in pooling: one forward pass serves them all (appending
     # EOS leaves the earlier states of a causal model unchanged; Encoder.encode_poolings).
-    shared = [row for row in rows if row.causal and not row.adapters and row.name not in done]
+    shared = [row for row in rows if row.causal and not row.adapters and not row.echo and row.name not in done]
     if len(shared) > 1:
         print(f"evaluating {', '.join(row.name for row in shared)} on {suite} (one causal pass)")
         got = timer("evaluate Uni rows (one pass)", evaluate_model_poolings, model_dir,
@@ -126,7 +127,7 @@ def evaluate_rows(model_dir, rows: list[Row], *, suite: str, autocast: bool = Fa
         if row.name not in done:
             print(f"evaluating {row.name} on {suite}")
             keep(row, timer(f"evaluate {row.name}", evaluate_model, model_dir, adapters=list(row.adapters),
-                            causal=row.causal, pooling=row.pooling, **eval_kwargs))
+                            causal=row.causal, pooling=row.pooling, echo=row.echo, **eval_kwargs))
     return done
 
 
