@@ -50,6 +50,7 @@ class Encoder:
         self.pooling, self.max_length, self.pool_fn = pooling, max_length, pool_fn
         self.prompts = dict(prompts or {})  # named instructions, for encode(prompt_name=...)
         self.truncate_dim = None  # keep only the first k dimensions (encode(truncate_dim=...) for one call)
+        self.normalize = False  # unit-length embeddings unless encode says otherwise (an export's --normalize)
         self.echo = echo
         # bf16 autocast: matmuls in bf16, weights (and merged adapters) kept in their own dtype.
         # Faster where bf16 is native; embeddings then agree with fp32 to a cosine of about 0.999.
@@ -75,7 +76,9 @@ class Encoder:
             merge_adapters(model, adapters, base_model=path)
         encoder = cls(model, Tokenizer(path), pooling=pooling, max_length=max_length, autocast=autocast,
                       prompts=encoder_settings(path).get("prompts"), echo=echo)
-        encoder.truncate_dim = encoder_settings(path).get("truncate_dim")  # an export's Matryoshka size
+        saved = encoder_settings(path)
+        encoder.truncate_dim = saved.get("truncate_dim")  # an export's Matryoshka size
+        encoder.normalize = bool(saved.get("normalize", False))
         return encoder
 
     @property
@@ -99,7 +102,7 @@ class Encoder:
         check_args(max_length=value)
         self.max_length = value
 
-    def encode(self, texts, *, instruction: str | None = None, batch_size: int = 32, normalize: bool = False,
+    def encode(self, texts, *, instruction: str | None = None, batch_size: int = 32, normalize: bool | None = None,
                show_progress_bar: bool | None = None, convert_to_numpy: bool = True, prompt: str | None = None,
                prompt_name: str | None = None, normalize_embeddings: bool | None = None,
                convert_to_tensor: bool = False, precision: str = "float32", device=None,
@@ -111,7 +114,7 @@ class Encoder:
         `self.prompts`, an exported folder's named instructions), `normalize_embeddings` (= normalize),
         `convert_to_tensor`, and `precision` "int8" / "uint8" (per-dimension ranges from these
         embeddings) or "binary" / "ubinary" (sign bits, 8 a byte), as its `quantize_embeddings`;
-        `device` (the model moves there), `truncate_dim` (the first k dimensions, then normalised if
+        `device` (the model moves there, and stays), `truncate_dim` (the first k dimensions, then normalised if
         asked: Matryoshka-style); texts may be a numpy array or a pandas Series too."""
         check_args(batch_size=batch_size)
         if device is not None:
@@ -119,12 +122,14 @@ class Encoder:
 
             self.model.to(resolve_device(device))
         truncate_dim = self.truncate_dim if truncate_dim is None else truncate_dim
-        if truncate_dim is not None and not (isinstance(truncate_dim, int) and 0 < truncate_dim <= self.dim):
+        if truncate_dim is not None and (isinstance(truncate_dim, bool) or not isinstance(truncate_dim, (int, np.integer))
+                                         or not 0 < truncate_dim <= self.dim):
             raise L2VError(f"truncate_dim must be an integer from 1 to {self.dim}, got {truncate_dim!r}")
         if hasattr(texts, "tolist") and not isinstance(texts, str):  # numpy arrays, pandas Series
             texts = texts.tolist()
         instruction = self._instruction(instruction, prompt, prompt_name)
         normalize = normalize if normalize_embeddings is None else normalize_embeddings
+        normalize = self.normalize if normalize is None else normalize
         if precision not in PRECISIONS:
             raise L2VError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
         if instruction is not None and not isinstance(instruction, str):
@@ -224,7 +229,7 @@ class Encoder:
                         out[q][i] = vectors[row]
 
         self._each_batch([(ids, n) for ids, n, *_ in jobs], batch_size, show_progress_bar, embed)
-        return {q: v.numpy() for q, v in out.items()}
+        return {q: v[:, : self.truncate_dim].numpy() for q, v in out.items()}  # [:, :None]: every dimension
 
     def echo_inputs(self, instructions: list[str], texts: list[str]) -> tuple[list[str], list[str]]:
         """Echo embeddings (Springer et al., 2024): "Rewrite the sentence: {text}, rewritten sentence: {text}",
@@ -241,7 +246,7 @@ class Encoder:
             if len(ids) > room:  # cut by tokens, so both copies fit whole
                 text = self.tokenizer.decode(ids[:room])
             out_instructions.append(f"{instruction}{head}{text}{middle}")
-            out_texts.append(text)
+            out_texts.append(" " + text if text else text)
         return out_instructions, out_texts
 
     def _each_batch(self, sequences: list[tuple[list[int], int]], batch_size: int, show: bool | None, fn):
@@ -302,7 +307,9 @@ class Encoder:
 
 
 PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
-ECHO_TEMPLATE = ("Rewrite the sentence: ", ", rewritten sentence: ")  # the echo paper's, around the two copies
+# The echo paper's template around the two copies. The second copy starts with its own space (" text"), so
+# the joint tokenisation cannot merge the template's last space into the text's first word.
+ECHO_TEMPLATE = ("Rewrite the sentence: ", ", rewritten sentence:")
 
 
 def quantize(embeddings: np.ndarray, precision: str) -> np.ndarray:

@@ -29,7 +29,7 @@ st = SentenceTransformer(folder, device="cpu")  # no trust_remote_code: standard
 features = st.preprocess(req["texts"][:1], prompt=req["prompt"])
 result = dict(
     documents=st.encode_document(req["texts"]), plain=st.encode(req["texts"]), long=st.encode(req["long"]),
-    queries=st.encode_query(req["texts"], prompt=req["prompt"]),
+    queries=st.encode_query(req["texts"]),  # the folder's own "query" prompt
     query_ids=features["input_ids"][0][features["attention_mask"][0].bool()].numpy(),
     prompt_length=np.array(features["prompt_length"]), max_seq_length=np.array(st.max_seq_length),
     modules=np.array([type(m).__name__ for m in st]))

@@ -8,7 +8,9 @@ import l2v
 from l2v.encoder import ECHO_TEMPLATE
 from l2v.runtime.checks import L2VError
 
-TEXTS = ["The cat sat on the mat.", "A dog ran in the park.", "Stock markets fell sharply today."]
+# The first starts with a word that byte-level BPE merges with the space before it (" the"): the template's
+# last space must not take it into the unpooled part.
+TEXTS = ["the cat sat on the mat.", "A dog ran in the park.", "Stock markets fell sharply today."]
 
 
 @pytest.mark.parametrize("causal", [True, False])
@@ -19,9 +21,9 @@ def test_echo_pools_only_the_second_copy(tiny_encoder_folder, causal):
     tok = enc.tokenizer
     for i, text in enumerate(TEXTS):
         # by hand: one sequence, the states of the second copy's tokens, averaged
-        (prefix, body), = tok.encode_pairs([f"Say:{head}{text}{middle}"], [text])
+        (prefix, body), = tok.encode_pairs([f"Say:{head}{text}{middle}"], [" " + text])
         ids, n_prefix = tok.layout(prefix, body, 64)
-        assert tok.decode(ids[n_prefix:]).strip() == text  # what is pooled is the text, once
+        assert tok.decode(ids[n_prefix:]).strip() == text, "the pooled copy lost a token to the template"
         assert tok.decode(ids).count(text) == 2  # and the model sees it twice
         with torch.no_grad():
             hidden = enc.model(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))[0]
@@ -31,11 +33,13 @@ def test_echo_pools_only_the_second_copy(tiny_encoder_folder, causal):
 
 
 def test_echo_keeps_both_copies_whole_and_refuses_shared_passes(tiny_encoder_folder):
-    enc = l2v.Encoder.from_pretrained(tiny_encoder_folder, causal=True, echo=True, max_length=40)
+    enc = l2v.Encoder.from_pretrained(tiny_encoder_folder, causal=True, echo=True, max_length=64)
     long = " ".join(TEXTS * 6)
     instructions, texts = enc.echo_inputs([""], [long])
     (prefix, body), = enc.tokenizer.encode_pairs(instructions, texts)
-    ids, n_prefix = enc.tokenizer.layout(prefix, body, 40)
-    assert len(ids) <= 40 and enc.tokenizer.decode(ids).count(texts[0]) == 2  # cut once, before copying
+    ids, n_prefix = enc.tokenizer.layout(prefix, body, 64)
+    cut = texts[0].strip()
+    assert len(ids) <= 64 and 5 < len(cut.split()) < len(long.split())  # cut once, before copying
+    assert enc.tokenizer.decode(ids[n_prefix:]).strip() == cut and instructions[0].endswith(cut + ECHO_TEMPLATE[1])
     with pytest.raises(L2VError, match="use encode for echo embeddings"):
         enc.encode_poolings(TEXTS, ["mean", "last"])

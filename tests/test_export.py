@@ -453,11 +453,16 @@ def test_the_card_is_hub_ready(plain_base, tmp_path):
                  "license: mit", "language: [en]", "datasets: [wikipedia]", "- name: carded",
                  "metrics: [{type: main_score, value: 25.00}]"):
         assert line in front, f"{line!r} not in the card's front matter:\n{front}"
-    for text in ('SentenceTransformer("carded")', "AutoModel.from_pretrained", "Encoder.from_pretrained",
-                 "transformers older than 5.2", "## Limitations", "dequantised from a 4-bit GGUF",
-                 "`adapter0` (LoRA r=4, alpha=8)", "sts 50.00, retrieval 25.00"):
+    for text in ('SentenceTransformer("carded")', "AutoModel.from_pretrained", "truncation=True",
+                 "max_length=64", "Encoder.from_pretrained", "transformers older than 5.2", "## Limitations",
+                 "`adapter0` (LoRA r=4, alpha=8)", "sts 50.00, retrieval 25.00", "llm2vec_config.json"):
         assert text in card, f"{text!r} not in the card"
     assert "trust_remote_code" not in card  # standard modules: nothing to trust
+    assert "GGUF" not in card  # another base: no claim about SmolLM2's weights
+    from l2v.formats.export import _card_limitations
+
+    assert "dequantised from a 4-bit GGUF" in _card_limitations({"max_length": 512},
+                                                                 "HuggingFaceTB/SmolLM2-135M-Instruct")[0]
     with pytest.raises(L2VError, match="not an l2v eval record"):
         (tmp_path / "bad.json").write_text("{}")
         export_model(folder, tmp_path / "bad", scores=tmp_path / "bad.json")
@@ -483,7 +488,7 @@ def test_encode_takes_what_sentence_transformers_users_type(reference):
     with pytest.raises(L2VError, match="truncate_dim must be an integer from 1 to 48"):
         reference.encode(TEXTS, truncate_dim=49)
     t = reference.encode(TEXTS, convert_to_tensor=True, device="cpu")
-    assert isinstance(t, torch.Tensor) and t.device == reference.device
+    assert isinstance(t, torch.Tensor) and t.device == reference.device  # (on a GPU machine: cuda, as the model)
     a, b = full[:4], full[4:8]
     np.testing.assert_allclose(reference.similarity_pairwise(a, b), np.diag(reference.similarity(a, b)), atol=1e-6)
     np.testing.assert_allclose(reference.similarity_pairwise(torch.as_tensor(a), b), np.diag(reference.similarity(a, b)),
@@ -547,9 +552,12 @@ def test_encode_cli_reads_jsonl_and_csv_and_ends_in_one_line(exported, reference
 
     args = ["encode", "--model", str(exported), "--input", str(tmp_path / "t.jsonl"), "--column", "body",
             "--output", str(tmp_path / "never.npy")]
+    hint = "try a smaller --batch-size or --max-length, or see what fits with `l2v plan`"
     for error, status, line in ((KeyboardInterrupt(), 130, "stopped by Ctrl-C; nothing was written"),
-                                (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), 1,
-                                 "try a smaller --batch-size or --max-length, or see what fits with `l2v plan`")):
+                                (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), 1, hint),
+                                (RuntimeError("[enforce fail at alloc_cpu.cpp:117] . DefaultCPUAllocator: can't "
+                                              "allocate memory: you tried to allocate 9 bytes."), 1, hint),
+                                (MemoryError(), 1, hint)):
         def fail(*a, error=error, **k):
             raise error
 
@@ -558,7 +566,10 @@ def test_encode_cli_reads_jsonl_and_csv_and_ends_in_one_line(exported, reference
         assert cli(args) == status
         err = capsys.readouterr().err
         assert line in err and len(err.strip().splitlines()) == 1, err
-        assert not (tmp_path / "never.npy").exists()
+    (tmp_path / "multi.csv").write_text('id,body\n1,"two\nlines"\n2,plain\n')
+    from l2v.runtime.files import read_texts
+
+    assert read_texts(tmp_path / "multi.csv", "body") == ["two\nlines", "plain"]  # a quoted line break is kept
 
 
 def test_a_matryoshka_size_exports_as_truncate_dim(plain_base, tmp_path):
@@ -572,10 +583,30 @@ def test_a_matryoshka_size_exports_as_truncate_dim(plain_base, tmp_path):
     assert got.shape == (len(ST_TEXTS), 16) and enc.get_embedding_dimension() == 16
     np.testing.assert_allclose(got, l2v.Encoder.from_pretrained(folder, adapters=adapters, max_length=64)
                                .encode(ST_TEXTS)[:, :16], atol=1e-5)
-    assert 'SentenceTransformer("mrl", truncate_dim=16)' in (out / "README.md").read_text()
-    theirs = st.SentenceTransformer(str(out), device="cpu", truncate_dim=16).encode(ST_TEXTS)
+    assert "16-dimensional embeddings (the first of 48" in (out / "README.md").read_text()
+    theirs = st.SentenceTransformer(str(out), device="cpu").encode(ST_TEXTS)  # truncate_dim from the folder
     assert min_cosine(theirs, got) >= 0.9999
     requirements = json.loads((out / "config_sentence_transformers.json").read_text())["requirements"]
     assert requirements["transformers"]["specifier"] == ">=5.2"
+    assert theirs.shape == got.shape
     with pytest.raises(L2VError, match="truncate_dim must be an integer from 1 to 48"):
         export_model(folder, tmp_path / "bad", truncate_dim=64)
+    with pytest.raises(L2VError, match="normalises before it truncates"):
+        export_model(folder, tmp_path / "bad", truncate_dim=16, normalize=True)
+
+
+def test_normalize_and_attention_are_said_whatever_the_modules(plain_base, tiny_encoder_folder, tmp_path):
+    """--normalize reaches l2v (read back) and sentence-transformers (a Normalize module) on both module paths;
+    a causal export says "is_causal": true, even when made from a bidirectional export."""
+    folder, adapters = plain_base
+    for source, pooling in ((folder, "mean"), (tiny_encoder_folder, "mean"), (folder, "eos")):
+        out = export_model(source, tmp_path / f"n-{pooling}-{source.name}", pooling=pooling, normalize=True,
+                           max_length=64)
+        assert "sentence_transformers.models.Normalize" in [m["type"] for m in
+                                                            json.loads((out / "modules.json").read_text())]
+        np.testing.assert_allclose(np.linalg.norm(l2v.Encoder.from_pretrained(out).encode(ST_TEXTS), axis=1), 1,
+                                   atol=1e-5)
+    bidirectional = export_model(folder, tmp_path / "bi", max_length=64)
+    causal = export_model(bidirectional, tmp_path / "causal-again", causal=True, max_length=64)
+    assert json.loads((causal / "config.json").read_text())["is_causal"] is True
+    assert "is_causal" not in json.loads((causal / "config_sentence_transformers.json").read_text())["requirements"]

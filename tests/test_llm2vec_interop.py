@@ -35,9 +35,10 @@ INSTRUCTIONS = ["Retrieve a passage that answers the question", "Find the news a
 QUERIES = [[INSTRUCTIONS[i % 2], text] for i, text in enumerate(DOCUMENTS[:4])]
 ITEMS = DOCUMENTS + QUERIES  # what llm2vec encodes
 # llm2vec embeds a query as the one string `instruction.strip() + " " + text` and pools its last
-# len(tokenize(text)) tokens. l2v tokenises instruction and text apart and pools the text's. With
-# this BPE a sentence's first word has no "Ġword" merge (the corpus never has it after a space), so
-# the joint string's space is a token of its own before the text's, which llm2vec does not pool:
+# len(tokenize(text)) tokens. l2v tokenises `instruction + text` as one string too and pools what
+# follows the instruction's own tokens (sentence-transformers' rule). With this BPE a sentence's first
+# word has no "Ġword" merge (the corpus never has it after a space), so the joint string's space is a
+# token of its own before the text's, which neither pools (with SmolLM2's BPE the two differ by a token):
 # it belongs with the instruction. test_both_feed_the_same_tokens checks ids and pooled counts.
 L2V_ITEMS = DOCUMENTS + [[instruction.strip() + " ", text] for instruction, text in QUERIES]
 MATCH = 0.9999  # fp32 on both sides; what differs is summation order

@@ -173,9 +173,9 @@ def _evaluate_records(model_dir, poolings, *, adapters=(), causal=False, tasks=N
     for pooling, results in by_pooling.items():
         records[pooling] = dict(
             model=str(model_dir), adapters=[str(a) for a in adapters], causal=causal, pooling=pooling,
-            appends_eos=pooling == "eos" and not encoder.tokenizer.add_eos,
+            appends_eos=pooling == "eos" and not encoder.tokenizer.add_eos,  # 'eos' before l2v appended an EOS was 'last'
             instructions=INSTRUCTION_RULE,  # how instruction and text were tokenised (tokenizer.py)
-            echo=echo,  # 'eos' before l2v appended an EOS was 'last'
+            echo=echo,
             max_length=max_length, dtype=str(dtype or "float32").removeprefix("torch."), autocast=autocast,
             suite=suite,
             minutes=minutes, device=str(encoder.device), shared_pass=poolings if shared else None, averages=type_averages(results),

@@ -44,7 +44,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 # l2v's pooling names → the official llm2vec's pooling_mode.
 LLM2VEC_POOLING = {"mean": "mean", "weighted_mean": "weighted_mean", "eos": "eos_token", "last": "last_token",
                    "bos": "bos_token"}
-INSTRUCTION_RULE = ("an instruction is put before the text and the two are tokenised as one string; the "
+INSTRUCTION_NOTE = ("an instruction is put before the text and the two are tokenised as one string; the "
                     "instruction's tokens (as many as it has alone) are attended to, not pooled; documents carry none")
 ST_POOLING = {"mean": "mean", "last": "lasttoken"}  # l2v's poolings that sentence-transformers' Pooling computes alike
 MIN_TRANSFORMERS = "5.2"  # the first transformers that reads "is_causal": false (measured: 5.1.0 runs causal)
@@ -74,11 +74,13 @@ def resolve_encoder(folder, causal: bool | None = None, pooling: str | None = No
 def export_model(model_dir, out, *, adapters=(), causal: bool = False, pooling: str = "mean",
                  max_length: int = DEFAULT_MAX_LENGTH, dtype: str | None = None, prompts: dict | None = None,
                  normalize: bool = False, truncate_dim: int | None = None, base_model: str | None = None,
-                 license: str | None = None, scores=None, overwrite: bool = False, device=None) -> Path:
+                 license: str | None = None, datasets=None, scores=None, overwrite: bool = False,
+                 device=None) -> Path:
     """Merge `adapters` (in order) into the model and write the folder described above → OUT.
     scores: an `l2v eval` record (dict or JSON file) of this export, put in the card's metadata.
     truncate_dim: the leading dimensions users keep (a Matryoshka-trained model's smaller size):
-    l2v applies it, sentence-transformers users pass it as its `truncate_dim` (the card says so)."""
+    l2v and sentence-transformers both apply it (config_sentence_transformers.json's truncate_dim).
+    datasets: the card's training data (default, when adapters are merged: l2v's own text, wikipedia)."""
     from ..tokenizer import Tokenizer
 
     model_dir, out = Path(model_dir), Path(out)
@@ -97,8 +99,12 @@ def export_model(model_dir, out, *, adapters=(), causal: bool = False, pooling: 
         raise FileNotFoundError(f"no tokenizer.json in {model_dir}")
     record = _read_scores(scores)
     config = ModelConfig.from_json(model_dir / "config.json")
-    if truncate_dim is not None and not (isinstance(truncate_dim, int) and 0 < truncate_dim <= config.hidden_size):
+    if truncate_dim is not None and (isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int)
+                                     or not 0 < truncate_dim <= config.hidden_size):
         raise L2VError(f"truncate_dim must be an integer from 1 to {config.hidden_size}, got {truncate_dim!r}")
+    if truncate_dim is not None and normalize:  # sentence-transformers would normalise first, then cut
+        raise L2VError("--normalize with --truncate-dim: sentence-transformers normalises before it truncates, so "
+                       "the vectors would not be unit length; normalise after encoding instead")
 
     # Merged in fp32 on the CPU unless a `device` is given (a 7B model's fp32 weights take 28 GiB).
     model = load_model(model_dir, dtype=torch.float32, causal=causal, device=device or "cpu")
@@ -113,7 +119,7 @@ def export_model(model_dir, out, *, adapters=(), causal: bool = False, pooling: 
     prompts = {"query": "", "document": "", **(prompts or {})}
     why_not = standard_modules_refusal(Tokenizer(model_dir), pooling)
     settings = dict(causal=causal, pooling=pooling, max_length=max_length, normalize=normalize, truncate_dim=truncate_dim,
-                    instructions=INSTRUCTION_RULE, prompts=prompts,
+                    instructions=INSTRUCTION_NOTE, prompts=prompts,
                     source=dict(model=str(model_dir), adapters=[str(a) for a in adapters]), dtype=dtype,
                     sentence_transformers="standard modules" if why_not is None else f"l2v's module: {why_not}",
                     l2v_version=_version())
@@ -123,15 +129,21 @@ def export_model(model_dir, out, *, adapters=(), causal: bool = False, pooling: 
             write_st_modules(tmp, config.hidden_size, pooling, max_length, normalize)
         else:
             print(f"sentence-transformers will need trust_remote_code=True and l2v installed: {why_not}")
-            _write_json(tmp / "modules.json", [dict(idx=0, name="0", path="", type="l2v.formats.st_module.L2VModule")])
+            modules = [dict(idx=0, name="0", path="", type="l2v.formats.st_module.L2VModule")]
+            if normalize:
+                modules.append(_normalize_module(tmp, idx=1))
+            _write_json(tmp / "modules.json", modules)
         # sentence-transformers >= 6 refuses to load the folder under a transformers that would run it causally
         requirements = {} if causal else {"transformers": dict(
             specifier=f">={MIN_TRANSFORMERS}", reason="older versions ignore is_causal and run the model causally")}
         _write_json(tmp / "config_sentence_transformers.json",
                     dict(model_type="SentenceTransformer", prompts=prompts, default_prompt_name=None,
-                         similarity_fn_name="cosine", requirements=requirements, __version__=dict(l2v=_version())))
+                         similarity_fn_name="cosine", truncate_dim=truncate_dim, requirements=requirements,
+                         __version__=dict(l2v=_version())))
+        if datasets is None:
+            datasets = ["wikipedia"] if adapters else []
         (tmp / "README.md").write_text(model_card(out.name, settings, config, adapters, base_model or
-                                                  _known_base(model_dir), license, record))
+                                                  _known_base(model_dir), license, record, datasets))
     return out
 
 
@@ -139,7 +151,8 @@ def standard_modules_refusal(tokenizer, pooling: str) -> str | None:
     """None when sentence-transformers' standard modules embed exactly as l2v does; else why not, in one line."""
     if pooling not in ST_POOLING:
         return {"eos": "pooling eos appends an EOS token, which no standard module does",
-                "bos": "pooling bos pools one special token that the standard modules do not find under padding",
+                "bos": "pooling bos pools the BOS token, which sentence-transformers counts as part of a prompt and "
+                       "leaves out of a query's pooling",
                 "weighted_mean": "weighted_mean's weights restart at 1 after an instruction; sentence-transformers' "
                                  "keep counting from the first token"}[pooling]
     if tokenizer.add_bos:
@@ -154,9 +167,7 @@ def write_st_modules(folder, dim: int, pooling: str, max_length: int, normalize:
     modules = [dict(idx=0, name="0", path="", type="sentence_transformers.models.Transformer"),
                dict(idx=1, name="1", path="1_Pooling", type="sentence_transformers.models.Pooling")]
     if normalize:
-        modules.append(dict(idx=2, name="2", path="2_Normalize", type="sentence_transformers.models.Normalize"))
-        (folder / "2_Normalize").mkdir()
-        _write_json(folder / "2_Normalize" / "config.json", {})
+        modules.append(_normalize_module(folder, idx=2))
     _write_json(folder / "modules.json", modules)
     _write_json(folder / "sentence_bert_config.json", dict(max_seq_length=max_length, do_lower_case=False))
     (folder / "1_Pooling").mkdir()
@@ -165,6 +176,12 @@ def write_st_modules(folder, dim: int, pooling: str, max_length: int, normalize:
     modes[{"mean": "pooling_mode_mean_tokens", "last": "pooling_mode_lasttoken"}[pooling]] = True
     # include_prompt False: an instruction (a prompt) is attended to but not pooled, as in l2v.
     _write_json(folder / "1_Pooling" / "config.json", dict(word_embedding_dimension=dim, **modes, include_prompt=False))
+
+
+def _normalize_module(folder: Path, idx: int) -> dict:
+    (Path(folder) / f"{idx}_Normalize").mkdir()
+    _write_json(Path(folder) / f"{idx}_Normalize" / "config.json", {})
+    return dict(idx=idx, name=str(idx), path=f"{idx}_Normalize", type="sentence_transformers.models.Normalize")
 
 
 def write_model_files(folder, config: ModelConfig, state: dict, tokenizer_dir, settings: dict):
@@ -192,10 +209,11 @@ def write_model_files(folder, config: ModelConfig, state: dict, tokenizer_dir, s
 def _plain_config(config_file: Path, causal: bool):
     """config.json as transformers reads a bidirectional decoder: "is_causal": false. Sliding windows are
     widened to the whole context, as l2v's bidirectional model attends everywhere (transformers would
-    otherwise keep a window in both directions, which LLM2Vec never trained)."""
+    otherwise keep a window in both directions, which LLM2Vec never trained). The window only bites past
+    its length (Mistral's: 4096 tokens), so l2v reading such an export causally differs only there."""
     d = json.loads(config_file.read_text())
+    d["is_causal"] = causal  # always said: a causal export of an earlier (bidirectional) export stays causal
     if not causal:
-        d["is_causal"] = False
         if d.get("sliding_window"):
             d["sliding_window"] = max(d["sliding_window"], d.get("max_position_embeddings") or 0)
     config_file.write_text(json.dumps(d, indent=2) + "\n")
@@ -205,9 +223,7 @@ def _write_tokenizer_pad(config_file: Path, tokenizer_dir: Path):
     """transformers pads a batch only with a named pad token: name the one l2v pads with, if none is."""
     from ..tokenizer import Tokenizer
 
-    if not config_file.is_file():
-        return
-    d = json.loads(config_file.read_text())
+    d = json.loads(config_file.read_text()) if config_file.is_file() else {}
     if d.get("pad_token") is None:
         tok = Tokenizer(tokenizer_dir)
         d["pad_token"] = tok.tk.id_to_token(tok.pad_id)
@@ -275,7 +291,7 @@ def _adapter_lines(adapters) -> list[str]:
     return lines or ["- none: the base model as it is"]
 
 
-def _card_metadata(name: str, adapters, base_model, license, record) -> tuple[list[str], str]:
+def _card_metadata(name: str, adapters, base_model, license, record, datasets=()) -> tuple[list[str], str]:
     """The Hub's YAML front matter (lines), and the scores paragraph when an eval record is given."""
     meta = ["---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity",
             "tags: [sentence-transformers, feature-extraction, sentence-similarity, llm2vec, l2v]", "language: [en]"]
@@ -283,8 +299,8 @@ def _card_metadata(name: str, adapters, base_model, license, record) -> tuple[li
         meta.append(f"base_model: {base_model}")
     if license or base_model == "HuggingFaceTB/SmolLM2-135M-Instruct":
         meta.append(f"license: {license or 'apache-2.0'}")  # SmolLM2's own license
-    if adapters:
-        meta.append("datasets: [wikipedia]  # l2v's unsupervised steps train on Wikipedia paragraphs")
+    if datasets:
+        meta.append(f"datasets: [{', '.join(datasets)}]")
     scores = ""
     if record:
         suite = record.get("suite") or "tasks"
@@ -299,58 +315,24 @@ def _card_metadata(name: str, adapters, base_model, license, record) -> tuple[li
 
 
 def model_card(name: str, s: dict, config: ModelConfig, adapters=(), base_model: str | None = None,
-               license: str | None = None, record: dict | None = None) -> str:
+               license: str | None = None, record: dict | None = None, datasets=()) -> str:
     """README.md with the Hub's YAML front matter, usage for sentence-transformers, transformers and l2v,
     the training steps, the scores if given, and the limitations in plain words."""
     mode = "causal" if s["causal"] else "bidirectional"
-    standard = s.get("sentence_transformers", "standard modules") == "standard modules"
-    meta, scores = _card_metadata(name, adapters, base_model, license, record)
-    query = "Given a question, retrieve passages that answer it:"
-    cut = f", truncate_dim={s['truncate_dim']}" if s.get("truncate_dim") else ""
-    st_line = (f'model = SentenceTransformer("{name}"{cut})' if standard else
-               f'model = SentenceTransformer("{name}"{cut}, trust_remote_code=True)  # l2v must be installed: see below')
+    meta, scores = _card_metadata(name, adapters, base_model, license, record, datasets)
+    size = s.get("truncate_dim") or config.hidden_size
+    cut = f" (the first of {config.hidden_size}, Matryoshka-style)" if s.get("truncate_dim") else ""
     return "\n".join(meta) + f"""
 
 # {name}
 
 A text embedder made with l2v (LLM2Vec from scratch): a {config.model_type} decoder with {mode}
-attention, {config.num_hidden_layers} layers, {s.get("truncate_dim") or config.hidden_size}-dimensional embeddings{
-" (the first of " + str(config.hidden_size) + ", Matryoshka-style)" if s.get("truncate_dim") else ""}, {s["pooling"]} pooling,
+attention, {config.num_hidden_layers} layers, {size}-dimensional embeddings{cut}, {s["pooling"]} pooling,
 up to {s["max_length"]} tokens a text, weights in {s["dtype"]}.
 Instructions: {s["instructions"]}.
 
 ## Use
-
-```python
-from sentence_transformers import SentenceTransformer      # sentence-transformers >= 5
-{st_line}
-q = model.encode_query(["how do plants make food?"], prompt="{query}")
-d = model.encode_document(["Photosynthesis turns light into sugar."])
-model.similarity(q, d)
-```
-
-```python
-import torch                                                # transformers >= {MIN_TRANSFORMERS}, no l2v
-from transformers import AutoModel, AutoTokenizer
-tok, model = AutoTokenizer.from_pretrained("{name}"), AutoModel.from_pretrained("{name}")
-batch = tok(["Photosynthesis turns light into sugar."], return_tensors="pt", padding=True)
-hidden = model(**batch).last_hidden_state
-mask = batch["attention_mask"].unsqueeze(-1)
-embedding = (hidden * mask).sum(1) / mask.sum(1)            # mean pooling over the text's tokens
-```
-
-```python
-from l2v import Encoder                                     # l2v
-enc = Encoder.from_pretrained("{name}")
-q = enc.encode_query(["how do plants make food?"], instruction="{query}")
-```
-
-The official llm2vec reads it too (`LLM2Vec.from_pretrained("{name}", enable_bidirectional={not s["causal"]})`,
-with llm2vec_config.json's pooling and lengths).
-
-`config.json` says `"is_causal": {str(s["causal"]).lower()}`: transformers older than {MIN_TRANSFORMERS} ignore that key and
-would run the model causally, giving other embeddings without an error.
-{"" if standard else chr(10) + "sentence-transformers reads this folder through l2v's own module: " + s["sentence_transformers"].removeprefix("l2v's module: ") + "." + chr(10)}
+{_card_usage(name, s)}
 ## How it was made
 
 From `{s["source"]["model"]}`{f" ({base_model})" if base_model else ""}, with these LoRA adapters merged in order
@@ -359,10 +341,67 @@ From `{s["source"]["model"]}`{f" ({base_model})" if base_model else ""}, with th
 {scores}
 ## Limitations
 
-- The base model is small, and where l2v fetched it, it is SmolLM2 dequantised from a 4-bit GGUF file,
-  not the original weights.
-- It was trained on a CPU budget (minutes, not the paper's GPU hours); scores are far below the paper's.
-- On l2v's own suites the recipe beats causal mean pooling on average, mostly through retrieval; on
-  pair classification and on long-document similarity it can lose to it. Check it on your own task.
-- English text only; texts longer than {s["max_length"]} tokens are cut.
+{chr(10).join(_card_limitations(s, base_model))}
 """
+
+
+def _card_usage(name: str, s: dict) -> str:
+    query = "Given a question, retrieve passages that answer it:"
+    standard = s.get("sentence_transformers", "standard modules") == "standard modules"
+    trust = "" if standard else ", trust_remote_code=True)  # l2v's module: l2v must be installed"
+    out = f"""
+```python
+from sentence_transformers import SentenceTransformer      # sentence-transformers >= 5 (encode_query)
+model = SentenceTransformer("{name}"{trust or ")"}
+q = model.encode_query(["how do plants make food?"], prompt="{query}")
+d = model.encode_document(["Photosynthesis turns light into sugar."])
+model.similarity(q, d)
+```
+"""
+    if standard and s["pooling"] == "mean" and not s.get("truncate_dim") and not s.get("normalize"):
+        out += f"""
+```python
+from transformers import AutoModel, AutoTokenizer           # transformers >= {MIN_TRANSFORMERS}, no l2v
+tok, model = AutoTokenizer.from_pretrained("{name}"), AutoModel.from_pretrained("{name}")
+batch = tok(["Photosynthesis turns light into sugar."], return_tensors="pt", padding=True, truncation=True,
+            max_length={s["max_length"]})
+hidden = model(**batch).last_hidden_state
+mask = batch["attention_mask"].unsqueeze(-1)
+embedding = (hidden * mask).sum(1) / mask.sum(1)            # mean pooling over the text's tokens
+```
+"""
+    out += f"""
+```python
+from l2v import Encoder                                     # l2v
+enc = Encoder.from_pretrained("{name}")
+q = enc.encode_query(["how do plants make food?"], instruction="{query}")
+```
+"""
+    if s["pooling"] != "eos":
+        out += (f"\nThe official llm2vec reads it too (`LLM2Vec.from_pretrained(\"{name}\", enable_bidirectional="
+                f"{not s['causal']})`, with llm2vec_config.json's pooling and lengths). It joins a query as "
+                f"`instruction.strip() + \" \" + text` and pools as many trailing tokens as the text has alone, "
+                f"so its queries can differ by one pooled token where the tokenizer merges that space into the "
+                f"text's first word.\n")
+    if not s["causal"]:
+        out += (f"\n`config.json` says `\"is_causal\": false`: transformers older than {MIN_TRANSFORMERS} ignore "
+                f"that key and would run the model causally, with other embeddings and no error; "
+                f"sentence-transformers >= 6 refuses them (the folder's requirements).\n")
+    if not standard:
+        why = s["sentence_transformers"].removeprefix("l2v's module: ")
+        out += f"\nsentence-transformers reads this folder through l2v's own module: {why}.\n"
+    return out
+
+
+def _card_limitations(s: dict, base_model: str | None) -> list[str]:
+    lines = []
+    if base_model == "HuggingFaceTB/SmolLM2-135M-Instruct":
+        lines.append("- The base model is SmolLM2-135M as l2v fetches it: dequantised from a 4-bit GGUF file, "
+                     "not the original weights, and small.")
+    lines += ["- The training budget is what \"How it was made\" lists (steps per adapter); on l2v's own suites "
+              "the unsupervised recipe beats causal mean pooling on average, mostly through retrieval, and can "
+              "lose to it on pair classification and on long-document similarity. Check it on your own task.",
+              f"- Texts longer than {s['max_length']} tokens are cut. An empty text, or one the instruction "
+              "swallows whole, is embedded by l2v as its EOS token, where sentence-transformers pools nothing "
+              "(a zero vector)."]
+    return lines

@@ -86,13 +86,17 @@ def task_instruction(task_metadata, prompt_type=None, model_prompts: dict | None
     return ""
 
 
-def content_revision(folder, adapters=()) -> str:
+def content_revision(folder, adapters=(), settings: dict | None = None) -> str:
     """12 hex digits of sha256 over what decides the embeddings: the weights, config.json and
-    l2v_encoder.json of `folder`, then each adapter's weights, in order."""
+    l2v_encoder.json of `folder`, each adapter's weights in order, and `settings` (what the caller
+    overrode: attention, pooling, length, dtype, prompts). Reads every weight file once: seconds for
+    a 135M model, about a minute for 7B."""
     import hashlib
+    import json
     from pathlib import Path
 
-    h = hashlib.sha256()
+    said = {k: v for k, v in (settings or {}).items() if v is not None}  # left out = the folder's own
+    h = hashlib.sha256(json.dumps(said, sort_keys=True, default=str).encode())
     for root, names in [(Path(folder), ("config.json", "l2v_encoder.json"))] + \
             [(Path(a), ("adapter_config.json",)) for a in adapters]:
         for f in sorted(root.glob("*.safetensors")) + [root / n for n in names if (root / n).is_file()]:
@@ -141,7 +145,9 @@ class L2VForMTEB:
         encoder_kwargs = {k: kwargs.pop(k) for k in ("causal", "pooling", "max_length", "dtype", "device")
                           if k in kwargs}
         encoder = Encoder.from_pretrained(path, adapters=adapters, **encoder_kwargs)
-        kwargs.setdefault("revision", content_revision(path, adapters))
+        if "revision" not in kwargs:
+            kwargs["revision"] = content_revision(path, adapters, dict(encoder_kwargs,
+                                                                       model_prompts=kwargs.get("model_prompts")))
         return cls(encoder, name=name or f"l2v/{Path(path).resolve().name}", **kwargs)
 
     def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs) -> np.ndarray:

@@ -110,11 +110,17 @@ def read_texts(path, column: str = "text") -> list[str]:
     import csv
 
     path = Path(path)
-    if path.suffix == ".jsonl":
+    if path.suffix.lower() == ".jsonl":
         return [row[column] for row in read_jsonl(path, {column: str}, error=L2VError)]
-    if path.suffix != ".csv":
+    if path.suffix.lower() != ".csv":
         return read_lines(path)
-    rows = list(csv.DictReader(read_lines(path)))
+    if not path.is_file():
+        raise FileNotFoundError(f"input file not found: {path}")
+    try:  # newline="": a quoted field may hold line breaks, which csv keeps
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+    except UnicodeDecodeError as e:
+        raise L2VError(f"{path}: not valid UTF-8 (byte {e.start})") from None
     if rows and column not in rows[0]:
         raise L2VError(f"{path}: no column {column!r} (it has {', '.join(rows[0])}); choose one with --column")
     return [row[column] or "" for row in rows]

@@ -28,11 +28,13 @@ def main(argv=None):
             raise
         print(f"l2v {args.command}: stopped by Ctrl-C; nothing was written", file=sys.stderr)
         return 130
-    except RuntimeError as e:  # torch.OutOfMemoryError is one; so is an allocator's "out of memory"
-        if "out of memory" not in str(e).lower():
+    except (RuntimeError, MemoryError) as e:  # torch.OutOfMemoryError (CUDA), the CPU allocator's, Python's
+        text = str(e).lower()
+        if not (isinstance(e, MemoryError) or "out of memory" in text or "can't allocate memory" in text):
             raise
-        return _error(args, L2VError(f"out of memory ({str(e).splitlines()[0][:120]}): try a smaller --batch-size "
-                                     f"or --max-length, or see what fits with `l2v plan`"), 1)
+        first = (str(e).splitlines() or [type(e).__name__])[0][:120]
+        return _error(args, L2VError(f"out of memory ({first}): try a smaller --batch-size or --max-length, "
+                                     f"or see what fits with `l2v plan`"), 1)
 
 
 def parser() -> argparse.ArgumentParser:
