@@ -18,7 +18,7 @@ from .formats.loading import load_model
 from .pooling import POOLINGS, pool
 from .runtime.checks import L2VError, check_args, warn_max_length
 from .runtime.precision import warn_fp16_under_bf16_autocast
-from .tokenizer import DEFAULT_MAX_LENGTH, Tokenizer
+from .tokenizer import DEFAULT_MAX_LENGTH, Tokenizer, instruction_prefix
 
 ACCEPTED = "a string, a list of strings, or a list of [instruction, text] pairs"
 
@@ -237,6 +237,7 @@ class Encoder:
         text once already, so their mean sees what comes after each word. The first copy joins the
         instruction (attended to, not pooled); each copy gets half of max_length, so the second is never cut."""
         head, middle = ECHO_TEMPLATE
+        instructions = [instruction_prefix(i) + " " if i else "" for i in instructions]
         fixed = self.tokenizer.encode_batch([f"{i}{head}{middle}" for i in instructions])
         out_instructions, out_texts = [], []
         for instruction, ids, text, frame in zip(instructions, self.tokenizer.encode_batch(texts), texts, fixed):

@@ -10,6 +10,8 @@ Instruction and text are tokenised as *one string*, `instruction + text`, and th
 share is as many leading tokens as the instruction has on its own: sentence-transformers' rule for
 a prompt (`Pooling(include_prompt=False)`), so an exported folder read by it pools exactly the
 positions l2v pools (`encode_pairs`; INSTRUCTION_RULE names the rule in every evaluation record).
+An instruction that ends in a letter or digit gets a ":" (`instruction_prefix`), so its last word
+and the text's first are never read as one; `l2v export` writes the prompts with it.
 Where the tokenizer merges across the boundary ("query: " + "how" → "query", ":", " how") the
 merged token counts as the instruction's, as sentence-transformers counts it: end instructions
 with ":" rather than ": " and byte-level tokenizers split cleanly.
@@ -42,7 +44,13 @@ DEFAULT_MASK_TOKEN = "_"
 
 # How an instruction and its text become ids (above). Evaluation records carry it, so scores made
 # under the earlier rule (instruction and text tokenised apart, ids joined) are never reused.
-INSTRUCTION_RULE = "joint"
+INSTRUCTION_RULE = "joint-colon"
+
+
+def instruction_prefix(instruction: str) -> str:
+    """The string put before a text: the instruction, with ":" added when it ends in a letter or digit
+    ("…answers the question" + "How" would otherwise be read as the one word "questionHow")."""
+    return instruction + ":" if instruction and instruction[-1].isalnum() else instruction
 
 
 @dataclass
@@ -137,7 +145,9 @@ class Tokenizer:
 
     def encode_pairs(self, instructions: list[str], texts: list[str]) -> list[tuple[list[int], list[int]]]:
         """(instruction ids, text ids) per pair: `instruction + text` tokenised as one string, the
-        first len(encode(instruction)) ids being the instruction's (sentence-transformers' prompt rule)."""
+        first len(encode(instruction)) ids being the instruction's (sentence-transformers' prompt rule).
+        An instruction ending in a letter or digit gets a ":" first (instruction_prefix)."""
+        instructions = [instruction_prefix(i) for i in instructions]
         joint = self.encode_batch([i + t for i, t in zip(instructions, texts)])
         distinct = list(dict.fromkeys(instructions))
         share = {i: len(ids) for i, ids in zip(distinct, self.encode_batch(distinct))}

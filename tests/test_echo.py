@@ -21,7 +21,7 @@ def test_echo_pools_only_the_second_copy(tiny_encoder_folder, causal):
     tok = enc.tokenizer
     for i, text in enumerate(TEXTS):
         # by hand: one sequence, the states of the second copy's tokens, averaged
-        (prefix, body), = tok.encode_pairs([f"Say:{head}{text}{middle}"], [" " + text])
+        (prefix, body), = tok.encode_pairs([f"Say: {head}{text}{middle}"], [" " + text])
         ids, n_prefix = tok.layout(prefix, body, 64)
         assert tok.decode(ids[n_prefix:]).strip() == text, "the pooled copy lost a token to the template"
         assert tok.decode(ids).count(text) == 2  # and the model sees it twice

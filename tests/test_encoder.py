@@ -182,3 +182,15 @@ def test_evaluate_poolings_equals_separate_evaluations(tiny_encoder_folder, tmp_
         for a, b in zip(got[pooling]["tasks"], want["tasks"]):
             assert a["task"] == b["task"] and a["main_score"] == pytest.approx(b["main_score"], abs=1e-4)
     assert got["eos"]["tasks"][0]["main_score"] != pytest.approx(got["mean"]["tasks"][0]["main_score"], abs=1e-3)
+
+
+def test_an_instruction_and_its_text_are_never_read_as_one_word(tiny_encoder_folder):
+    """The instruction rule: `instruction + text` tokenised as one string, with a ":" after an instruction
+    that ends in a letter or digit — "…the question" + "How" must not become "questionHow"."""
+    from l2v.tokenizer import instruction_prefix
+
+    assert instruction_prefix("Find the news article") == "Find the news article:"
+    assert [instruction_prefix(x) for x in ("Say:", "query: ", "", "Item 2")] == ["Say:", "query: ", "", "Item 2:"]
+    tok = l2v.Tokenizer(tiny_encoder_folder)
+    (prefix, body), = tok.encode_pairs(["Find the news article"], ["Paris is in France."])
+    assert prefix == tok.encode("Find the news article:") and body == tok.encode("Paris is in France.")

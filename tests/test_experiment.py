@@ -6,6 +6,7 @@ import json
 import pytest
 
 import l2v.evaluate
+from l2v.tokenizer import INSTRUCTION_RULE
 from l2v.tools.experiment import Row, Timer, compare_rows, evaluate_rows, train_once, verdict
 
 
@@ -44,7 +45,7 @@ def scored(monkeypatch):
         tasks = [{"task": name, "type": kind, "main_score": main,
                   "bootstrap": [main + 0.01 * j for j in range(-5, 6)]} for name, kind in DEV_TASKS]
         return dict(model=str(model_dir), adapters=[str(a) for a in adapters], causal=causal, pooling=pooling,
-                    appends_eos=pooling == "eos", instructions="joint", max_length=max_length, autocast=autocast, suite=suite,
+                    appends_eos=pooling == "eos", instructions=INSTRUCTION_RULE, max_length=max_length, autocast=autocast, suite=suite,
                     shared_pass=shared, averages=l2v.evaluate.type_averages(tasks), tasks=tasks)
 
     def evaluate_model(model_dir, **kw):
@@ -82,7 +83,7 @@ def test_evaluate_rows_scores_once_and_reads_back(scored, tmp_path, capsys):
     assert evaluate_rows("model", rows, suite="l2v-dev") == done  # the same settings: all read back
     assert scored == [] and capsys.readouterr().out.count("reusing") == len(rows)
 
-    # Made before instructions were tokenised with their text (no instructions="joint"): scored again.
+    # Made before instructions were tokenised with their text (another instructions rule): scored again.
     old = json.loads(rows[2].path.read_text())
     rows[2].path.write_text(json.dumps({k: v for k, v in old.items() if k != "instructions"}))
     evaluate_rows("model", rows, suite="l2v-dev")

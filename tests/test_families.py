@@ -39,13 +39,15 @@ def test_tokenizer_adds_what_transformers_adds(family_folder, name):
 
 
 @pytest.mark.parametrize("name", ["llama-gqa", "qwen2"])
-def test_instruction_split_unchanged(family_folder, name):
+def test_instruction_split_follows_the_joint_rule(family_folder, name):
+    """With or without a BOS: "instruction:" + text tokenised as one string; the instruction's share (as many
+    tokens as it has alone) attended to, the rest pooled."""
     tk = l2v.Tokenizer(family_folder(name))
     batch = tk([TEXT], instructions=["Retrieve a passage"], max_length=64)
-    instruction, text = tk.encode("Retrieve a passage"), tk.encode(TEXT)
+    joint, instruction = tk.encode("Retrieve a passage:" + TEXT), tk.encode("Retrieve a passage:")
     prefix = [tk.bos_id] if tk.add_bos else []
-    assert batch.input_ids[0].tolist() == prefix + instruction + text
-    assert batch.pool_mask[0].tolist() == [0] * (len(prefix) + len(instruction)) + [1] * len(text)
+    assert batch.input_ids[0].tolist() == prefix + joint
+    assert batch.pool_mask[0].tolist() == [0] * (len(prefix) + len(instruction)) + [1] * (len(joint) - len(instruction))
 
 
 def test_llama3_template_without_tokenizer_config(family_folder, tmp_path):

@@ -35,7 +35,7 @@ from ..pooling import POOLINGS
 from ..runtime.checks import L2VError, check_args
 from ..runtime.files import atomic_folder, read_json
 from ..runtime.precision import DTYPES
-from ..tokenizer import DEFAULT_MAX_LENGTH
+from ..tokenizer import DEFAULT_MAX_LENGTH, instruction_prefix
 from .loading import load_model, save_model_folder
 
 ENCODER_FILE = "l2v_encoder.json"
@@ -44,8 +44,9 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 # l2v's pooling names → the official llm2vec's pooling_mode.
 LLM2VEC_POOLING = {"mean": "mean", "weighted_mean": "weighted_mean", "eos": "eos_token", "last": "last_token",
                    "bos": "bos_token"}
-INSTRUCTION_NOTE = ("an instruction is put before the text and the two are tokenised as one string; the "
-                    "instruction's tokens (as many as it has alone) are attended to, not pooled; documents carry none")
+INSTRUCTION_NOTE = ("an instruction (with a ':' added after a final letter or digit) is put before the text and "
+                    "the two are tokenised as one string; the instruction's tokens (as many as it has alone) are "
+                    "attended to, not pooled; documents carry none")
 ST_POOLING = {"mean": "mean", "last": "lasttoken"}  # l2v's poolings that sentence-transformers' Pooling computes alike
 MIN_TRANSFORMERS = "5.2"  # the first transformers that reads "is_causal": false (measured: 5.1.0 runs causal)
 
@@ -116,7 +117,8 @@ def export_model(model_dir, out, *, adapters=(), causal: bool = False, pooling: 
     dtype = dtype or stored
     state = {k: v.to(DTYPES[dtype]).cpu() for k, v in model.state_dict().items()}
     del model
-    prompts = {"query": "", "document": "", **(prompts or {})}
+    # as l2v puts them before a text (":" after a final letter or digit), so sentence-transformers reads the same
+    prompts = {k: instruction_prefix(v) for k, v in {"query": "", "document": "", **(prompts or {})}.items()}
     why_not = standard_modules_refusal(Tokenizer(model_dir), pooling)
     settings = dict(causal=causal, pooling=pooling, max_length=max_length, normalize=normalize, truncate_dim=truncate_dim,
                     instructions=INSTRUCTION_NOTE, prompts=prompts,
