@@ -106,6 +106,10 @@ class SupervisedData:
     def batch(self, step: int, micro: int) -> list[int]:
         return self.batches.indices(step, micro)
 
+    def group(self, step: int) -> str:
+        """The dataset of the step's first batch (each batch holds one dataset)."""
+        return self.triples[self.batches.indices(step, 0)[0]].dataset
+
     def loss(self, model, rows: list[int]):
         q, p, n = embed_triples(self.encoder, [self.triples[i] for i in distributed.shard(rows)], self.s.chunk_size)
         q, p, n = (distributed.gather_with_grad(v) for v in (q, p, n))  # candidates from every process
@@ -140,4 +144,5 @@ def run_supervised(model_dir, adapter, data, out_dir, settings: SupervisedSettin
           + (f"; GradCache, {s.chunk_size} triples per pass" if s.chunk_size else ""))
     stage = SupervisedData(encoder, triples, batches, s, loss=pieces.contrastive_loss)
     inputs = dict(data=str(data), base_model=str(model_dir), adapter=adapter and str(adapter))
-    return train(model, Stage(stage.batch, stage.loss, stage.evaluate), s, run, name="supervised", inputs=inputs)
+    return train(model, Stage(stage.batch, stage.loss, stage.evaluate, stage.group), s, run, name="supervised",
+                 inputs=inputs)

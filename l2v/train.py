@@ -58,6 +58,8 @@ class Stage(NamedTuple):
     batch: Callable  # batch(step, micro) -> a micro-batch, deterministic in (step, micro): resuming is exact
     loss: Callable  # loss(model, batch) -> (loss, {metric: value}); a "tokens" metric becomes tokens/s
     evaluate: Callable | None = None  # evaluate(model) -> {metric: value}
+    group: Callable | None = None  # group(step) -> which data the step draws from: its loss is watched against
+    # that data's running value, not the mix's (the supervised step's datasets differ in how hard they are)
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,7 @@ def train(model, stage: Stage, settings: TrainSettings, out_dir, *, name: str = 
     log = Log(run.path / LOG_FILE, keep_through=start, write=main)
     if stage.evaluate is not None and start == 0:
         log({"step": 0, "eval": stage.evaluate(model)})
-    at, t_start, running = _Progress(start), time.perf_counter(), None
+    at, t_start, running = _Progress(start), time.perf_counter(), {}  # group → running loss
     bar = tqdm(range(start, settings.steps), initial=start, total=settings.steps, desc=name, unit="step",
                disable=not main)
     restore_sigterm = _raise_on_sigterm()
@@ -189,7 +191,8 @@ def train(model, stage: Stage, settings: TrainSettings, out_dir, *, name: str = 
                 at.applied, at.rng_after = step + 1, rng_state()
             optimizer.zero_grad(set_to_none=True)
             _check_finite(model, params, "weight", step, name, run, at.saved)
-            running = _watch_loss(loss_sum, running, step, name)
+            group = stage.group(step) if stage.group else None
+            running[group] = _watch_loss(loss_sum, running.get(group), step, f"{name} ({group})" if group else name)
             log(_record(step, loss_sum, lr, metrics, time.perf_counter() - t0, settings.grad_accum))
             bar.set_postfix(loss=f"{loss_sum:.4f}", lr=f"{lr:.2e}")
             done = step + 1

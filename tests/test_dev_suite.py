@@ -52,7 +52,7 @@ def test_types_each_carried_by_three_tasks_or_more(suite):
 
 def test_two_halves_by_source_each_with_every_type(suite):
     """A finding chosen on one half is checked on the other: the halves share no source file, and
-    each has every task type and a long-against-short similarity task."""
+    each has every task type, a long-against-short similarity task and a long-against-long one (v3)."""
     halves = {}
     for t in suite[1]:
         assert t.meta["half"] == dev.half(t.name)
@@ -62,7 +62,7 @@ def test_two_halves_by_source_each_with_every_type(suite):
     assert files["A"] and files["B"] and not files["A"] & files["B"], files
     for h, ts in halves.items():
         assert {t.type for t in ts} == {"sts", "pair_classification", "classification", "retrieval"}, h
-        assert any(t.name.endswith("-reuse-sts") for t in ts), h
+        assert any(t.name.endswith("-reuse-sts") for t in ts) and any(t.name.endswith("-subject-sts") for t in ts), h
     with pytest.raises(StopIteration):
         dev.half("wiki-sts")  # a task of no known source is in no half
 
@@ -92,6 +92,9 @@ def test_sizes_and_label_balance(suite):
         elif t.type == "retrieval":
             assert len(t.queries) >= 50 and len(t.corpus) >= 80, t.name
             assert all(len(t.qrels[q]) == 1 and set(t.qrels[q]) <= set(t.corpus) for q in t.queries), t.name
+        elif t.name.endswith("-subject-sts"):  # every long text against its block verbatim, reworded, unrelated
+            assert len(t.rows) >= 240 and collections.Counter(r["score"] for r in t.rows) == \
+                {k: len(t.rows) // 3 for k in range(3)}, t.name
         elif t.name.endswith("-reuse-sts"):  # every long text against 3, 2, 1 and 0 of its own units
             assert len(t.rows) >= 160 and collections.Counter(r["score"] for r in t.rows) == \
                 {k: len(t.rows) // 4 for k in range(4)}, t.name
@@ -113,6 +116,58 @@ def test_reused_sentences_are_counted_right(suite):
             assert sum(u in r["sentence1"] for u in r["units"]) == r["score"], name
 
 
+V2_DATA = "56859129fb65249540a6fc831b1f54e0eea5be530b91f52e9fff5c18ab59f47d"  # sha256 of v2's 18 tasks' data files
+
+
+def test_version_3_keeps_the_tasks_of_version_2_byte_for_byte(suite):
+    """v3 only adds tasks: the data files of v2's 18 are what v2 built (so v2's results still describe them)."""
+    import hashlib
+
+    h, old = hashlib.sha256(), [f for f in suite[0] if not f.name.endswith("-subject-sts")]
+    for folder in old:
+        for f in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "task.json"):
+            h.update(str(f.relative_to(folder.parent)).encode())
+            h.update(f.read_bytes())
+    assert len(old) == 18 and h.hexdigest() == V2_DATA
+
+
+def test_within_one_subject_the_block_alone_decides(suite):
+    """v3's long-against-long tasks: an anchor's three texts share their filler (another text of its topic
+    or book) and differ only in the block: its own sentences verbatim (2), the same reworded (1), a third
+    text's (0). No other text of the anchor is in any of them, and the filler is not the anchor's."""
+    for name in ("bbc-subject-sts", "bible-subject-sts"):
+        task = next(t for t in suite[1] if t.name == name)
+        assert [r["score"] for r in task.rows] == [2, 1, 0] * (len(task.rows) // 3), name
+        for i in range(0, len(task.rows), 3):
+            same, reworded, unrelated = task.rows[i:i + 3]
+            anchor, filler = same["sentence1"], same["units"]["filler"]
+            assert reworded["sentence1"] == unrelated["sentence1"] == anchor
+            assert reworded["units"]["filler"] == unrelated["units"]["filler"] == filler
+            for r in (same, reworded, unrelated):
+                block = r["units"]["block"]
+                assert r["sentence2"] in (" ".join(block + filler), " ".join(filler + block)), name
+                assert len(block) == len(filler) >= 4 and not any(u in anchor for u in filler), name
+            assert all(u in anchor for u in same["units"]["block"]), name
+            assert not any(u in anchor for u in unrelated["units"]["block"]), name
+            rewritten = [u for u in reworded["units"]["block"] if u not in anchor]
+            assert len(reworded["units"]["block"]) == len(same["units"]["block"]) and \
+                len(rewritten) > len(same["units"]["block"]) / 2, name  # most of the block is reworded
+    # The BBC's filler and unrelated block come from other articles of the anchor's topic.
+    topic = {a["body"]: a["topic"] for a in dev.bbc_articles()}
+    inner = {s: a["topic"] for a in dev.bbc_articles() for s in dev._inner_sentences(a)}
+    task = next(t for t in suite[1] if t.name == "bbc-subject-sts")
+    for r in task.rows:
+        assert {inner[u] for u in r["units"]["filler"]} == {topic[r["sentence1"]]}
+        if r["score"] == 0:
+            assert {inner[u] for u in r["units"]["block"]} == {topic[r["sentence1"]]}
+
+
+def test_rewording_replaces_nouns_with_their_synonyms():
+    synonyms = {"fraud": "fraudulence", "company": "troupe", "share": "portion"}
+    assert dev._reword("The company's shares hid a fraud; Share prices fell.", synonyms) == \
+        "The troupe's portions hid a fraudulence; Share prices fell."  # capitals (names, starts) kept
+
+
 def test_retrieval_queries_come_from_their_document(suite):
     task = next(t for t in suite[1] if t.name == "bbc-sentence-retrieval")
     for q, text in task.queries.items():
@@ -124,7 +179,8 @@ def test_retrieval_queries_come_from_their_document(suite):
 def test_long_text_tasks_are_long(suite):
     count = dev._token_counter()
     for name, median in (("bible-passage-sts", 200), ("bbc-halves-sts", 200), ("bbc-halves-pairs", 200),
-                         ("bible-genre-classification", 150), ("bbc-sentence-retrieval", 150)):
+                         ("bible-genre-classification", 150), ("bbc-sentence-retrieval", 150),
+                         ("bbc-subject-sts", 200), ("bible-subject-sts", 200)):
         task = next(t for t in suite[1] if t.name == name)
         lengths = count(list(dict.fromkeys(text for text, _ in task.texts())))
         assert np.median(lengths) > median, (name, np.median(lengths))

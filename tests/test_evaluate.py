@@ -400,7 +400,7 @@ def test_suites_by_name_keep_their_cache_folders(tmp_path, monkeypatch):
     monkeypatch.setenv("L2V_CACHE", str(tmp_path))
     assert {name: suite_folder(name).relative_to(tmp_path).as_posix() for name in SUITES} == {
         "l2v-mini": "suites/l2v-mini-v2", "l2v-mini-quick": "suites/l2v-mini-quick-v2",
-        "l2v-mini-smoke": "suites/l2v-mini-smoke-v2", "l2v-dev": "suites/l2v-dev-v2"}
+        "l2v-mini-smoke": "suites/l2v-mini-smoke-v2", "l2v-dev": "suites/l2v-dev-v3"}
     assert suite_folder() == suite_folder("l2v-mini")
     with pytest.raises(L2VError, match=r"^unknown suite 'l2v-mini-full'; known: l2v-mini, l2v-mini-quick, l2v-mini-smoke, l2v-dev$"):
         suite_folder("l2v-mini-full")

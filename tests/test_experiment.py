@@ -2,10 +2,12 @@
 stages and stub evaluations: what is trained or scored again, and what is read back."""
 
 import json
+import re
 
 import pytest
 
 import l2v.evaluate
+from l2v.sources.suites import SUITES
 from l2v.tokenizer import INSTRUCTION_RULE
 from l2v.tools.experiment import Row, Timer, compare_rows, evaluate_rows, train_once, verdict
 
@@ -31,7 +33,8 @@ def test_train_once_trains_resumes_and_reuses(tmp_path, capsys):
 DEV_TASKS = [("bbc-reuse-sts", "sts"), ("bible-reuse-sts", "sts"), ("bbc-halves-pairs", "pair_classification"),
              ("kjv-asv-hard-pairs", "pair_classification"), ("debate-speaker-classification", "classification"),
              ("rotten-tomatoes-sentiment", "classification"), ("bbc-sentence-retrieval", "retrieval"),
-             ("bible-verse-retrieval", "retrieval")]  # l2v-dev's four types, two a type, one in each half
+             ("bible-verse-retrieval", "retrieval"), ("bbc-subject-sts", "sts"),
+             ("bible-subject-sts", "sts")]  # l2v-dev's four types and two long kinds, two each, one in each half
 
 
 @pytest.fixture
@@ -41,11 +44,13 @@ def scored(monkeypatch):
 
     def record(model_dir, *, adapters=(), causal=False, pooling="mean", suite=None, autocast=False, max_length=512,
                shared=None, **settings):
-        main = 0.5 + 0.1 * causal + 0.01 * len(adapters)
+        seed = re.search(r"-s(\d+)", str(adapters[0])) if adapters else None  # runs/recipe/NAME-sS/...
+        main = 0.5 + 0.1 * causal + 0.01 * len(adapters) + 0.002 * int(seed.group(1) if seed else 0)
         tasks = [{"task": name, "type": kind, "main_score": main,
                   "bootstrap": [main + 0.01 * j for j in range(-5, 6)]} for name, kind in DEV_TASKS]
         return dict(model=str(model_dir), adapters=[str(a) for a in adapters], causal=causal, pooling=pooling,
                     appends_eos=pooling == "eos", instructions=INSTRUCTION_RULE, max_length=max_length, autocast=autocast, suite=suite,
+                    suite_version=SUITES[suite].version if suite else None,
                     shared_pass=shared, averages=l2v.evaluate.type_averages(tasks), tasks=tasks)
 
     def evaluate_model(model_dir, **kw):
@@ -82,6 +87,14 @@ def test_evaluate_rows_scores_once_and_reads_back(scored, tmp_path, capsys):
     scored.clear()
     assert evaluate_rows("model", rows, suite="l2v-dev") == done  # the same settings: all read back
     assert scored == [] and capsys.readouterr().out.count("reusing") == len(rows)
+
+    # Scored on another version of the suite (its tasks differ), or before records named one (l2v-dev v2): again.
+    for change in ({"suite_version": SUITES["l2v-dev"].version - 1}, {"suite_version": None}):
+        old = json.loads(rows[2].path.read_text())
+        rows[2].path.write_text(json.dumps({k: v for k, v in {**old, **change}.items() if v is not None}))
+        evaluate_rows("model", rows, suite="l2v-dev")
+        assert scored == [("one", "mean", False, ())]
+        scored.clear()
 
     # Made before instructions were tokenised with their text (another instructions rule): scored again.
     old = json.loads(rows[2].path.read_text())
@@ -162,8 +175,10 @@ def test_recipe_script_trains_and_scores_through_the_engine(scored, tmp_path, mo
     import sys
     from pathlib import Path
 
+    import l2v.formats.peft
     import l2v.mntp
     import l2v.simcse
+    import l2v.supervised
 
     path = Path(__file__).resolve().parent.parent / "scripts" / "recipe.py"
     spec = importlib.util.spec_from_file_location("recipe_script", path)
@@ -173,12 +188,23 @@ def test_recipe_script_trains_and_scores_through_the_engine(scored, tmp_path, mo
     trained = []
 
     def stage(*args, settings, resume):
-        trained.append((type(settings).__name__, settings.steps, settings.seed, args[-2]))
+        if settings is not None:
+            trained.append((type(settings).__name__, settings.steps, settings.seed, args[-2]))
         args[-1].mkdir(parents=True)
         (args[-1] / "adapter_model.safetensors").write_bytes(b"")
 
     monkeypatch.setattr(l2v.mntp, "run_mntp", stage)
     monkeypatch.setattr(l2v.simcse, "run_simcse", stage)
+    monkeypatch.setattr(l2v.supervised, "run_supervised", stage)
+    monkeypatch.setitem(recipe.DATA, "mined", lambda: "mined.jsonl")  # not the real dump: no mining here
+    averaged = []
+
+    def average_adapters(folders, dst):
+        averaged.append((list(folders), dst))
+        stage(dst, settings=None, resume=False)
+        return dst
+
+    monkeypatch.setattr(l2v.formats.peft, "average_adapters", average_adapters)
 
     def main(*argv):
         monkeypatch.setattr(sys, "argv", ["recipe.py", *argv])
@@ -201,13 +227,50 @@ def test_recipe_script_trains_and_scores_through_the_engine(scored, tmp_path, mo
     main("halves")
     out = capsys.readouterr().out
     assert "l2v-dev, half B" in out and "L/S" in out
-    assert "chosen on half A: x s7; checked on half B:" in out and "half B − bi-mean" in out
+    assert "chosen on half A: x (seeds 7); checked on half B:" in out and "half B − bi-mean" in out
     main("table", "--half", "A", "--markdown")
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("| row | train min | STS |") and lines[2].startswith("| Uni + mean (scores) | – |")
     assert [line.split(" | ")[0] for line in lines[3:]] == ["| Uni + last token", "| Uni + EOS",
         "| Uni + weighted mean", "| Bi + mean, untrained", "| x s7: Bi + MNTP", "| x s7: Bi + MNTP + SimCSE"]
     assert all(line.count("[") == len(recipe.COLS) for line in lines[3:])
+
+    # Echo rows, weak pairs after MNTP with two seeds, their average; halves choose on the mean over seeds.
+    scored.clear()
+    main("echo")
+    assert scored == [("one", "mean", True, ()), ("one", "mean", False, ())]
+    for seed in ("20", "9"):  # --supervised alone: no SimCSE stage
+        main("run", "w", "--mntp", "steps=3", "--supervised", "steps=2", "--seed", seed, "--fp32")
+    assert trained[2:] == [("MNTPSettings", 3, 20, "wiki"), ("SupervisedSettings", 2, 20, "mined.jsonl"),
+                           ("MNTPSettings", 3, 9, "wiki"), ("SupervisedSettings", 2, 9, "mined.jsonl")]
+    w = {e["seed"]: e for e in recipe.entries() if e["name"] == "w"}
+    assert w[9]["supervised"] == {"steps": 2} and w[9]["simcse"] is None and w[9]["fp32_train"]
+    assert json.loads((tmp_path / "recipe" / "w-s9" / "minutes.json").read_text())["precision"] == \
+        {"mntp": "fp32", "supervised": "fp32"}
+    with pytest.raises(SystemExit, match="trained in fp32, not"):  # a stage is not reused at another precision
+        main("run", "w", "--mntp", "steps=3", "--supervised", "steps=2", "--seed", "9")
+    main("average", "w", "--seeds", "9", "20")
+    runs = [tmp_path / "recipe" / f"w-s{s}" for s in (9, 20)]
+    avg = tmp_path / "recipe" / "w-avg-s9+20"
+    assert averaged == [([r / "mntp" for r in runs], avg / "mntp"), ([r / "supervised" for r in runs], avg / "supervised")]
+    assert scored[-1] == ("one", "mean", False, (avg / "mntp", avg / "supervised"))
+    capsys.readouterr()
+    main("halves")
+    out = capsys.readouterr().out
+    # w's seeds score 0.538 and 0.560: their mean (0.549) beats x (0.534) and the average of the updates (0.538)
+    assert "chosen on half A: w (seeds 9, 20, their mean)" in out
+    assert "half B − uni-echo-mean" in out and "L/L" in out
+    main("table", "--half", "B", "--markdown")
+    lines = capsys.readouterr().out.splitlines()
+    names = [line.split(" | ")[0] for line in lines[3:]]
+    assert names[-6:] == ["| Uni + echo mean (zero-shot)", "| Bi + echo mean (zero-shot)", "| w s20: Bi + MNTP + weak pairs",
+                          "| w s9: Bi + MNTP + weak pairs", "| **w: mean of 2 seeds** ± seed sd",
+                          "| w avg: Bi + MNTP + weak pairs, the mean update of seeds 9, 20"]
+    seed_row = lines[3 + names.index("| **w: mean of 2 seeds** ± seed sd")]
+    # −6.2 and −4.0 against Uni + mean (0.600): their mean −5.1, their sd 1.6, in every column
+    assert seed_row.count("−5.1 [−5.1, −5.1] ±1.6") + seed_row.count("-5.1 [-5.1, -5.1] ±1.6") == len(recipe.COLS)
+    with pytest.raises(SystemExit, match="needs two or more finished seeds"):
+        main("average", "w", "--seeds", "9", "3")
 
 
 def test_scripts_start(tmp_path):

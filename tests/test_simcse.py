@@ -142,6 +142,32 @@ def test_supervised_runs_with_one_dataset_per_batch(tiny_encoder_folder, tmp_pat
     assert (tmp_path / "out" / "adapter_model.safetensors").is_file()
 
 
+def test_supervised_watches_each_datasets_loss_apart(tiny_encoder_folder, tmp_path, monkeypatch):
+    """Mined pairs: title batches cost 0.2, sentence batches 2.0, so against the mix's running loss every
+    hard batch looked like a blow-up ("lower the learning rate?"). Each dataset's loss is watched alone."""
+    import warnings
+
+    import l2v.supervised
+
+    rows = [triple(i, "a") for i in range(8)] + [triple(i, "b") for i in range(8)]
+    data = write_triples(tmp_path / "t.jsonl", rows)
+    first = rows[DatasetBatches([r["dataset"] for r in rows], batch_size=2, seed=7).indices(0, 0)[0]]["dataset"]
+    real = l2v.supervised.SupervisedData.loss
+
+    def loss(self, model, batch):  # the first step's dataset easy, the other 50 above it
+        value, metrics = real(self, model, batch)
+        return (value * 0.01 if self.triples[batch[0]].dataset == first else value + 50), metrics
+
+    monkeypatch.setattr(l2v.supervised.SupervisedData, "loss", loss)
+    settings = dict(steps=8, batch_size=2, max_length=24, seed=7)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*far above its running value")
+        run_supervised(tiny_encoder_folder, None, data, tmp_path / "a", **settings)
+    monkeypatch.setattr(l2v.supervised.SupervisedData, "group", lambda self, step: None)  # one running loss
+    with pytest.warns(UserWarning, match="far above its running value"):
+        run_supervised(tiny_encoder_folder, None, data, tmp_path / "b", **settings)
+
+
 def test_supervised_bad_input(tiny_encoder_folder, tmp_path):
     bad = write_triples(tmp_path / "bad.jsonl", [triple(0, "a"), {"query": "q", "positive": "p"}])
     with pytest.raises(ValueError, match="bad.jsonl, line 2: missing field 'negative'"):

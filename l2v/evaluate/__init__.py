@@ -152,7 +152,7 @@ def _evaluate_records(model_dir, poolings, *, adapters=(), causal=False, tasks=N
 
     from .. import __version__
     from ..encoder import Encoder
-    from ..sources.suites import build_suite
+    from ..sources.suites import SUITES, build_suite
 
     folders = list(tasks) if tasks else build_suite(suite)
     suite = None if tasks else suite  # the record names a suite only when it was scored on one
@@ -177,7 +177,7 @@ def _evaluate_records(model_dir, poolings, *, adapters=(), causal=False, tasks=N
             instructions=INSTRUCTION_RULE,  # how instruction and text were tokenised (tokenizer.py)
             echo=echo,
             max_length=max_length, dtype=str(dtype or "float32").removeprefix("torch."), autocast=autocast,
-            suite=suite,
+            suite=suite, suite_version=SUITES[suite].version if suite else None,  # a new version: new tasks or texts
             minutes=minutes, device=str(encoder.device), shared_pass=poolings if shared else None, averages=type_averages(results),
             tasks=results, versions=dict(l2v=__version__, torch=torch.__version__, python=platform.python_version()))
     return records

