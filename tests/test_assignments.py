@@ -587,7 +587,8 @@ def cited_paths(root: Path) -> list[tuple[str, str]]:
         links = [m.group(1) for m in re.finditer(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", markdown)
                  if not m.group(1).startswith(("http:", "https:", "mailto:"))]
         missing += [(path, link) for link in links if not (path.parent / link).exists()]
-        named = re.findall(r"(?<![\w/.])((?:docs|scripts|tests|tutorials)/[\w./-]+\.(?:md|py|ipynb|json|png|txt))", text)
+        named = re.findall(r"(?<![\w/.])((?:docs|scripts|tests|tutorials)/[\w./-]+\.(?:md|py|ipynb|jsonl|json|png|txt))(?!\w)",
+                           text)
         missing += [(path, name) for name in named if not (root / name).exists()]
     return sorted({(str(p.relative_to(root)), link) for p, link in missing})
 
