@@ -1,6 +1,7 @@
 """Issue 7: the demo's orchestration (on a tiny model, smoke budget) and the layer analysis."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -33,7 +34,7 @@ def test_analyze_layers_plot(tiny_encoder_folder, tmp_path, capsys):
 @pytest.mark.skipif(not (suite_folder("l2v-mini-quick") / "DONE").is_file() or not wiki_path().is_file(),
                     reason="run `l2v fetch l2v-mini` and `l2v fetch wiki` first")
 def test_demo_smoke_run_and_reuse(tiny_encoder_folder, tmp_path, capsys):
-    from l2v.tools.demo import ROWS, run_demo
+    from l2v.tools.demo import BEYOND, CLAIMS, ROWS, run_demo
 
     summary = run_demo(tmp_path / "demo", model_dir=tiny_encoder_folder, budget="smoke")
     assert [r["row"] for r in summary["rows"]] == [name for name, *_ in ROWS]
@@ -41,24 +42,30 @@ def test_demo_smoke_run_and_reuse(tiny_encoder_folder, tmp_path, capsys):
         assert (tmp_path / "demo" / sub / "adapter_model.safetensors").is_file()
     assert (tmp_path / "demo" / "results.png").stat().st_size > 10_000
     saved = json.loads((tmp_path / "demo" / "results.json").read_text())
-    assert saved["rows"][5]["adapters"][-1].endswith("simcse") and saved["rows"][0]["pooling"] == "eos"
+    row = {r["row"]: r for r in saved["rows"]}
+    assert row["Bi + MNTP + SimCSE"]["adapters"][-1].endswith("simcse") and saved["rows"][0]["pooling"] == "eos"
+    # The echo row: zero-shot, causal, its own pass with the text laid out twice.
+    assert row["Uni + echo mean"]["echo"] and row["Uni + echo mean"]["causal"] and not row["Uni + echo mean"]["adapters"]
+    assert row["Uni + echo mean"]["shared_pass"] is None and not row["Uni + mean"].get("echo")
     assert saved["rows"][0]["appends_eos"] and saved["rows"][1]["pooling"] == "last"
     # Scored on the smoke suite's own (small) task folders, not the full suite's.
     smoke_tasks = [t for t in suite_folder("l2v-mini-smoke").iterdir() if t.is_dir()]
-    assert all(r["suite"] == "l2v-mini-smoke" for r in saved["rows"]) and len(saved["rows"][3]["tasks"]) == len(smoke_tasks)
-    bible = next(t for t in saved["rows"][3]["tasks"] if t["task"] == "kjv-asv-pairs")
+    assert all(r["suite"] == "l2v-mini-smoke" for r in saved["rows"]) and len(row["Bi + mean"]["tasks"]) == len(smoke_tasks)
+    bible = next(t for t in row["Bi + mean"]["tasks"] if t["task"] == "kjv-asv-pairs")
     assert bible["n_items"] < SIZES["bible_pairs"][0]  # the full suite has 300 verse pairs
     out = capsys.readouterr().out
     assert "Bi + MNTP + SimCSE" in out and "Avg" in out
     # The three untrained causal rows came from one pass; every ordering has its interval, per type too.
     assert "Uni + EOS, Uni + last token, Uni + mean on l2v-mini-smoke (one causal pass)" in out
-    assert saved["rows"][0]["shared_pass"] == ["eos", "last", "mean"] and saved["rows"][3]["shared_pass"] is None
-    assert len(saved["orderings"]) == 5 and all(c["low"] <= c["diff"] <= c["high"] for c in saved["orderings"])
+    assert saved["rows"][0]["shared_pass"] == ["eos", "last", "mean"] and row["Bi + mean"]["shared_pass"] is None
+    assert len(saved["orderings"]) == len(CLAIMS) and all(c["low"] <= c["diff"] <= c["high"] for c in saved["orderings"])
+    assert "Uni + echo mean > Uni + mean" in {c["claim"] for c in saved["orderings"]}
     assert all(set(c["types"]) == set(saved["rows"][0]["averages"]) - {"all"} for c in saved["orderings"])
     assert "paired 95 % bootstrap interval" in out and "minutes per stage" in out and "Retr. " in out
     # The findings in words, named for this model, budget and suite (not a claim about LLM2Vec at large).
     assert "What this run shows (" in out and "budget 'smoke', suite l2v-mini-smoke" in out
     assert "causal mean pooling" in out and saved["halves"] == {}  # halves only on l2v-dev
+    assert flat(BEYOND) in flat(out)  # what the searches beyond the recipe found
     assert {"train MNTP", "evaluate Uni rows (one pass)", "evaluate Bi + mean"} <= set(saved["stages"])
     run_demo(tmp_path / "demo", model_dir=tiny_encoder_folder, budget="smoke")  # everything is reused
     assert capsys.readouterr().out.count("reusing") == 3 + len(ROWS)
@@ -138,3 +145,20 @@ def test_the_smoke_suite_is_one_small_task_of_each_type():
     tasks = [Task.load(folder) for folder in build_suite("l2v-mini-smoke")]
     assert sorted(t.type for t in tasks) == sorted(MAIN_SCORES)
     assert all(len(t.texts()) <= 100 for t in tasks), {t.name: len(t.texts()) for t in tasks}
+
+
+def flat(text: str) -> str:
+    """Text as words: line breaks, Markdown's bold and code marks aside."""
+    return " ".join(text.replace("**", "").replace("`", "").split())
+
+
+def test_the_readme_says_what_the_demo_prints(capsys):
+    """Issue 39: which kinds each technique beyond the recipe helps and hurts, one paragraph, said by
+    `l2v demo` after its findings and by the README word for word."""
+    from l2v.tools.demo import BEYOND, print_findings
+
+    print_findings([], {}, "here")
+    assert capsys.readouterr().out.rstrip().endswith(BEYOND)
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert flat(BEYOND) in flat(readme)
+    assert "echo" in BEYOND and "Uni + echo mean" in BEYOND  # it names the demo row it speaks of

@@ -283,3 +283,16 @@ def test_scripts_start(tmp_path):
         out = subprocess.run([sys.executable, root / "scripts" / script, "--help"], capture_output=True, text=True,
                              cwd=tmp_path)
         assert out.returncode == 0, out.stderr
+
+
+def test_a_record_naming_no_version_was_scored_on_v2(scored, tmp_path):
+    """Records began to name their suite's version when every suite was at version 2 (l2v-mini's quick and
+    smoke cuts included): such a record is read back where the suite is still at 2, scored again elsewhere."""
+    for suite in SUITES:
+        row = Row("Bi + mean", False, "mean", (), tmp_path / suite / "bi-mean.json")
+        evaluate_rows("model", [row], suite=suite)
+        old = json.loads(row.path.read_text())
+        row.path.write_text(json.dumps({k: v for k, v in old.items() if k != "suite_version"}))
+        scored.clear()
+        evaluate_rows("model", [row], suite=suite)
+        assert scored == ([] if SUITES[suite].version == 2 else [("one", "mean", False, ())]), suite

@@ -24,7 +24,8 @@ from ..runtime.files import write_atomic
 from ..sources.suites import SUITES
 from ..tokenizer import DEFAULT_MAX_LENGTH, INSTRUCTION_RULE
 
-UNVERSIONED = {"l2v-dev": 2, "l2v-mini": 2}  # the suite version a record that names none was scored on
+# The suite version a record that names none was scored on (records before versions were recorded).
+UNVERSIONED = {"l2v-dev": 2, "l2v-mini": 2, "l2v-mini-quick": 2, "l2v-mini-smoke": 2}
 
 
 def write_json(path, obj) -> Path:
@@ -87,8 +88,7 @@ def stored(row: Row, model_dir, suite: str, autocast: bool, max_length: int, dty
     # 'eos' records from before l2v appended EOS lack appends_eos; older ones lack bootstrap intervals.
     # Records made before instructions were tokenised jointly with their text lack instructions="joint".
     # A record of another version of the suite has other tasks; one that names no version has UNVERSIONED's.
-    version = old.get("suite_version", UNVERSIONED.get(suite.removesuffix("-quick").removesuffix("-smoke"))
-                      if suite in SUITES else None)
+    version = old.get("suite_version", UNVERSIONED.get(suite))
     stale = ((row.pooling == "eos" and "appends_eos" not in old) or "bootstrap" not in (old.get("tasks") or [{}])[0]
              or old.get("instructions") != INSTRUCTION_RULE
              or (suite in SUITES and version != SUITES[suite].version))
