@@ -182,15 +182,15 @@ def print_findings(claims: list[dict], halves: dict[str, list[dict]], where: str
 # demo and, word for word, by the README (tests/test_demo.py holds them together).
 BEYOND = """\
 Beyond the unsupervised recipe (l2v-dev v3, both halves): zero-shot echo embeddings (the text twice,
-the second copy averaged) are the one configuration found that beats causal mean pooling on every
-kind on both halves, +4.1 [+1.3, +6.4] and +2.7 [+0.4, +5.4] on average, most kinds within the
-noise, for twice the scoring time; the demo's row Uni + echo mean. Weak pairs mined from the
-Wikipedia dump (l2v mine-pairs) and trained after MNTP (13 min, fp32) lift every kind but half B's
-classification over MNTP alone; against causal mean pooling they gain more on half A's average (+8.2
-[+5.8, +10.5]; B: +2.7 [−0.1, +5.4], three seeds), through retrieval and long-against-short
-similarity, but lose half B's pairs (−3.0 [−6.9, +0.8]) and long documents within one subject (−2.2,
-−0.6), where no bidirectional row wins. Seeds move a kind by 0.5 points at most but one (2.1);
-averaging two seeds' updates scores their mean."""
+the second copy averaged; the demo's row Uni + echo mean, at twice the scoring time) alone beat
+causal mean pooling on every l2v-dev kind on both halves, +4.1 [+1.3, +6.4] and +2.7 [+0.4, +5.4] on
+average; in the cpu demo they gain +7.9 [+6.2, +9.3] on l2v-mini, more than the trained recipe, but
+lose clustering (−5.5 [−8.6, −2.0]). Weak pairs mined from the Wikipedia dump (l2v mine-pairs) and
+trained after MNTP (13 min, fp32) lift every kind but half B's classification over MNTP alone and
+gain +8.2 [+5.8, +10.5] and +2.7 [−0.1, +5.4] on average (three seeds) through retrieval and
+long-against-short similarity, but lose half B's pairs (−3.0 [−6.9, +0.8]) and long documents within
+one subject (−2.2, −0.6), where no bidirectional row wins. Seeds move a kind by 0.5 points at most
+but one (2.1); averaging two seeds' updates scores their mean."""
 
 
 def row_file(name: str) -> str:
