@@ -160,11 +160,11 @@ def parse(pairs: list[str]) -> dict | None:
 def entries() -> list[dict]:
     """The log's runs scored on today's l2v-dev (a record of an older version has other tasks: left out)."""
     from l2v.sources.suites import SUITES
-    from l2v.tools.experiment import UNVERSIONED
+    from l2v.tools.experiment import suite_version
 
     path = Path(LOG) if LOG else ROOT / "log.jsonl"
     logged = [json.loads(line) for line in path.open()] if path.is_file() else []
-    now = [e for e in logged if e["record"].get("suite_version", UNVERSIONED[SUITE]) == SUITES[SUITE].version]
+    now = [e for e in logged if suite_version(e["record"]) == SUITES[SUITE].version]
     if len(now) < len(logged) and not _SAID:
         _SAID.append(True)  # once a command, not at every read
         print(f"({len(logged) - len(now)} logged record(s) of an older l2v-dev left out)")

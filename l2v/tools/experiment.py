@@ -28,6 +28,11 @@ from ..tokenizer import DEFAULT_MAX_LENGTH, INSTRUCTION_RULE
 UNVERSIONED = {"l2v-dev": 2, "l2v-mini": 2, "l2v-mini-quick": 2, "l2v-mini-smoke": 2}
 
 
+def suite_version(record: dict) -> int | None:
+    """The version of the suite a record was scored on: another version has other tasks or texts."""
+    return record.get("suite_version", UNVERSIONED.get(record.get("suite")))
+
+
 def write_json(path, obj) -> Path:
     return write_atomic(path, json.dumps(obj, indent=2) + "\n")
 
@@ -87,11 +92,9 @@ def stored(row: Row, model_dir, suite: str, autocast: bool, max_length: int, dty
     old = json.loads(Path(row.path).read_text())
     # 'eos' records from before l2v appended EOS lack appends_eos; older ones lack bootstrap intervals.
     # Records made before instructions were tokenised jointly with their text lack instructions="joint".
-    # A record of another version of the suite has other tasks; one that names no version has UNVERSIONED's.
-    version = old.get("suite_version", UNVERSIONED.get(suite))
     stale = ((row.pooling == "eos" and "appends_eos" not in old) or "bootstrap" not in (old.get("tasks") or [{}])[0]
              or old.get("instructions") != INSTRUCTION_RULE
-             or (suite in SUITES and version != SUITES[suite].version))
+             or (suite in SUITES and suite_version(old) != SUITES[suite].version))
     was_autocast = old.get("autocast", old.get("bf16_autocast"))  # records before one name for it said bf16_autocast
     same = ((old.get("model"), old.get("suite"), old.get("causal"), old.get("pooling"), old.get("adapters"),
              old.get("max_length"), old.get("dtype", "float32"), was_autocast, old.get("echo", False))
