@@ -388,8 +388,9 @@ def markdown(logged: list[dict], base: dict, half: str | None):
 
 def halves(args):
     """The two-half check. Choose the best trained configuration by its average on one half (a run of
-    several seeds by their mean), then read every type's difference from Uni + mean and from the untrained
-    Bi + mean on the other half, where no choice was made. A finding counts when it holds there."""
+    several seeds by their mean), then read every type's difference from Uni + mean, the untrained Bi + mean
+    and (once scored) zero-shot Uni + echo mean on the other half, where no choice was made. A finding counts
+    when it holds there."""
     logged = entries()
     last = {(e["name"], e["seed"]): e for e in logged}
     named = {name: e for (name, seed), e in last.items() if seed is None}
